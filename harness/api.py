@@ -1,0 +1,99 @@
+"""The keyword-only Python API that the CLI is a thin layer over."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from harness.batch import BatchItem, BatchReport, Event, run_batch
+from harness.errors import InfraError, SpecError
+from harness.results import SubmissionResult, load_result
+from harness.spec import SPEC_FILE, Assignment, load_assignment
+
+DEFAULT_RESULTS = Path("results")
+
+
+def assignments_root() -> Path:
+    """$HARNESS_ASSIGNMENTS, else ./assignments, else the assignments shipped beside the package."""
+    if env := os.environ.get("HARNESS_ASSIGNMENTS"):
+        return Path(env)
+    local = Path.cwd() / "assignments"
+    return local if local.is_dir() else Path(__file__).resolve().parents[1] / "assignments"
+
+
+def find_assignment(name: str | Path) -> Assignment:
+    """An assignment by name (a folder under the assignments root) or by path to its folder or spec."""
+    path = Path(name)
+    if path.name == SPEC_FILE:
+        path = path.parent
+    if not (path / SPEC_FILE).is_file():
+        path = assignments_root() / str(name)
+    if not (path / SPEC_FILE).is_file():
+        known = ", ".join(a.name for a in sorted(assignments_root().glob(f"*/{SPEC_FILE}"))) or "none"
+        raise SpecError(f"no assignment {str(name)!r}: no {SPEC_FILE} there or under {assignments_root()}; "
+                        f"known: {known}")
+    return load_assignment(path.resolve())
+
+
+def list_assignments() -> list[tuple[Path, Assignment | SpecError]]:
+    """Every assignment folder under the root, loaded or with the error that stops it loading."""
+    found: list[tuple[Path, Assignment | SpecError]] = []
+    for spec in sorted(assignments_root().glob(f"*/{SPEC_FILE}")):
+        try:
+            found.append((spec.parent, load_assignment(spec.parent)))
+        except SpecError as exc:
+            found.append((spec.parent, exc))
+    return found
+
+
+def _default_backend() -> str:
+    from harness.backends import docker_available
+
+    if docker_available():
+        return "docker"
+    raise InfraError("no Docker daemon answers: start one (bash scripts/setup.sh) or choose the weaker "
+                     "process sandbox explicitly with --backend local --allow-weaker-isolation")
+
+
+def grade(assignment: str | Path, submissions: Sequence[str], *, results_dir: Path = DEFAULT_RESULTS,
+          jobs: int = 1, backend: str | None = None, force: bool = False, ref: str | None = None,
+          tracking_uri: str | None = None, log_to_mlflow: bool = True, retries: int = 2,
+          backoff_s: float = 2.0, allow_weaker_isolation: bool = False,
+          on_event: Callable[[Event], None] | None = None) -> BatchReport:
+    """Grade `submissions` (paths, archives, git repos) against `assignment`.
+
+    Each result is saved under `results_dir/<id>/<version>/<submission id>/` as it finishes and,
+    unless `log_to_mlflow` is False, logged as one MLflow run. Raises SpecError for a bad spec,
+    InfraError when the sandbox cannot be prepared; a submission's own problems are results.
+    """
+    loaded = find_assignment(assignment)
+    results_dir = results_dir.resolve()
+    log_result, uri = None, None
+    if log_to_mlflow:
+        from harness.mlflow_sink import MlflowSink, default_tracking_uri
+
+        uri = tracking_uri or default_tracking_uri(results_dir)
+        sink = MlflowSink(tracking_uri=uri)
+
+        def log_result(item: BatchItem) -> str | None:
+            try:
+                return sink.log(item.result, item.folder, replace=force and not item.skipped)
+            except InfraError as exc:  # the JSON result is safe; a re-run logs it
+                item.result.message = f"{item.result.message} [not logged to MLflow: {exc}]"
+                return None
+
+    report = run_batch(assignment=loaded, submissions=list(submissions), results_dir=results_dir, jobs=jobs,
+                       backend=backend or _default_backend(), force=force, ref=ref, retries=retries,
+                       backoff_s=backoff_s, log_result=log_result, on_event=on_event,
+                       backend_options={"acknowledge_weaker_isolation": allow_weaker_isolation})
+    report.tracking_uri = uri
+    return report
+
+
+def results(assignment: str | Path, *, results_dir: Path = DEFAULT_RESULTS) -> list[SubmissionResult]:
+    """What is already graded for the assignment's current version, best total score first."""
+    loaded = find_assignment(assignment)
+    root = results_dir / loaded.spec.id / loaded.spec.version
+    found = [r for folder in sorted(root.glob("*")) if (r := load_result(folder)) is not None]
+    return sorted(found, key=lambda r: (r.total_score is None, -(r.total_score or 0), r.candidate))

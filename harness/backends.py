@@ -1,0 +1,90 @@
+"""Turn a backend name into a ready Runtime: the sandbox, the images, the data, the graders."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+from harness.data import materialize
+from harness.errors import InfraError
+from harness.pipeline import InvalidSubmission, Runtime, build_graders
+from harness.registry import Registry
+from harness.spec import Assignment
+
+T = TypeVar("T")
+BACKENDS: Registry[Callable[..., Runtime]] = Registry("sandbox backend", entry_point_group="harness.backends")
+
+
+def with_retries(fn: Callable[[], T], *, retries: int, backoff_s: float, what: str) -> T:
+    """Call `fn`, retrying InfraError with exponential backoff; re-raise the last one."""
+    for attempt in range(retries + 1):
+        try:
+            return fn()
+        except InfraError:
+            if attempt == retries:
+                raise
+            time.sleep(backoff_s * 2**attempt)
+    raise AssertionError(what)  # unreachable
+
+
+def _run_as() -> tuple[int, int]:
+    # As root, stages run as the image's unprivileged user; otherwise as the caller, so the
+    # caller can clean up what the stage wrote.
+    return (10001, 10001) if os.getuid() == 0 else (os.getuid(), os.getgid())
+
+
+@BACKENDS.register("docker")
+def docker_runtime(assignment: Assignment, *, cache: Path, retries: int, backoff_s: float,
+                   **_: object) -> Runtime:
+    from sandbox.docker import DockerBackend, connect
+    from sandbox.images import RequirementsError, ensure_base_image, ensure_candidate_image, ensure_image
+
+    client = with_retries(connect, retries=retries, backoff_s=backoff_s, what="connect")
+    spec = assignment.spec
+
+    def build():
+        base = ensure_base_image(client, base=spec.image.base, cache_dir=cache / "images")
+        return ensure_image(client, name=spec.id, base=base, packages=spec.image.python_packages,
+                            cache_dir=cache / "images")
+
+    image = with_retries(build, retries=retries, backoff_s=backoff_s, what="image")
+
+    def requirements_image(text: str) -> str:
+        from sandbox.images import parse_requirements
+
+        try:
+            lines = parse_requirements(text)
+            if not lines:
+                return image.tag
+            return ensure_candidate_image(client, parent=image, requirements=lines,
+                                          cache_dir=cache / "images").tag
+        except RequirementsError as exc:
+            raise InvalidSubmission(str(exc)) from None
+
+    return Runtime(backend=DockerBackend(client, run_as=_run_as()),
+                   data=materialize(assignment, cache_root=cache), image=image.tag, image_id=image.id,
+                   requirements_image=requirements_image, graders=build_graders(assignment))
+
+
+@BACKENDS.register("local")
+def local_runtime(assignment: Assignment, *, cache: Path, acknowledge_weaker_isolation: bool = False,
+                  **_: object) -> Runtime:
+    from sandbox.local import LocalBackend
+
+    backend = LocalBackend(acknowledge_weaker_isolation=acknowledge_weaker_isolation)
+    return Runtime(backend=backend, data=materialize(assignment, cache_root=cache),
+                   graders=build_graders(assignment))
+
+
+def docker_available() -> bool:
+    """Whether a Docker daemon answers (the default backend then is docker)."""
+    try:
+        from sandbox.docker import connect
+
+        connect(timeout=5).close()
+        return True
+    except InfraError:
+        return False

@@ -1,0 +1,93 @@
+"""Materialise an assignment's data sets once, cached by the hash of what produces them."""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import importlib.util
+import os
+import shutil
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.errors import InfraError, SpecError
+from harness.spec import Assignment
+
+HIDDEN_DIR = "hidden"
+
+
+@dataclass(frozen=True)
+class DataSets:
+    visible: dict[str, Path]  # may be mounted read-only into stages
+    hidden: dict[str, Path]  # graders only
+    fingerprint: str
+
+
+def _fingerprint(assignment: Assignment) -> str:
+    digest = hashlib.sha256()
+    generator = assignment.spec.data.generator
+    roots = [assignment.path(generator)] if generator else []
+    roots.append(assignment.dir / HIDDEN_DIR)
+    for root in roots:
+        files = sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else [root]
+        for path in files:
+            if path.exists():
+                digest.update(str(path.relative_to(assignment.dir)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def _run_generator(assignment: Assignment, target: Path) -> None:
+    """Import the assignment's generator (trusted code, shipped by the hiring team) and run it."""
+    path = assignment.path(assignment.spec.data.generator or "")
+    module_spec = importlib.util.spec_from_file_location(f"_mlgrade_data_{assignment.spec.id}", path)
+    if module_spec is None or module_spec.loader is None:
+        raise SpecError(f"{path}: cannot load the data generator")
+    module = importlib.util.module_from_spec(module_spec)
+    sys.modules[module_spec.name] = module  # dataclasses in the generator look their module up here
+    module_spec.loader.exec_module(module)
+    materialize = getattr(module, "materialize", None)
+    if not callable(materialize):
+        raise SpecError(f"{path}: data generator must define materialize(root, hidden_dir)")
+    materialize(target, assignment.dir / HIDDEN_DIR)
+
+
+def _publish(tmp: Path) -> None:
+    """Make the data readable by the sandbox user (it runs as another uid)."""
+    for dirpath, _dirs, files in os.walk(tmp):
+        os.chmod(dirpath, 0o755)  # noqa: S103 - read-only data for the sandbox user
+        for name in files:
+            os.chmod(os.path.join(dirpath, name), 0o644)
+
+
+def materialize(assignment: Assignment, *, cache_root: Path) -> DataSets:
+    """Generate (or reuse) the data sets; safe to call from several processes at once."""
+    spec = assignment.spec.data
+    fingerprint = _fingerprint(assignment)
+    root = cache_root / "data" / assignment.spec.id / fingerprint
+    root.parent.mkdir(parents=True, exist_ok=True)
+    with open(root.parent / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not root.is_dir():
+            if spec.generator:
+                tmp = Path(tempfile.mkdtemp(dir=root.parent, prefix=".tmp-"))
+                try:
+                    _run_generator(assignment, tmp)
+                    _publish(tmp)
+                    tmp.rename(root)
+                except OSError as exc:
+                    shutil.rmtree(tmp, ignore_errors=True)
+                    raise InfraError(f"could not generate data for {assignment.key}: {exc}") from exc
+                except BaseException:
+                    shutil.rmtree(tmp, ignore_errors=True)
+                    raise
+            else:
+                root = assignment.dir
+    sets = DataSets(visible={n: root / rel for n, rel in spec.visible.items()},
+                    hidden={n: root / rel for n, rel in spec.hidden.items()}, fingerprint=fingerprint)
+    for name, path in {**sets.visible, **sets.hidden}.items():
+        if not path.is_dir():
+            raise SpecError(f"{assignment.dir / 'assignment.yaml'}: data set {name!r} ({path}) "
+                            "was not produced by the generator")
+    return sets

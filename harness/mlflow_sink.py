@@ -1,0 +1,300 @@
+"""Log a graded SubmissionResult to MLflow as one run. The result folder stays the source of truth.
+
+One experiment per assignment version (`<assignment>@<version>`), one run per submission
+(run name = candidate), identified by the tag `mlgrade.result_key`, so logging is idempotent:
+a finished run with the key is reused, an unfinished one (a process killed mid-log) is deleted
+and logged afresh. The run is marked FINISHED only after everything is logged.
+
+mlflow is imported only when a sink is created (it costs about a second); every MLflow call
+goes through an explicit `MlflowClient(tracking_uri=...)`, never the global fluent state.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import posixpath
+import re
+import shlex
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from harness.errors import InfraError
+from harness.report import render_report
+from harness.results import RESULT_FILE, SubmissionResult
+
+RESULT_KEY_TAG = "mlgrade.result_key"
+NOTE_TAG = "mlflow.note.content"  # MLflow shows this tag as the run's description
+ARTIFACTS_DIR = "mlartifacts"  # next to a sqlite database, so nothing lands in the cwd
+NOTE_CHARS = 5000
+UI_HOST, UI_PORT = "127.0.0.1", 5000
+ARTIFACT_FILES = (RESULT_FILE, "report.md")
+ARTIFACT_DIRS = ("logs", "outputs", "artifacts")
+
+_KEY = re.compile(r"^[A-Za-z0-9_-]{1,128}$")  # result keys are hex; anything else is not quoted in filters
+_BAD_NAME_CHAR = re.compile(r"[^A-Za-z0-9_\-. /]")
+_NAME_CHARS, _VALUE_CHARS, _RUN_NAME_CHARS = 250, 5000, 250
+_MAX_PARAMS, _MAX_ENTITIES = 100, 1000  # MLflow's log_batch limits
+
+
+def default_tracking_uri(results_root: Path) -> str:
+    """`MLFLOW_TRACKING_URI` if set, else a sqlite database in `results_root`."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{results_root.resolve() / 'mlflow.db'}"
+
+
+def artifact_root(tracking_uri: str) -> Path | None:
+    """Where runs' artifacts go for a sqlite store (`<db folder>/mlartifacts`); None for other stores."""
+    if not tracking_uri.startswith("sqlite:///"):
+        return None
+    database = tracking_uri.removeprefix("sqlite:///").split("?", 1)[0]
+    if not database or database == ":memory:":
+        return None
+    return Path(database).resolve().parent / ARTIFACTS_DIR
+
+
+def ui_command(tracking_uri: str, *, port: int = UI_PORT) -> str:
+    """How a reviewer browses the runs: an `mlflow ui` command, or the server's address to open."""
+    if tracking_uri.startswith(("http://", "https://")):
+        return f"open {_redact(tracking_uri)} in a browser"
+    command = ["mlflow", "ui", "--backend-store-uri", tracking_uri]
+    root = artifact_root(tracking_uri)
+    if root is not None:  # where experiments created from the UI keep their artifacts
+        command += ["--artifacts-destination", str(root)]
+    command += ["--host", UI_HOST, "--port", str(port)]
+    return shlex.join(command)
+
+
+def experiment_name(result: SubmissionResult) -> str:
+    return f"{result.assignment}@{result.assignment_version}"
+
+
+class MlflowSink:
+    """Logs results to the MLflow tracking store at `tracking_uri`.
+
+    `artifacts` overrides where new experiments keep artifacts (default: `artifact_root(tracking_uri)`;
+    for an http server, the server decides). Raises InfraError when MLflow cannot be reached.
+    """
+
+    def __init__(self, *, tracking_uri: str, artifacts: Path | None = None) -> None:
+        self.tracking_uri = tracking_uri
+        self.artifacts = artifacts.resolve() if artifacts else artifact_root(tracking_uri)
+        for noisy in ("mlflow", "alembic"):  # schema-migration chatter on a new sqlite store
+            logging.getLogger(noisy).setLevel(logging.WARNING)
+        with self._guard("client setup"):
+            from mlflow import MlflowClient
+
+            self._client = MlflowClient(tracking_uri=tracking_uri)
+
+    def find_run(self, result: SubmissionResult) -> str | None:
+        """The id of the FINISHED run logged for `result.key`, or None. Raises InfraError."""
+        _check_key(result.key)
+        with self._guard("search"):
+            experiment = self._client.get_experiment_by_name(experiment_name(result))
+            if experiment is None or experiment.lifecycle_stage != "active":
+                return None
+            runs = self._runs_with_key(experiment.experiment_id, result.key)
+        return min((r.info.run_id for r in runs if r.info.status == "FINISHED"), default=None)
+
+    def log(self, result: SubmissionResult, folder: Path, *, replace: bool = False) -> str:
+        """Log `result` (and the files of its `folder`) once; return the run id.
+
+        `replace` deletes a finished run with the same key first (for a forced re-grade).
+        Raises ValueError for an ungraded result (infra error, rejected), InfraError when MLflow fails.
+        """
+        if not result.status.graded:
+            raise ValueError(f"{result.submission_id}: {result.status.value} is ungraded; not logged")
+        _check_key(result.key)
+        with self._guard("logging"):
+            experiment_id = self._experiment(result)
+            runs = self._runs_with_key(experiment_id, result.key)
+            finished = [r for r in runs if r.info.status == "FINISHED"]
+            keep = min(finished, key=lambda r: r.info.run_id) if finished and not replace else None
+            for run in runs:  # unfinished runs (killed mid-log) and duplicates from a race
+                if run is not keep:
+                    self._client.delete_run(run.info.run_id)
+            if keep is not None:
+                return keep.info.run_id
+            return self._log_run(experiment_id, result, folder)
+
+    # --- MLflow calls ----------------------------------------------------------------------------
+
+    def _experiment(self, result: SubmissionResult) -> str:
+        from mlflow.exceptions import MlflowException
+
+        name = experiment_name(result)
+        experiment = self._client.get_experiment_by_name(name)
+        if experiment is None:
+            location = None
+            if self.artifacts is not None:
+                location = (self.artifacts / re.sub(r"[^A-Za-z0-9._-]", "_", name)).as_uri()
+            tags = {"mlgrade.assignment": result.assignment, "mlgrade.version": result.assignment_version}
+            try:
+                return self._client.create_experiment(name, artifact_location=location, tags=tags)
+            except MlflowException as exc:
+                if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+                    raise
+            experiment = self._client.get_experiment_by_name(name)  # another process created it first
+            if experiment is None:
+                raise InfraError(f"MLflow experiment {name!r} was reported to exist but cannot be found")
+        if experiment.lifecycle_stage != "active":
+            eid = experiment.experiment_id
+            raise InfraError(f"MLflow experiment {name!r} (id {eid}) is deleted: restore it with `mlflow "
+                             f"experiments restore --experiment-id {eid}` or purge it with `mlflow gc`")
+        return experiment.experiment_id
+
+    def _runs_with_key(self, experiment_id: str, key: str) -> list[Any]:
+        """Active (not deleted) runs carrying `key`, whatever their status."""
+        runs = self._client.search_runs([experiment_id], filter_string=f"tags.`{RESULT_KEY_TAG}` = '{key}'",
+                                        max_results=100)
+        return list(runs)
+
+    def _log_run(self, experiment_id: str, result: SubmissionResult, folder: Path) -> str:
+        start = _epoch_ms(result.started_at)
+        run = self._client.create_run(experiment_id, start_time=start, tags=_tags(result, folder),
+                                      run_name=_one_line(result.candidate, _RUN_NAME_CHARS))
+        run_id = run.info.run_id
+        try:
+            for metrics, params in _batches(_metrics(result, start), _params(result)):
+                self._client.log_batch(run_id, metrics=metrics, params=params, synchronous=True)
+            for path, artifact_path in _artifact_files(folder):
+                self._client.log_artifact(run_id, str(path), artifact_path=artifact_path)
+            self._client.set_terminated(run_id, "FINISHED", end_time=start + round(result.duration_s * 1000))
+        except Exception:
+            with suppress(Exception):  # best effort: the next log deletes the run whatever its status
+                self._client.set_terminated(run_id, "FAILED")
+            raise
+        return run_id
+
+    @contextmanager
+    def _guard(self, action: str) -> Iterator[None]:
+        """Turn MLflow, database and network failures into a one-line InfraError."""
+        failures: tuple[type[BaseException], ...] = (OSError,)
+        try:
+            from mlflow.exceptions import MlflowException
+            from sqlalchemy.exc import SQLAlchemyError
+
+            failures += (MlflowException, SQLAlchemyError)
+            yield
+        except InfraError:
+            raise
+        except failures as exc:
+            message = _one_line(str(exc) or type(exc).__name__, 300)
+            raise InfraError(f"MLflow {action} failed ({_redact(self.tracking_uri)}): {message}") from exc
+        except ImportError as exc:
+            raise InfraError(f"MLflow is not installed ({exc.name}): pip install mlflow==3.17.2") from exc
+
+
+# --- what is logged ------------------------------------------------------------------------------
+
+
+def _params(result: SubmissionResult) -> list[Any]:
+    from mlflow.entities import Param
+
+    values: dict[str, str | None] = {
+        "submission_id": result.submission_id, "content_hash": result.content_hash, "commit": result.commit,
+        "assignment": result.assignment, "assignment_version": result.assignment_version,
+        "harness_version": result.harness_version, "image": result.image, "image_id": result.image_id,
+        "backend": result.backend, "result_key": result.key,
+    }
+    values |= {f"grader_version.{name}": version for name, version in sorted(result.grader_versions.items())}
+    named = {_name(k): _one_line(v, _VALUE_CHARS) for k, v in values.items() if v is not None}
+    return [Param(k, v) for k, v in named.items()]
+
+
+def _metrics(result: SubmissionResult, timestamp: int) -> list[Any]:
+    from mlflow.entities import Metric
+
+    values: dict[str, Any] = {"total_score": result.total_score}
+    for c in result.criteria:
+        values[f"score.{c.name}"] = c.score
+        values |= {f"{c.name}.{metric}": value for metric, value in c.metrics.items()}
+    for s in result.stages:
+        values[f"{s.name}.seconds"] = s.seconds
+        if s.peak_memory_bytes is not None:
+            values[f"{s.name}.peak_memory_mb"] = s.peak_memory_bytes / (1 << 20)
+    finite = {_name(k): float(v) for k, v in values.items()
+              if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)}
+    return [Metric(k, v, timestamp, 0) for k, v in finite.items()]
+
+
+def _tags(result: SubmissionResult, folder: Path) -> dict[str, str]:
+    note = render_report(result, folder)
+    if len(note) > NOTE_CHARS:
+        note = note[: note.rfind("\n", 0, NOTE_CHARS) + 1] + "\n… (truncated: the full report is report.md)\n"
+    return {"candidate": _one_line(result.candidate, _VALUE_CHARS), "status": result.status.value,
+            "submission": _one_line(result.submission, _VALUE_CHARS), RESULT_KEY_TAG: result.key,
+            NOTE_TAG: note}
+
+
+def _batches(metrics: list[Any], params: list[Any]) -> Iterator[tuple[list[Any], list[Any]]]:
+    """Split into log_batch calls within MLflow's limits (one call for a usual result)."""
+    while metrics or params:
+        batch_params, params = params[:_MAX_PARAMS], params[_MAX_PARAMS:]
+        room = _MAX_ENTITIES - len(batch_params)
+        batch_metrics, metrics = metrics[:room], metrics[room:]
+        yield batch_metrics, batch_params
+
+
+def _artifact_files(folder: Path) -> Iterator[tuple[Path, str | None]]:
+    """(file, artifact folder) for the result's files that exist; links are never followed."""
+    for name in ARTIFACT_FILES:
+        path = folder / name
+        if path.is_file() and not path.is_symlink():
+            yield path, None
+    for name in ARTIFACT_DIRS:
+        top = folder / name
+        if not top.is_dir() or top.is_symlink():
+            continue
+        for root, dirs, files in os.walk(top):  # os.walk does not descend into linked folders
+            dirs.sort()
+            for file in sorted(files):
+                path = Path(root, file)
+                if path.is_file() and not path.is_symlink():
+                    yield path, path.parent.relative_to(folder).as_posix()
+
+
+# --- helpers -------------------------------------------------------------------------------------
+
+
+def _name(key: str) -> str:
+    """An MLflow-valid param/metric name: letters, digits, `_ - . / space`, no path tricks."""
+    parts = [p if p not in (".", "..") else "_" for p in _BAD_NAME_CHAR.sub("_", key).split("/") if p]
+    name = "/".join(parts)[:_NAME_CHARS].rstrip("/") or "_"
+    return name if posixpath.normpath(name) == name else name.replace("/", "_")
+
+
+def _one_line(value: str, limit: int) -> str:
+    text = " ".join(value.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _check_key(key: str) -> None:
+    if not _KEY.match(key):
+        raise ValueError(f"result key {key!r} is not a plain token; was result.json edited by hand?")
+
+
+def _epoch_ms(iso: str) -> int:
+    try:
+        moment = datetime.fromisoformat(iso)
+    except ValueError:
+        moment = datetime.now(UTC)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return round(moment.timestamp() * 1000)
+
+
+def _redact(uri: str) -> str:
+    """`uri` without a password, for messages."""
+    parts = urlsplit(uri)
+    if parts.password is None:
+        return uri
+    host = parts.netloc.rsplit("@", 1)[1]
+    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
+
+
+__all__ = ["MlflowSink", "artifact_root", "default_tracking_uri", "experiment_name", "ui_command"]

@@ -1,0 +1,226 @@
+"""Grade one staged submission: run its stages in the sandbox, read outputs back, score them."""
+
+from __future__ import annotations
+
+import math
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from graders import GRADERS, Grader, GradingContext, OutputFile
+from harness import __version__
+from harness.data import DataSets
+from harness.errors import HarnessError, InfraError, SpecError
+from harness.intake import StagedSubmission
+from harness.report import render_report
+from harness.results import (
+    StageRecord,
+    Status,
+    SubmissionResult,
+    now_iso,
+    save_result,
+    total_score,
+    write_atomic,
+)
+from harness.spec import Assignment, StageSpec
+from sandbox import Mount, RunRequest, RunResult, SandboxBackend, StageStatus
+from sandbox._fs import OutputRefused, make_writable_dir, read_bounded
+
+REQUIREMENTS_FILE = "requirements.txt"
+_REQUIREMENTS_MAX = 64 << 10
+
+
+class InvalidSubmission(Exception):
+    """The submission breaks the contract before anything runs (e.g. bad requirements.txt)."""
+
+
+@dataclass
+class Runtime:
+    """What a batch prepares once and every submission shares."""
+
+    backend: SandboxBackend
+    data: DataSets
+    image: str = ""  # assignment image tag ("" for the local backend)
+    image_id: str | None = None
+    #: requirements lines -> image tag; raises InvalidSubmission for the candidate's mistakes
+    requirements_image: Callable[[str], str] | None = None
+    graders: list[Grader] = field(default_factory=list)
+
+
+def build_graders(assignment: Assignment) -> list[Grader]:
+    """Instantiate the spec's graders; SpecError names the grader and the bad argument."""
+    graders = []
+    for index, gspec in enumerate(assignment.spec.graders):
+        cls = GRADERS.get(gspec.grader)
+        try:
+            args = cls.Args.model_validate(gspec.args)
+        except ValidationError as exc:
+            problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+            raise SpecError(f"{assignment.dir / 'assignment.yaml'}: graders.{index}.args "
+                            f"({gspec.name}): {problems}") from None
+        graders.append(cls(name=gspec.name, weight=gspec.weight, args=args))
+    return graders
+
+
+def grader_versions(graders: list[Grader]) -> dict[str, str]:
+    return {g.name: f"{g.grader_name}:{g.version}" for g in graders}
+
+
+@dataclass
+class _Run:
+    """Mutable state of one grading."""
+
+    status: Status = Status.OK
+    message: str = ""
+    stages: list[StageRecord] = field(default_factory=list)
+    outputs: dict[str, OutputFile] = field(default_factory=dict)
+    image: str = ""
+
+
+def grade_submission(*, assignment: Assignment, staged: StagedSubmission, runtime: Runtime,
+                     key: str, submission_id: str, result_dir: Path, scratch: Path) -> SubmissionResult:
+    """Run and score one submission; write result.json (last) and report.md into `result_dir`.
+
+    Candidate failures become statuses. Raises InfraError when the harness itself fails.
+    """
+    started, t0 = now_iso(), time.monotonic()
+    shutil.rmtree(result_dir, ignore_errors=True)  # a half-written folder from a killed run
+    (result_dir / "logs").mkdir(parents=True)
+    run = _Run(image=runtime.image)
+    try:
+        _check_contract(assignment, staged, runtime, run)
+        if run.status is Status.OK:
+            _run_stages(assignment, staged, runtime, run, result_dir, scratch)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    criteria = _score(assignment, staged, runtime, run, result_dir)
+    result = SubmissionResult(
+        key=key, assignment=assignment.spec.id, assignment_version=assignment.spec.version,
+        submission=staged.source, submission_id=submission_id, candidate=staged.candidate,
+        content_hash=staged.content_hash, commit=staged.commit, status=run.status,
+        total_score=total_score(criteria), message=run.message, criteria=criteria,
+        stages=run.stages, harness_version=__version__, backend=runtime.backend.name,
+        image=run.image or None, image_id=runtime.image_id, grader_versions=grader_versions(runtime.graders),
+        started_at=started, duration_s=round(time.monotonic() - t0, 3),
+        artifacts=_artifacts(result_dir),
+    )
+    result.artifacts["report"] = "report.md"
+    write_atomic(result_dir / "report.md", render_report(result, folder=result_dir))
+    save_result(result, result_dir)
+    return result
+
+
+def _check_contract(assignment: Assignment, staged: StagedSubmission, runtime: Runtime, run: _Run) -> None:
+    missing = [f for f in assignment.spec.required_files if not (staged.path / f).is_file()]
+    if missing:
+        run.status, run.message = Status.INVALID, f"required files missing: {', '.join(missing)}"
+        return
+    requirements = staged.path / REQUIREMENTS_FILE
+    if not (assignment.spec.image.candidate_requirements and requirements.exists()):
+        return
+    if runtime.requirements_image is None:
+        run.message = "requirements.txt ignored: this backend runs with the host's Python packages"
+        return
+    try:
+        text = read_bounded(requirements, _REQUIREMENTS_MAX).decode("utf-8")
+        run.image = runtime.requirements_image(text)
+    except (OutputRefused, UnicodeDecodeError) as exc:
+        run.status, run.message = Status.INVALID, f"requirements.txt unreadable: {exc}"
+    except InvalidSubmission as exc:
+        run.status, run.message = Status.INVALID, f"requirements.txt: {exc}"
+
+
+def _stage_request(assignment: Assignment, stage: StageSpec, *, staged: StagedSubmission, runtime: Runtime,
+                   image: str, workspace: Path, output: Path) -> RunRequest:
+    mounts = [Mount(staged.path, "/submission"), Mount(workspace, "/workspace", read_only=False),
+              Mount(output, "/output", read_only=False)]
+    mounts += [Mount(runtime.data.visible[name], f"/data/{name}") for name in stage.data]
+    threads = str(max(1, math.floor(assignment.spec.limits.cpus)))
+    env = (("OMP_NUM_THREADS", threads), ("OPENBLAS_NUM_THREADS", threads), ("MKL_NUM_THREADS", threads),
+           ("MLGRADE_STAGE", stage.name))
+    return RunRequest(name=stage.name, command=stage.command, image=image, mounts=tuple(mounts),
+                      limits=assignment.spec.stage_limits(stage), env=env, workdir="/submission",
+                      labels=(("mlgrade.assignment", assignment.key),))
+
+
+def _run_stages(assignment: Assignment, staged: StagedSubmission, runtime: Runtime, run: _Run,
+                result_dir: Path, scratch: Path) -> None:
+    uid, gid = runtime.backend.run_as
+    scratch.mkdir(parents=True, exist_ok=True)
+    scratch.chmod(0o755)
+    workspace = scratch / "workspace"
+    make_writable_dir(workspace, uid, gid)
+    for stage in assignment.spec.stages:
+        output = scratch / f"output-{stage.name}"
+        make_writable_dir(output, uid, gid)
+        request = _stage_request(assignment, stage, staged=staged, runtime=runtime,
+                                 image=run.image or runtime.image, workspace=workspace, output=output)
+        outcome = runtime.backend.run(request)
+        run.stages.append(_record(stage.name, outcome, result_dir))
+        if outcome.status is not StageStatus.OK:
+            run.status = Status(outcome.status.value)
+            run.message = f"stage {stage.name}: {outcome.status.value}: {outcome.detail}".rstrip(": ")
+            return
+        _collect_outputs(stage, output, result_dir, run)
+
+
+def _record(name: str, outcome: RunResult, result_dir: Path) -> StageRecord:
+    log_file = f"logs/{name}.log"
+    (result_dir / log_file).write_text(outcome.log, encoding="utf-8", errors="replace")
+    return StageRecord(name=name, status=outcome.status.value, exit_code=outcome.exit_code,
+                       seconds=round(outcome.seconds, 3), peak_memory_bytes=outcome.peak_memory_bytes,
+                       log_file=log_file, log_truncated=outcome.log_truncated, detail=outcome.detail)
+
+
+def _collect_outputs(stage: StageSpec, output: Path, result_dir: Path, run: _Run) -> None:
+    """Copy each declared output out of the stage's folder: bounded, no links, regular files only."""
+    for name, cap in stage.outputs.items():
+        try:
+            data = read_bounded(output / name, cap)
+        except OutputRefused as exc:
+            run.outputs[name] = OutputFile(name=name, path=None, problem=f"{name}: {exc.reason}")
+            continue
+        target = result_dir / "outputs" / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
+        run.outputs[name] = OutputFile(name=name, path=target)
+
+
+def _score(assignment: Assignment, staged: StagedSubmission, runtime: Runtime, run: _Run,
+           result_dir: Path) -> list:
+    declared = {n for s in assignment.spec.stages for n in s.outputs}
+    outputs = {n: run.outputs.get(n) or OutputFile(n, None, _why_missing(run)) for n in declared}
+    criteria = []
+    for grader in runtime.graders:
+        artifacts = result_dir / "artifacts" / grader.name
+        artifacts.mkdir(parents=True, exist_ok=True)
+        ctx = GradingContext(submission_dir=staged.path, outputs=outputs, hidden=runtime.data.hidden,
+                             visible=runtime.data.visible, assignment_dir=assignment.dir,
+                             artifacts_dir=artifacts, stage_statuses={s.name: s.status for s in run.stages},
+                             stages=tuple(s.name for s in assignment.spec.stages))
+        try:
+            criteria.append(grader.grade(ctx))
+        except HarnessError:
+            raise
+        except Exception as exc:  # a grader bug is the harness's failure, never the candidate's zero
+            raise InfraError(f"grader {grader.name!r} crashed: {exc.__class__.__name__}: {exc}") from exc
+    return criteria
+
+
+def _why_missing(run: _Run) -> str:
+    if run.status is Status.OK:
+        return "not written by the submission"
+    return f"not produced: {run.message}"
+
+
+def _artifacts(result_dir: Path) -> dict[str, str]:
+    found = {}
+    for path in sorted(result_dir.rglob("*")):
+        if path.is_file() and path.name != "result.json":
+            rel = path.relative_to(result_dir).as_posix()
+            found[rel] = rel
+    return found

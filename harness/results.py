@@ -1,0 +1,136 @@
+"""The result of grading one submission: the JSON on disk that everything else is fed from."""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import json
+import os
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from graders._base import CriterionResult
+
+RESULT_FILE = "result.json"
+
+
+class Status(enum.StrEnum):
+    OK = "ok"  # every stage ran; graded
+    ERROR = "error"  # a stage exited non-zero; graded (what could be)
+    TIMEOUT = "timeout"
+    OOM = "oom"
+    OUTPUT_LIMIT = "output_limit"
+    DISK_LIMIT = "disk_limit"
+    INVALID = "invalid_submission"  # required files missing, bad requirements: graded zero, nothing run
+    INFRA_ERROR = "infra_error"  # the harness failed: ungraded (total_score null), retried on resume
+    REJECTED = "rejected"  # could not be taken in (corrupt/unsafe archive, missing path): ungraded
+
+    @property
+    def graded(self) -> bool:
+        return self not in (Status.INFRA_ERROR, Status.REJECTED)
+
+
+class StageRecord(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    status: str
+    exit_code: int | None = None
+    seconds: float = 0.0
+    peak_memory_bytes: int | None = None
+    log_file: str | None = None  # relative to the result folder
+    log_truncated: bool = False
+    detail: str = ""
+
+
+class SubmissionResult(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    schema_version: int = 1
+    key: str  # idempotency key: assignment, version, content hash, grader versions
+    assignment: str
+    assignment_version: str
+    submission: str  # the source as given on the command line
+    submission_id: str
+    candidate: str
+    content_hash: str | None = None
+    commit: str | None = None
+    status: Status
+    total_score: float | None = Field(default=None, ge=0, le=100)
+    message: str = ""
+    criteria: list[CriterionResult] = Field(default_factory=list)
+    stages: list[StageRecord] = Field(default_factory=list)
+    harness_version: str
+    backend: str | None = None
+    image: str | None = None
+    image_id: str | None = None
+    grader_versions: dict[str, str] = Field(default_factory=dict)
+    started_at: str = Field(default_factory=lambda: now_iso())
+    duration_s: float = 0.0
+    attempts: int = 1
+    artifacts: dict[str, str] = Field(default_factory=dict)  # name -> path relative to the result folder
+
+    def summary_line(self) -> dict:
+        """The `--json` line: what a script consuming results needs."""
+        return {
+            "submission": self.submission,
+            "submission_id": self.submission_id,
+            "candidate": self.candidate,
+            "status": self.status.value,
+            "total_score": self.total_score,
+            "message": self.message,
+            "criteria": {c.name: {"score": c.score, "weight": c.weight, "metrics": c.metrics}
+                         for c in self.criteria},
+            "key": self.key,
+        }
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def result_key(*, assignment: str, version: str, content_hash: str, grader_versions: dict[str, str]) -> str:
+    """Same inputs, same key: a result with this key needs no re-grading."""
+    blob = json.dumps([assignment, version, content_hash, sorted(grader_versions.items())])
+    return hashlib.sha256(blob.encode()).hexdigest()[:32]
+
+
+def total_score(criteria: list[CriterionResult]) -> float:
+    """Weighted mean of criterion scores, on 0-100."""
+    weight = sum(c.weight for c in criteria)
+    if weight <= 0:
+        return 0.0
+    return round(100.0 * sum(c.score * c.weight for c in criteria) / weight, 2)
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write `text` so that readers see the old file or the whole new one, even after SIGKILL."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_result(result: SubmissionResult, folder: Path) -> Path:
+    path = folder / RESULT_FILE
+    write_atomic(path, result.model_dump_json(indent=2))
+    return path
+
+
+def load_result(folder: Path) -> SubmissionResult | None:
+    """The result in `folder`, or None if absent or unreadable (a torn write is treated as absent)."""
+    path = folder / RESULT_FILE
+    try:
+        return SubmissionResult.model_validate_json(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None

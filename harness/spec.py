@@ -1,0 +1,221 @@
+"""Assignment specs: versioned YAML, validated strictly, with errors that name file and field."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from harness.errors import SpecError
+from sandbox import Limits
+
+SPEC_FILE = "assignment.yaml"
+SCHEMA_VERSION = 1
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?\s*$", re.IGNORECASE)
+_NAME = r"^[a-z][a-z0-9_-]{0,62}$"
+
+
+def parse_size(value: Any) -> int:
+    """'512m', '2g', '1.5GiB', 1048576 -> bytes (binary units)."""
+    if isinstance(value, bool):
+        raise ValueError("a size is a number of bytes or a string such as '512m'")
+    if isinstance(value, int):
+        return value
+    match = _SIZE.match(str(value))
+    if not match:
+        raise ValueError(f"{value!r} is not a size; write bytes or e.g. '512m', '2g'")
+    number, unit = float(match[1]), match[2].lower()
+    return int(number * (1 << (10 * " kmgt".index(unit or " "))))
+
+
+Size = Annotated[int, BeforeValidator(parse_size), Field(gt=0)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
+
+
+class ImageSpec(_Strict):
+    base: str = "auto"  # auto | debian | python:3.11-slim | any image already present locally
+    python_packages: tuple[str, ...] = ()
+    candidate_requirements: bool = True  # install the submission's requirements.txt (binary wheels only)
+
+
+class LimitsSpec(_Strict):
+    cpus: float = Field(1.0, gt=0, le=64)
+    memory: Size = 1 << 30
+    pids: int = Field(256, ge=8, le=32768)
+    output: Size = 1 << 20
+    tmpfs: Size = 256 << 20
+    disk: Size = 1 << 30
+
+
+class DataSpec(_Strict):
+    generator: str | None = None  # file in the assignment folder defining materialize(root, hidden_dir)
+    visible: dict[str, str] = Field(default_factory=dict)  # name -> subfolder; mountable at /data/<name>
+    hidden: dict[str, str] = Field(default_factory=dict)  # name -> subfolder; graders only
+
+    @model_validator(mode="after")
+    def _disjoint(self) -> DataSpec:
+        for hname, hpath in self.hidden.items():
+            for vname, vpath in self.visible.items():
+                h, v = Path(hpath), Path(vpath)
+                if h == v or v in h.parents or h in v.parents:
+                    raise ValueError(f"hidden data {hname!r} ({hpath}) overlaps visible data "
+                                     f"{vname!r} ({vpath}); hidden data must never be mounted")
+        return self
+
+
+class StageSpec(_Strict):
+    name: Annotated[str, Field(pattern=_NAME)]
+    command: tuple[str, ...] = Field(min_length=1)
+    timeout: float = Field(gt=0, le=24 * 3600)  # wall seconds
+    data: tuple[str, ...] = ()  # visible data sets mounted read-only at /data/<name>
+    outputs: dict[str, Size] = Field(default_factory=dict)  # file in /output -> max bytes read back
+
+    @field_validator("command", mode="before")
+    @classmethod
+    def _split(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            raise ValueError("give the command as a list of arguments, e.g. [python, train.py]")
+        return v
+
+
+class GraderSpec(_Strict):
+    name: Annotated[str, Field(pattern=_NAME)]  # criterion name
+    grader: str  # registered grader
+    weight: float = Field(gt=0)
+    args: dict[str, Any] = Field(default_factory=dict)
+
+
+class AssignmentSpec(_Strict):
+    schema_version: Literal[1]
+    id: Annotated[str, Field(pattern=_NAME)]
+    version: Annotated[str, Field(pattern=r"^\d+(\.\d+){0,2}$")]
+    title: str = Field(min_length=1)
+    brief: str  # markdown file, relative to the assignment folder
+    starter: str | None = None  # starter kit folder
+    image: ImageSpec = ImageSpec()
+    limits: LimitsSpec = LimitsSpec()
+    data: DataSpec = DataSpec()
+    required_files: tuple[str, ...] = ()
+    stages: tuple[StageSpec, ...] = Field(min_length=1)
+    graders: tuple[GraderSpec, ...] = Field(min_length=1)
+
+    @field_validator("version", mode="before")
+    @classmethod
+    def _version_is_text(cls, v: Any) -> Any:
+        if not isinstance(v, str):  # YAML turns 1.10 into 1.1: insist on quotes
+            raise ValueError(f"write the version as a quoted string, e.g. \"{v}\" (YAML reads 1.10 as 1.1)")
+        return v
+
+    @model_validator(mode="after")
+    def _references(self) -> AssignmentSpec:
+        names = [s.name for s in self.stages]
+        if len(set(names)) != len(names):
+            raise ValueError(f"stage names repeat: {names}")
+        for stage in self.stages:
+            unknown = set(stage.data) - set(self.data.visible)
+            if unknown:
+                hint = " (hidden data can never be mounted)" if unknown & set(self.data.hidden) else ""
+                raise ValueError(f"stage {stage.name!r} mounts unknown data {sorted(unknown)}{hint}; "
+                                 f"visible data sets: {sorted(self.data.visible)}")
+        criteria = [g.name for g in self.graders]
+        if len(set(criteria)) != len(criteria):
+            raise ValueError(f"grader names repeat: {criteria}")
+        return self
+
+    def stage_limits(self, stage: StageSpec) -> Limits:
+        lim = self.limits
+        return Limits(cpus=lim.cpus, memory_bytes=lim.memory, pids=lim.pids, timeout_s=stage.timeout,
+                      output_bytes=lim.output, tmpfs_bytes=lim.tmpfs, disk_bytes=lim.disk)
+
+
+class Assignment:
+    """A loaded spec plus the folder it lives in."""
+
+    def __init__(self, spec: AssignmentSpec, directory: Path) -> None:
+        self.spec = spec
+        self.dir = directory
+
+    @property
+    def key(self) -> str:
+        return f"{self.spec.id}@{self.spec.version}"
+
+    def path(self, relative: str) -> Path:
+        return self.dir / relative
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that refuses duplicate keys instead of keeping the last one."""
+
+
+def _no_duplicates(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    seen: set = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
+        seen.add(key)
+    return yaml.SafeLoader.construct_mapping(loader, node, deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _no_duplicates)
+
+
+def _format_error(path: Path, err: ValidationError) -> str:
+    lines = [f"{path}: invalid assignment spec"]
+    for e in err.errors():
+        field = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        lines.append(f"  {field}: {e['msg']}")
+    return "\n".join(lines)
+
+
+def load_spec(path: Path) -> AssignmentSpec:
+    """Parse and validate one assignment.yaml. Raises SpecError naming the file and field."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SpecError(f"{path}: cannot read spec ({exc.strerror})") from None
+    try:
+        raw = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as exc:
+        raise SpecError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise SpecError(f"{path}: the spec must be a YAML mapping")
+    try:
+        return AssignmentSpec.model_validate(raw)
+    except ValidationError as exc:
+        raise SpecError(_format_error(path, exc)) from None
+
+
+def _check_files(spec: AssignmentSpec, directory: Path, path: Path) -> None:
+    root = directory.resolve()
+    refs = {"brief": spec.brief, "starter": spec.starter, "data.generator": spec.data.generator}
+    for field_name, rel in refs.items():
+        if rel is None:
+            continue
+        target = (directory / rel).resolve()
+        if root not in target.parents or not target.exists():
+            raise SpecError(f"{path}: {field_name}: {rel!r} does not exist inside {directory}")
+
+
+def load_assignment(directory: Path) -> Assignment:
+    """Load `<directory>/assignment.yaml` and check the files it names exist."""
+    path = directory / SPEC_FILE
+    spec = load_spec(path)
+    if spec.id != directory.name:
+        raise SpecError(f"{path}: id: {spec.id!r} must match its folder name {directory.name!r}")
+    _check_files(spec, directory, path)
+    return Assignment(spec, directory)

@@ -1,0 +1,85 @@
+"""The sandbox interface: run one stage command under limits, with explicit mounts.
+
+A backend runs each stage in a fresh, isolated process tree. What a stage may see is
+exactly its mounts; what comes back is a `RunResult` (status, exit code, capped logs,
+timing, peak memory). Files the stage wrote are read afterwards on the host with
+`sandbox.read_bounded`, never by following anything the candidate created.
+"""
+
+from __future__ import annotations
+
+import enum
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+class StageStatus(enum.StrEnum):
+    OK = "ok"
+    ERROR = "error"  # non-zero exit
+    TIMEOUT = "timeout"  # wall-clock limit hit; killed
+    OOM = "oom"  # memory limit hit; killed
+    OUTPUT_LIMIT = "output_limit"  # stdout+stderr over the cap; killed
+    DISK_LIMIT = "disk_limit"  # wrote more than the disk cap to its writable mounts; killed
+
+
+@dataclass(frozen=True)
+class Limits:
+    cpus: float = 1.0
+    memory_bytes: int = 1 << 30
+    pids: int = 256
+    timeout_s: float = 600.0
+    output_bytes: int = 1 << 20  # stdout + stderr kept and allowed
+    tmpfs_bytes: int = 256 << 20  # /tmp
+    disk_bytes: int = 1 << 30  # all writable mounts together
+
+
+@dataclass(frozen=True)
+class Mount:
+    source: Path  # host path (a directory)
+    target: str  # absolute path inside the sandbox
+    read_only: bool = True
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    name: str  # stage name, for logs and container names
+    command: tuple[str, ...]
+    image: str  # image reference (docker) or ignored (local)
+    mounts: tuple[Mount, ...] = ()
+    limits: Limits = field(default_factory=Limits)
+    env: tuple[tuple[str, str], ...] = ()  # the only environment the stage gets
+    workdir: str = "/submission"
+    labels: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class RunResult:
+    status: StageStatus
+    exit_code: int | None
+    seconds: float
+    log: str  # stdout and stderr interleaved, capped at limits.output_bytes
+    log_truncated: bool = False
+    peak_memory_bytes: int | None = None
+    detail: str = ""  # a short human explanation of a non-ok status
+
+
+class SandboxBackend(ABC):
+    """A way to run stages. Implementations: `docker` (default), `local` (bubblewrap, opt-in)."""
+
+    name: str = ""
+    #: uid:gid the stage runs as; writable host mounts must be writable by it
+    run_as: tuple[int, int] = (10001, 10001)
+
+    @abstractmethod
+    def run(self, request: RunRequest) -> RunResult:
+        """Run one stage to completion. Candidate failures are statuses, not exceptions.
+
+        Raises InfraError when the backend itself fails (daemon gone, image missing).
+        """
+
+    def cancel_all(self) -> None:  # noqa: B027 - optional hook
+        """Kill and remove everything still running (Ctrl-C, shutdown)."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release resources."""

@@ -1,0 +1,239 @@
+"""The Docker backend: one fresh, locked-down container per stage, removed in every path."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import docker
+import docker.errors
+import requests.exceptions
+from docker.types import LogConfig, Ulimit
+from docker.types import Mount as DockerMount
+
+from harness.errors import InfraError
+from sandbox._base import RunRequest, RunResult, SandboxBackend, StageStatus
+from sandbox._fs import tree_size
+
+_DOCKER_FAILURES = (docker.errors.DockerException, requests.exceptions.RequestException, ConnectionError)
+_POLL_S = 0.2
+_DISK_POLL_S = 1.0
+_CGROUP_PEAK_FILES = (  # cgroup v1, then the two usual v2 layouts
+    "/sys/fs/cgroup/memory/docker/{id}/memory.max_usage_in_bytes",
+    "/sys/fs/cgroup/system.slice/docker-{id}.scope/memory.peak",
+    "/sys/fs/cgroup/docker/{id}/memory.peak",
+)
+
+
+_OWNER = f"{socket.gethostname()}:{os.getpid()}"
+
+
+def reap_orphans(client: docker.DockerClient) -> int:
+    """Remove stage containers left by a harness process on this host that no longer exists (SIGKILL)."""
+    removed = 0
+    for container in client.containers.list(all=True, filters={"label": "mlgrade=stage"}):
+        host, _, pid = container.labels.get("mlgrade.owner", "").rpartition(":")
+        if host != socket.gethostname() or not pid.isdigit() or _alive(int(pid)):
+            continue
+        try:
+            container.remove(force=True, v=True)
+            removed += 1
+        except docker.errors.NotFound:
+            pass
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def connect(timeout: int = 60) -> docker.DockerClient:
+    """A client for the local daemon; InfraError (with the fix) if none answers."""
+    try:
+        client = docker.from_env(timeout=timeout)
+        client.ping()
+    except _DOCKER_FAILURES as exc:
+        raise InfraError(f"no Docker daemon answers ({exc.__class__.__name__}); start one "
+                         "(see README: scripts/setup.sh) or use --backend local") from None
+    return client
+
+
+class _Watchdog(threading.Thread):
+    """Kills the container at the deadline or when its writable mounts outgrow the disk cap."""
+
+    def __init__(self, container, request: RunRequest) -> None:
+        super().__init__(daemon=True, name=f"watchdog-{request.name}")
+        self.container = container
+        self.request = request
+        self.deadline = time.monotonic() + request.limits.timeout_s
+        self.reason: StageStatus | None = None
+        self.detail = ""
+        self.peak_memory: int | None = None
+        self.done = threading.Event()
+        self._writable = [m.source for m in request.mounts if not m.read_only]
+
+    def kill(self, reason: StageStatus, detail: str) -> None:
+        if self.reason is None:
+            self.reason, self.detail = reason, detail
+        try:
+            self.container.kill()
+        except _DOCKER_FAILURES:
+            pass  # already gone
+
+    def run(self) -> None:
+        next_disk = 0.0
+        self._sample_memory()
+        while not self.done.wait(min(_POLL_S, max(0.0, self.deadline - time.monotonic()))):
+            now = time.monotonic()
+            self._sample_memory()
+            if now >= self.deadline:
+                self.kill(StageStatus.TIMEOUT, f"killed after the {self.request.limits.timeout_s:g} s limit")
+                return
+            if self._writable and now >= next_disk:
+                next_disk = now + _DISK_POLL_S
+                used, _ = tree_size(self._writable)
+                if used > self.request.limits.disk_bytes:
+                    cap = self.request.limits.disk_bytes
+                    self.kill(StageStatus.DISK_LIMIT, f"wrote {used} bytes, over the {cap} byte disk limit")
+                    return
+
+    def _sample_memory(self) -> None:
+        for pattern in _CGROUP_PEAK_FILES:
+            try:
+                value = int(Path(pattern.format(id=self.container.id)).read_text())
+            except (OSError, ValueError):
+                continue
+            self.peak_memory = max(self.peak_memory or 0, value)
+            return
+
+
+class DockerBackend(SandboxBackend):
+    """Deny by default: no network, capped memory (= memory+swap), CPU, pids, output, disk, time."""
+
+    name = "docker"
+
+    def __init__(self, client: docker.DockerClient | None = None, *,
+                 run_as: tuple[int, int] = (10001, 10001)) -> None:
+        self.client = client or connect()
+        self.run_as = run_as
+        try:
+            reap_orphans(self.client)
+        except _DOCKER_FAILURES as exc:
+            raise InfraError(f"docker could not list containers: {exc}") from None
+        self._live: dict[str, object] = {}
+        self._lock = threading.Lock()
+
+    def _create(self, request: RunRequest):
+        lim = request.limits
+        return self.client.containers.create(
+            image=request.image, command=list(request.command),
+            name=f"mlgrade-{request.name}-{uuid.uuid4().hex[:10]}",
+            user=f"{self.run_as[0]}:{self.run_as[1]}", working_dir=request.workdir,
+            environment=dict(request.env),
+            labels={"mlgrade": "stage", "mlgrade.owner": _OWNER, **dict(request.labels)},
+            network_mode="none", mem_limit=lim.memory_bytes, memswap_limit=lim.memory_bytes,
+            nano_cpus=int(lim.cpus * 1e9), pids_limit=lim.pids, read_only=True,
+            tmpfs={"/tmp": f"rw,nosuid,nodev,size={lim.tmpfs_bytes},mode=1777"},  # noqa: S108 - in the container
+            cap_drop=["ALL"], security_opt=["no-new-privileges"], ipc_mode="private",
+            ulimits=[Ulimit(name="core", soft=0, hard=0), Ulimit(name="nofile", soft=4096, hard=4096)],
+            mounts=[DockerMount(target=m.target, source=str(m.source), type="bind", read_only=m.read_only)
+                    for m in request.mounts],
+            log_config=LogConfig(type="none"), stdin_open=False, tty=False, detach=True,
+        )
+
+    def run(self, request: RunRequest) -> RunResult:
+        started = time.monotonic()
+        try:
+            container = self._create(request)
+        except docker.errors.ImageNotFound:
+            raise InfraError(f"image {request.image!r} is not present; build it first") from None
+        except _DOCKER_FAILURES as exc:
+            raise InfraError(f"docker could not create the {request.name} container: {exc}") from None
+        with self._lock:
+            self._live[container.id] = container
+        try:
+            return self._supervise(container, request, started)
+        except _DOCKER_FAILURES as exc:
+            raise InfraError(f"docker failed while running stage {request.name}: {exc}") from None
+        finally:
+            self._remove(container)
+
+    def _supervise(self, container, request: RunRequest, started: float) -> RunResult:
+        # Attach before start so no early output is lost; the log driver is "none", so the
+        # daemon keeps nothing on the host's disk and a flood blocks on us, not on the disk.
+        stream = self.client.api.attach(container.id, stdout=True, stderr=True, stream=True, logs=False)
+        container.start()
+        watchdog = _Watchdog(container, request)
+        watchdog.start()
+        log, truncated = self._read_capped(stream, request.limits.output_bytes, watchdog)
+        state = self._wait(container)
+        watchdog.done.set()
+        watchdog.join()
+        seconds = time.monotonic() - started
+        status, detail = _classify(state, watchdog)
+        return RunResult(status=status, exit_code=state.get("ExitCode"), seconds=seconds,
+                         log=log.decode("utf-8", errors="replace"), log_truncated=truncated,
+                         peak_memory_bytes=watchdog.peak_memory, detail=detail)
+
+    @staticmethod
+    def _read_capped(stream, cap: int, watchdog: _Watchdog) -> tuple[bytes, bool]:
+        kept, size, truncated = bytearray(), 0, False
+        for chunk in stream:  # after a kill, keep draining: the daemon holds the exit until we do
+            if not truncated and size + len(chunk) > cap:
+                kept += chunk[: cap - size]
+                truncated = True
+                # Kill from another thread: the daemon completes a kill only once this
+                # stream is drained, so killing here, without reading on, would deadlock.
+                threading.Thread(target=watchdog.kill, daemon=True, args=(
+                    StageStatus.OUTPUT_LIMIT, f"wrote more than the {cap} byte output limit")).start()
+            elif not truncated:
+                kept += chunk
+                size += len(chunk)
+        return bytes(kept), truncated
+
+    @staticmethod
+    def _wait(container) -> dict:
+        container.wait(timeout=30)
+        container.reload()
+        return container.attrs["State"]
+
+    def _remove(self, container) -> None:
+        with self._lock:
+            self._live.pop(container.id, None)
+        try:
+            container.remove(force=True, v=True)
+        except docker.errors.NotFound:
+            pass
+        except _DOCKER_FAILURES:
+            pass  # best effort: `harness clean` removes leftovers labelled mlgrade=stage
+
+    def cancel_all(self) -> None:
+        with self._lock:
+            live = list(self._live.values())
+        for container in live:
+            self._remove(container)
+
+    def close(self) -> None:
+        self.cancel_all()
+        self.client.close()
+
+
+def _classify(state: dict, watchdog: _Watchdog) -> tuple[StageStatus, str]:
+    code = state.get("ExitCode")
+    if watchdog.reason is not None:
+        return watchdog.reason, watchdog.detail
+    if state.get("OOMKilled") and code != 0:
+        return StageStatus.OOM, "killed by the kernel: over the memory limit"
+    if code == 0:
+        return StageStatus.OK, ""
+    return StageStatus.ERROR, f"exited with code {code}"

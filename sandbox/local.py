@@ -1,0 +1,373 @@
+"""The local backend: stages in a bubblewrap sandbox with rlimits, for machines without Docker.
+
+Isolation is weaker than the Docker backend's, so it must be asked for explicitly. What a
+stage sees is the same (see `sandbox._bwrap`: its mounts, read-only system dirs and the
+host interpreter, private /tmp, no network, no host environment, a non-root uid), but the
+limits are per-process rlimits rather than cgroups:
+
+- memory: RLIMIT_AS (address space, per process). Threaded libraries reserve address space
+  they never touch, so a stage can fail here under a limit Docker would let it pass.
+- pids: RLIMIT_NPROC, best effort. Running as root, it counts every process of the sandbox
+  uid on the host, including other stages and containers that run as the same uid.
+- disk: RLIMIT_FSIZE caps any single file; a watchdog adds up the writable mounts and kills
+  the stage once they hold more than `disk_bytes` (or more than `_MAX_ENTRIES` entries).
+- cpus: not enforced; there is no seccomp filter either.
+- peak memory: the largest RSS of any one sandbox process (Docker reports the cgroup total).
+- OOM is a heuristic: an RLIMIT_AS failure is an ordinary error to the process, so a stage
+  that exits non-zero with "MemoryError" (or "std::bad_alloc") near the end of its log, or
+  dies of SIGKILL or SIGSEGV that the harness did not send, is reported as OOM.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+from harness.errors import HarnessError, InfraError
+from sandbox._base import RunRequest, RunResult, SandboxBackend, StageStatus
+from sandbox._bwrap import (
+    SANDBOX_GID,
+    SANDBOX_UID,
+    TMP,
+    Layout,
+    bwrap_argv,
+    check_target,
+    etc_data,
+    is_system_path,
+)
+from sandbox._fs import tree_size
+
+WEAKER_ISOLATION = (
+    "the local backend isolates stages with bubblewrap and rlimits, which is weaker than Docker "
+    "(no cgroup limits on memory, pids or CPU; same kernel and interpreter as the host)"
+)
+_TICK_S = 0.1
+_INFO_TIMEOUT_S = 30.0  # bwrap reports its child's pid right after clone()
+_DISK_MIN_INTERVAL_S = 0.25
+_KILL_GRACE_S = 10.0  # after a kill, how long to wait for the output pipe to close
+_MAX_ENTRIES = 200_000
+_READ_CHUNK = 1 << 16
+_OOM_MARKERS = (b"MemoryError", b"std::bad_alloc")
+_OOM_SIGNALS = (signal.SIGKILL, signal.SIGSEGV)
+_LOG_TAIL = 4096
+_SHOW_PREFIXES = """\
+import sys
+for prefix in (sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix):
+    print(prefix)
+"""
+
+
+def _find_bwrap() -> str | None:
+    return shutil.which("bwrap")
+
+
+@dataclass(eq=False)
+class _Stage:
+    """One running sandbox: its process, deadline, and why (if at all) the harness killed it."""
+
+    proc: subprocess.Popen
+    request: RunRequest
+    started: float
+    reason: StageStatus | None = None
+    detail: str = ""
+    cancelled: bool = False
+    killed_at: float | None = None
+    reaped: bool = False
+    pidfd: int | None = None  # the sandbox's pid 1, as bwrap reported it
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def deadline(self) -> float:
+        return self.started + self.request.limits.timeout_s
+
+    def kill(self, reason: StageStatus | None, detail: str) -> None:
+        """SIGKILL the stage's pid 1 (which takes its whole pid namespace) and bwrap itself."""
+        with self.lock:
+            if self.killed_at is None:
+                self.reason, self.detail, self.killed_at = reason, detail, time.monotonic()
+            if self.pidfd is not None:  # a pidfd cannot be reused, unlike a pid
+                with contextlib.suppress(ProcessLookupError):
+                    signal.pidfd_send_signal(self.pidfd, signal.SIGKILL)
+            if not self.reaped:  # until reaped, bwrap's pid cannot have been reused
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+
+
+class LocalBackend(SandboxBackend):
+    """Runs each stage with `bwrap` on this machine; opt-in, see the module docstring."""
+
+    name = "local"
+
+    def __init__(self, *, python: str = sys.executable, acknowledge_weaker_isolation: bool = False) -> None:
+        """Raises InfraError unless acknowledged, when bwrap is missing, or when it cannot start a sandbox."""
+        if not acknowledge_weaker_isolation:
+            raise InfraError(f"{WEAKER_ISOLATION}; to use it anyway, pass --backend local "
+                             "--allow-weaker-isolation (Python: acknowledge_weaker_isolation=True)")
+        bwrap = _find_bwrap()
+        if bwrap is None:
+            raise InfraError("the local backend needs bubblewrap ('bwrap' is not on PATH): "
+                             "apt-get install bubblewrap")
+        warnings.warn(WEAKER_ISOLATION, UserWarning, stacklevel=2)
+        privileged = os.geteuid() == 0
+        python = os.path.abspath(python)
+        self._layout = Layout(bwrap=bwrap, python=python, prefixes=_interpreter_dirs(python),
+                              privileged=privileged, tmpfs_size=_supports_size(bwrap))
+        self.run_as = (SANDBOX_UID, SANDBOX_GID) if privileged else (os.getuid(), os.getgid())
+        self._live: set[_Stage] = set()
+        self._lock = threading.Lock()
+        self._probe()
+
+    def run(self, request: RunRequest) -> RunResult:
+        """Run one stage; raises HarnessError for an invalid request, InfraError if bwrap fails."""
+        _check_request(request)
+        stage, ready = self._start(request)
+        with self._lock:
+            self._live.add(stage)
+        try:
+            log, truncated = _pump_output(stage)
+            _wait_for_exit(stage)
+        finally:
+            exit_code, maxrss = _reap(stage)
+            with self._lock:
+                self._live.discard(stage)
+            setup_done = _was_ready(ready)
+        status, detail = _classify(stage, exit_code, log, setup_done)
+        return RunResult(status=status, exit_code=exit_code, seconds=time.monotonic() - stage.started,
+                         log=log.decode("utf-8", errors="replace"), log_truncated=truncated,
+                         peak_memory_bytes=maxrss, detail=detail)
+
+    def cancel_all(self) -> None:
+        """Kill every running stage; their `run` calls raise InfraError("cancelled")."""
+        with self._lock:
+            live = list(self._live)
+        for stage in live:
+            stage.cancelled = True
+            stage.kill(None, "cancelled")
+
+    def close(self) -> None:
+        self.cancel_all()
+
+    def _start(self, request: RunRequest) -> tuple[_Stage, int]:
+        """Launch bwrap; returns the stage and the read end of the launcher's "ready" pipe."""
+        ready_r, ready_w = os.pipe()
+        info_r, info_w = os.pipe()
+        data_fds = {name: _memfd(name, content) for name, content in etc_data().items()}
+        argv = bwrap_argv(self._layout, request, ready_fd=ready_w, info_fd=info_w, data_fds=data_fds)
+        try:
+            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                    stderr=subprocess.STDOUT, pass_fds=(ready_w, info_w, *data_fds.values()),
+                                    start_new_session=True, env={"PATH": os.defpath})
+        except OSError as exc:
+            os.close(ready_r)
+            raise InfraError(f"cannot start bwrap for stage {request.name}: {exc}") from None
+        finally:
+            for fd in (ready_w, info_w, *data_fds.values()):
+                os.close(fd)
+        stage = _Stage(proc=proc, request=request, started=time.monotonic())
+        stage.pidfd = _sandbox_pidfd(info_r)
+        return stage, ready_r
+
+    def _probe(self) -> None:
+        probe = RunRequest(name="probe", command=(self._layout.python, "-I", "-S", "-c", "pass"),
+                           image="", workdir=TMP)
+        result = self.run(probe)
+        if result.status is not StageStatus.OK:
+            raise InfraError(f"bwrap cannot run {self._layout.python} in a sandbox here: "
+                             f"{result.detail} {result.log[-500:]}")
+
+
+def _check_request(request: RunRequest) -> None:
+    if not request.command:
+        raise HarnessError(f"stage {request.name}: empty command")
+    if not PurePosixPath(request.workdir).is_absolute() or ".." in PurePosixPath(request.workdir).parts:
+        raise HarnessError(f"stage {request.name}: workdir {request.workdir!r} is not absolute")
+    targets = [m.target for m in request.mounts]
+    if len(set(targets)) != len(targets):
+        raise HarnessError(f"stage {request.name}: two mounts share a target: {targets}")
+    for mount in request.mounts:
+        reason = check_target(mount.target)
+        if reason:
+            raise HarnessError(f"stage {request.name}: mount target {mount.target!r} is {reason}")
+        if not Path(mount.source).is_dir():
+            raise InfraError(f"stage {request.name}: mount source {mount.source} is not a directory")
+    for key, _ in request.env:
+        if not key or "=" in key or "\0" in key:
+            raise HarnessError(f"stage {request.name}: invalid environment variable name {key!r}")
+
+
+def _pump_output(stage: _Stage) -> tuple[bytes, bool]:
+    """Read the merged output until it closes, enforcing the time, output and disk limits."""
+    limits = stage.request.limits
+    fd = stage.proc.stdout.fileno()
+    log, truncated = bytearray(), False
+    disk = _DiskWatch([m.source for m in stage.request.mounts if not m.read_only], limits.disk_bytes)
+    while stage.killed_at is None or time.monotonic() - stage.killed_at < _KILL_GRACE_S:
+        _enforce_time_and_disk(stage, disk)
+        if not select.select([fd], [], [], _TICK_S)[0]:
+            continue
+        chunk = os.read(fd, _READ_CHUNK)
+        if not chunk:
+            break
+        room = limits.output_bytes - len(log)
+        if len(chunk) > room and not truncated:
+            truncated = True
+            stage.kill(StageStatus.OUTPUT_LIMIT, f"printed more than the {limits.output_bytes} byte limit")
+        log += chunk[: max(room, 0)]
+    stage.proc.stdout.close()
+    return bytes(log), truncated
+
+
+def _wait_for_exit(stage: _Stage) -> None:
+    """After the output closed: wait (still under the deadline) until bwrap has exited, unreaped."""
+    while os.waitid(os.P_PID, stage.proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is None:
+        _enforce_time_and_disk(stage, None)
+        time.sleep(_TICK_S)
+
+
+def _enforce_time_and_disk(stage: _Stage, disk: _DiskWatch | None) -> None:
+    if stage.killed_at is not None:
+        return
+    if time.monotonic() >= stage.deadline:
+        stage.kill(StageStatus.TIMEOUT, f"killed after the {stage.request.limits.timeout_s:g} s time limit")
+    elif disk is not None and (over := disk.check()):
+        stage.kill(StageStatus.DISK_LIMIT, over)
+
+
+@dataclass
+class _DiskWatch:
+    """Adds up the writable mounts, at most every _DISK_MIN_INTERVAL_S and at most 5% of the time."""
+
+    paths: list[Path]
+    cap: int
+    next_at: float = 0.0
+
+    def check(self) -> str:
+        """A reason to kill the stage, or "" while its writable mounts are within the cap."""
+        now = time.monotonic()
+        if not self.paths or now < self.next_at:
+            return ""
+        used, entries = tree_size(self.paths, max_entries=_MAX_ENTRIES)
+        cost = time.monotonic() - now
+        self.next_at = now + max(_DISK_MIN_INTERVAL_S, 20 * cost)
+        if used > self.cap:
+            return f"wrote {used} bytes, over the {self.cap} byte disk limit"
+        if entries > _MAX_ENTRIES:
+            return f"created more than {_MAX_ENTRIES} files"
+        return ""
+
+
+def _reap(stage: _Stage) -> tuple[int, int | None]:
+    """Reap bwrap (killing it first if still running); its exit code and peak RSS of the sandbox."""
+    if os.waitid(os.P_PID, stage.proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is None:
+        stage.kill(stage.reason, stage.detail or "interrupted")
+    _, status, usage = os.wait4(stage.proc.pid, 0)
+    stage.proc.stdout.close()
+    with stage.lock:
+        stage.reaped = True
+        if stage.pidfd is not None:
+            os.close(stage.pidfd)
+            stage.pidfd = None
+    stage.proc.returncode = code = os.waitstatus_to_exitcode(status)
+    if code < 0:  # bwrap itself was signalled (by us); report it as a shell would
+        code = 128 - code
+    # ru_maxrss covers bwrap and every descendant it reaped: the largest single process.
+    return code, usage.ru_maxrss * 1024 or None
+
+
+def _was_ready(ready_fd: int) -> bool:
+    try:
+        os.set_blocking(ready_fd, False)
+        return os.read(ready_fd, 1) == b"1"
+    except BlockingIOError:
+        return False
+    finally:
+        os.close(ready_fd)
+
+
+def _classify(stage: _Stage, exit_code: int, log: bytes, setup_done: bool) -> tuple[StageStatus, str]:
+    name = stage.request.name
+    if stage.cancelled:
+        raise InfraError(f"stage {name} was cancelled")
+    if stage.reason is not None:
+        return stage.reason, stage.detail
+    if not setup_done:
+        raise InfraError(f"bwrap could not set up the sandbox for stage {name}: "
+                         f"{log[-_LOG_TAIL:].decode('utf-8', errors='replace').strip()}")
+    writable = [m.source for m in stage.request.mounts if not m.read_only]
+    used, _ = tree_size(writable, max_entries=_MAX_ENTRIES)
+    cap = stage.request.limits.disk_bytes
+    if used > cap or exit_code == 128 + signal.SIGXFSZ:
+        return StageStatus.DISK_LIMIT, f"wrote {used} bytes, over the {cap} byte disk limit"
+    if exit_code == 0:
+        return StageStatus.OK, ""
+    if exit_code - 128 in _OOM_SIGNALS or any(m in log[-_LOG_TAIL:] for m in _OOM_MARKERS):
+        return StageStatus.OOM, (f"exited with code {exit_code}; judged out of memory (heuristic: a "
+                                 "MemoryError in the log or a SIGKILL/SIGSEGV the harness did not send)")
+    return StageStatus.ERROR, f"exited with code {exit_code}"
+
+
+def _sandbox_pidfd(info_fd: int) -> int | None:
+    """A pidfd for the sandbox's pid 1, from bwrap's --info-fd JSON; None if bwrap failed first."""
+    data, deadline = b"", time.monotonic() + _INFO_TIMEOUT_S
+    try:
+        while time.monotonic() < deadline:
+            if not select.select([info_fd], [], [], _TICK_S)[0]:
+                continue
+            chunk = os.read(info_fd, _READ_CHUNK)
+            if not chunk:
+                break
+            data += chunk
+    finally:
+        os.close(info_fd)
+    try:
+        return os.pidfd_open(int(json.loads(data)["child-pid"]))
+    except (ValueError, KeyError, TypeError, ProcessLookupError):
+        return None
+
+
+def _memfd(name: str, content: bytes) -> int:
+    fd = os.memfd_create(f"sandbox-{name}")
+    os.write(fd, content)
+    os.lseek(fd, 0, os.SEEK_SET)
+    return fd
+
+
+def _supports_size(bwrap: str) -> bool:
+    """Whether this bwrap has --size (0.7 and later) to cap its tmpfs mounts."""
+    try:
+        shown = subprocess.run([bwrap, "--help"], capture_output=True, text=True, timeout=30, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return "--size" in shown.stdout + shown.stderr
+
+
+def _interpreter_dirs(python: str) -> tuple[str, ...]:
+    """The host dirs (outside the system dirs) the interpreter needs, outermost only.
+
+    Raises InfraError if the interpreter cannot be run or lives directly in /.
+    """
+    if python == os.path.abspath(sys.executable):
+        found = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}
+    else:
+        try:
+            shown = subprocess.run([python, "-I", "-c", _SHOW_PREFIXES], capture_output=True, text=True,
+                                   timeout=60, check=True)
+        except (OSError, subprocess.SubprocessError) as exc:
+            raise InfraError(f"cannot run the local backend's interpreter {python}: {exc}") from None
+        found = set(shown.stdout.splitlines())
+    found |= {os.path.dirname(python), os.path.dirname(os.path.realpath(python))}
+    dirs = sorted({os.path.normpath(d) for d in found if os.path.isdir(d) and not is_system_path(d)})
+    if "/" in dirs:
+        raise InfraError(f"the interpreter {python} has / as its prefix: the sandbox would see all of it")
+    return tuple(d for d in dirs if not any(d != o and Path(d).is_relative_to(o) for o in dirs))

@@ -1,0 +1,171 @@
+"""Pipeline and batch logic, played by a fake sandbox backend (tests/fakes.py).
+
+Real Docker runs are covered in test_e2e_docker.py and test_sandbox_contract.py.
+"""
+
+from __future__ import annotations
+
+import json
+import tarfile
+
+import pytest
+
+from harness import api
+from harness.errors import InfraError, IntakeError
+from harness.results import Status, load_result
+from sandbox import StageStatus
+from tests.fakes import FIXTURES, FakeBackend, fail, install_fake_backend, make_submission, ok
+
+TOY = FIXTURES / "assignments" / "toy"
+
+
+def run(tmp_path, sources, backend, **kwargs):
+    install_fake_backend(backend)
+    kwargs.setdefault("log_to_mlflow", False)
+    return api.grade(TOY, [str(s) for s in sources], results_dir=tmp_path / "results", backend="fake",
+                     backoff_s=0.0, **kwargs)
+
+
+def by_candidate(report):
+    return {item.result.candidate: item for item in report.items}
+
+
+def test_good_and_failing_submissions_get_statuses_and_scores(tmp_path):
+    subs = tmp_path / "subs"
+    good, wrong, broken = (make_submission(subs, n) for n in ("good", "wrong", "broken"))
+    backend = FakeBackend({("wrong", "answer"): ok("41"), ("broken", "fit"): fail()})
+    report = run(tmp_path, [good, wrong, broken], backend)
+    items = by_candidate(report)
+    assert items["good"].result.status is Status.OK
+    assert items["good"].result.total_score == 100.0
+    # completion 1 (weight 1) + wrong answer 0 (weight 3) -> 25 / 100
+    assert items["wrong"].result.total_score == 25.0
+    assert items["broken"].result.status is Status.ERROR
+    assert items["broken"].result.total_score == 0.0
+    assert ("broken", "answer") not in backend.calls  # a failed stage stops the submission
+    assert "boom" in (items["broken"].folder / "logs" / "fit.log").read_text()
+    assert report.exit_code == 0  # candidate failures are graded results
+
+
+def test_missing_required_file_is_invalid_and_runs_nothing(tmp_path):
+    sub = make_submission(tmp_path / "subs", "empty")
+    (sub / "run.py").unlink()
+    backend = FakeBackend({})
+    report = run(tmp_path, [sub], backend)
+    result = report.items[0].result
+    assert result.status is Status.INVALID and "run.py" in result.message
+    assert result.total_score == 0.0 and backend.calls == []
+
+
+@pytest.mark.parametrize("status", [StageStatus.TIMEOUT, StageStatus.OOM, StageStatus.OUTPUT_LIMIT])
+def test_stage_limit_statuses_reach_the_result(tmp_path, status):
+    sub = make_submission(tmp_path / "subs", "limited")
+    report = run(tmp_path, [sub], FakeBackend({("limited", "fit"): fail(status, 137)}))
+    assert report.items[0].result.status.value == status.value
+    assert report.items[0].result.stages[0].exit_code == 137
+
+
+def test_symlinked_output_is_refused_not_followed(tmp_path):
+    secret = tmp_path / "secret.txt"
+    secret.write_text("42")  # the right answer, planted where a symlink could reach it
+
+    def link(request, output):
+        (output / "answer.txt").symlink_to(secret)
+        return ok()(request, output)
+
+    sub = make_submission(tmp_path / "subs", "linker")
+    result = run(tmp_path, [sub], FakeBackend({("linker", "answer"): link})).items[0].result
+    answer = next(c for c in result.criteria if c.name == "answer")
+    assert answer.score == 0 and "symlink" in answer.explanation
+
+
+def test_infra_errors_are_retried_then_left_ungraded(tmp_path):
+    attempts = []
+
+    def flaky(request, output):
+        attempts.append(request.name)
+        raise InfraError("daemon went away")
+
+    sub = make_submission(tmp_path / "subs", "unlucky")
+    report = run(tmp_path, [sub], FakeBackend({("unlucky", "fit"): flaky}), retries=2)
+    result = report.items[0].result
+    assert len(attempts) == 3
+    assert result.status is Status.INFRA_ERROR and result.total_score is None
+    assert report.exit_code == InfraError.exit_code
+
+
+def test_grader_crash_is_infra_not_a_zero(tmp_path):
+    sub = make_submission(tmp_path / "subs", "crashy")
+    report = run(tmp_path, [sub], FakeBackend({("crashy", "answer"): ok("crash-the-grader")}), retries=0)
+    assert report.items[0].result.status is Status.INFRA_ERROR
+    assert report.items[0].result.total_score is None
+
+
+def test_rerun_skips_graded_and_retries_ungraded(tmp_path):
+    subs = tmp_path / "subs"
+    good, flaky = make_submission(subs, "good"), make_submission(subs, "flaky")
+
+    def down(request, output):
+        raise InfraError("down")
+
+    first = run(tmp_path, [good, flaky], FakeBackend({("flaky", "fit"): down}), retries=0)
+    assert by_candidate(first)["flaky"].result.status is Status.INFRA_ERROR
+    backend = FakeBackend({})
+    second = run(tmp_path, [good, flaky], backend)
+    items = by_candidate(second)
+    assert items["good"].skipped and not items["flaky"].skipped
+    assert items["flaky"].result.status is Status.OK
+    assert {c for c, _ in backend.calls} == {"flaky"}
+    forced = FakeBackend({})
+    run(tmp_path, [good], forced, force=True)
+    assert {c for c, _ in forced.calls} == {"good"}
+
+
+def test_changed_content_is_a_new_result(tmp_path):
+    sub = make_submission(tmp_path / "subs", "editor")
+    first = run(tmp_path, [sub], FakeBackend({})).items[0]
+    (sub / "run.py").write_text("print('v2')\n")
+    second = run(tmp_path, [sub], FakeBackend({})).items[0]
+    assert not second.skipped and second.result.key != first.result.key
+    assert second.folder != first.folder and load_result(first.folder) is not None
+
+
+def test_rejected_input_does_not_stop_the_batch(tmp_path):
+    good = make_submission(tmp_path / "subs", "good")
+    evil = tmp_path / "evil.tar.gz"
+    with tarfile.open(evil, "w:gz") as tar:
+        info = tarfile.TarInfo("../escape.py")
+        tar.addfile(info)
+    report = run(tmp_path, [good, evil, tmp_path / "missing"], FakeBackend({}))
+    statuses = [i.result.status for i in report.items]
+    assert statuses == [Status.OK, Status.REJECTED, Status.REJECTED]
+    assert report.exit_code == IntakeError.exit_code
+    assert report.items[0].folder is not None and load_result(report.items[0].folder) is not None
+
+
+def test_results_lists_without_grading_and_json_line_has_contract_fields(tmp_path):
+    subs = tmp_path / "subs"
+    run(tmp_path, [make_submission(subs, "a"), make_submission(subs, "b")],
+        FakeBackend({("b", "answer"): ok("0")}))
+    found = api.results(TOY, results_dir=tmp_path / "results")
+    assert [r.candidate for r in found] == ["a", "b"]  # best first
+    line = json.loads(json.dumps(found[0].summary_line()))
+    assert {"submission", "candidate", "status", "total_score", "criteria"} <= set(line)
+    assert line["criteria"]["answer"] == {"score": 1.0, "weight": 3.0, "metrics": {"right": 1.0}}
+
+
+def test_parallel_jobs_grade_everything_once(tmp_path):
+    subs = [make_submission(tmp_path / "subs", f"c{i}") for i in range(8)]
+    backend = FakeBackend({})
+    report = run(tmp_path, subs, backend, jobs=4)
+    assert len(report.items) == 8 and all(i.result.status is Status.OK for i in report.items)
+    assert sorted(backend.calls) == sorted((f"c{i}", s) for i in range(8) for s in ("fit", "answer"))
+
+
+def test_non_finite_metrics_are_dropped_so_results_stay_loadable(tmp_path):
+    from graders import GRADERS
+
+    grader = GRADERS.get("completion")(name="c", weight=1, args=GRADERS.get("completion").Args())
+    result = grader.criterion(score=0.5, metrics={"ok": 1.0, "nan": float("nan"), "inf": float("inf")},
+                              explanation="x")
+    assert result.metrics == {"ok": 1.0}

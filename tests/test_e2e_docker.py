@@ -1,0 +1,152 @@
+"""End to end through the real CLI, real Docker and a real MLflow store (sqlite), read back."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import docker
+import pytest
+
+from tests.conftest import REPO, run_cli
+
+pytestmark = [pytest.mark.docker, pytest.mark.slow]
+EXAMPLES = REPO / "assignments" / "ranker" / "examples"
+SLEEPY = REPO / "tests" / "fixtures" / "assignments" / "sleepy"
+
+
+def json_lines(stdout: str) -> dict[str, dict]:
+    return {(line := json.loads(raw))["candidate"]: line for raw in stdout.splitlines() if raw.strip()}
+
+
+def mlflow_runs(results: Path, experiment: str) -> list:
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{results}/mlflow.db")
+    exp = client.get_experiment_by_name(experiment)
+    return [] if exp is None else client.search_runs([exp.experiment_id], max_results=1000)
+
+
+@pytest.fixture(scope="module")
+def graded_examples(tmp_path_factory):
+    results = tmp_path_factory.mktemp("ranker-results")
+    subs = sorted(str(p) for p in EXAMPLES.iterdir() if p.is_dir())
+    proc = run_cli("grade", "ranker", *subs, "--jobs", "2", "--json", "--results", str(results))
+    return results, proc
+
+
+def test_examples_grade_in_the_order_a_reviewer_expects(graded_examples):
+    _, proc = graded_examples
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = json_lines(proc.stdout)
+    assert set(lines) == {"good", "baseline", "bad_output", "broken"}
+    assert lines["broken"]["status"] == "error" and lines["broken"]["total_score"] == 0
+    assert lines["good"]["status"] == "ok"
+    assert lines["good"]["total_score"] > 60 > lines["baseline"]["total_score"]
+    assert lines["baseline"]["total_score"] < 15  # bm25 alone is the 0 point of the scale
+    ndcg = lines["good"]["criteria"]["ndcg"]
+    assert ndcg["weight"] == 1 and 0 <= ndcg["score"] <= 1 and "ndcg_at_10" in ndcg["metrics"]
+
+
+def test_mlflow_has_one_comparable_run_per_submission(graded_examples):
+    results, _ = graded_examples
+    runs = mlflow_runs(results, "ranker@1.0")
+    assert sorted(r.info.run_name for r in runs) == ["bad_output", "baseline", "broken", "good"]
+    good = next(r for r in runs if r.info.run_name == "good")
+    assert good.info.status == "FINISHED"
+    assert {"total_score", "score.ndcg", "ndcg.ndcg_at_10", "ndcg.map", "ndcg.mrr",
+            "train.seconds", "predict.seconds"} <= set(good.data.metrics)
+    assert {"content_hash", "assignment_version", "harness_version", "image_id",
+            "submission_id"} <= set(good.data.params)
+    assert good.data.tags["candidate"] == "good" and good.data.tags["status"] == "ok"
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{results}/mlflow.db")
+    names = {a.path for a in client.list_artifacts(good.info.run_id)}
+    assert {"result.json", "report.md", "logs", "outputs"} <= names
+
+
+def test_regrade_skips_and_results_lists_without_grading(graded_examples):
+    results, _ = graded_examples
+    subs = sorted(str(p) for p in EXAMPLES.iterdir() if p.is_dir())
+    again = run_cli("grade", "ranker", *subs, "--results", str(results))
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "already graded" in again.stdout
+    assert len(mlflow_runs(results, "ranker@1.0")) == 4  # no duplicate runs
+    listed = run_cli("results", "ranker", "--json", "--results", str(results))
+    assert listed.returncode == 0
+    assert [json.loads(line)["candidate"] for line in listed.stdout.splitlines()][0] == "good"
+
+
+def test_report_and_logs_reach_the_result_folder(graded_examples):
+    results, _ = graded_examples
+    folder = next((results / "ranker" / "1.0").glob("broken-*"))
+    report = (folder / "report.md").read_text()
+    assert "broken" in report and "error" in report
+    assert "Traceback" in (folder / "logs" / "train.log").read_text()
+
+
+def test_sigkill_mid_batch_then_rerun_leaves_no_gap_and_no_duplicate(tmp_path):
+    results = tmp_path / "results"
+    subs = []
+    for i in range(6):
+        (tmp_path / f"s{i}").mkdir()
+        (tmp_path / f"s{i}" / "README.md").write_text(f"submission {i}")
+        subs.append(str(tmp_path / f"s{i}"))
+    args = [sys.executable, "-m", "harness", "grade", str(SLEEPY), *subs, "--results", str(results)]
+    proc = subprocess.Popen(args, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    folder = results / "sleepy" / "1.0"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and len(list(folder.glob("*/result.json"))) < 2:
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done_before = len(list(folder.glob("*/result.json")))
+    assert 2 <= done_before < 6
+    rerun = run_cli("grade", str(SLEEPY), *subs, "--results", str(results), "--json")
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    assert len(json_lines(rerun.stdout)) == 6
+    assert len(list(folder.glob("*/result.json"))) == 6
+    runs = mlflow_runs(results, "sleepy@1.0")
+    assert len(runs) == 6 and all(r.info.status == "FINISHED" for r in runs)
+    keys = [r.data.tags["mlgrade.result_key"] for r in runs]
+    assert len(set(keys)) == 6
+    left = docker.from_env().containers.list(all=True, filters={"label": "mlgrade.assignment=sleepy@1.0"})
+    assert left == []  # containers of the killed process were reaped
+
+
+def test_bad_spec_and_bad_input_exit_codes(tmp_path):
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "assignment.yaml").write_text("schema_version: 1\nid: bad\nversion: 1.10\n")
+    proc = run_cli("assignments", "validate", str(bad))
+    assert proc.returncode == 3 and "version" in proc.stderr
+    proc = run_cli("grade", "ranker", str(tmp_path / "does-not-exist"), "--results", str(tmp_path / "r"),
+                   "--no-mlflow")
+    assert proc.returncode == 4
+
+
+def test_ctrl_c_kills_and_removes_running_containers(tmp_path):
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "README.md").write_text("waits")
+    slow = REPO / "tests" / "fixtures" / "assignments" / "slow"
+    client = docker.from_env()
+    label = {"label": "mlgrade.assignment=slow@1.0"}
+    proc = subprocess.Popen([sys.executable, "-m", "harness", "grade", str(slow), str(tmp_path / "sub"),
+                             "--results", str(tmp_path / "results"), "--no-mlflow"], cwd=REPO,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and not client.containers.list(filters=label):
+        time.sleep(0.2)
+    assert client.containers.list(filters=label), "the stage container never started"
+    proc.send_signal(signal.SIGINT)
+    # The stage would run for 120 s; a liveness bound, not a performance target.
+    proc.wait(timeout=60)
+    assert proc.returncode != 0
+    assert client.containers.list(all=True, filters=label) == []

@@ -1,0 +1,324 @@
+"""Image recipes: strict requirement parsing, and real offline builds against the Docker daemon.
+
+The base image comes from `ensure_base_image(base="debian")`, which runs debootstrap once
+and is then cached by tag; HARNESS_BASE_IMAGE=<local image> skips that (e.g. for quick runs).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+import uuid
+from pathlib import Path
+
+import pytest
+
+from harness.errors import ImageBuildError
+from sandbox import _debian, images
+from sandbox.images import ImageRef, RequirementsError, parse_requirements
+
+PURE_PACKAGE = "threadpoolctl==3.8.0"  # one small pure-Python wheel, no dependencies
+CANDIDATE_PACKAGE = "joblib==1.4.2"
+
+
+# -- parse_requirements ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("line", "expected"), [
+    ("numpy==2.4.6", "numpy==2.4.6"),
+    ("scikit-learn==1.9.1", "scikit-learn==1.9.1"),
+    ("torch==2.13.0+cpu", "torch==2.13.0+cpu"),
+    ("Foo_Bar.baz==1.0rc1", "Foo_Bar.baz==1.0rc1"),
+    ("pkg==1!2.0.post1.dev3", "pkg==1!2.0.post1.dev3"),
+    ("pkg[extra1, extra2]==1.0", "pkg[extra1,extra2]==1.0"),
+    ("pkg===1.0-custom", "pkg===1.0-custom"),
+    ("  numpy == 2.4.6   # pinned for the grader", "numpy==2.4.6"),
+])
+def test_parse_requirements_accepts_exact_pins(line: str, expected: str) -> None:
+    assert parse_requirements(f"# header\n\n{line}\n") == [expected]
+
+
+@pytest.mark.parametrize(("line", "reason"), [
+    ("-r other.txt", "options"),
+    ("-e .", "options"),
+    ("--index-url https://example.invalid/simple", "options"),
+    ("--extra-index-url https://example.invalid/simple", "options"),
+    ("--find-links /tmp/wheels", "options"),
+    ("-c constraints.txt", "options"),
+    ("https://example.invalid/pkg-1.0-py3-none-any.whl", "URLs"),
+    ("./vendor/pkg", "URLs"),
+    ("/abs/pkg-1.0-py3-none-any.whl", "URLs"),
+    ("~/pkg", "URLs"),
+    ("C:\\pkgs\\pkg.whl", "URLs"),
+    ("git+https://example.invalid/x/y.git@v1", "URLs"),
+    ("pkg @ https://example.invalid/pkg.whl", "URLs"),
+    ("numpy==1.0; python_version > '3'", "markers"),
+    ("numpy", "pin"),
+    ("numpy>=1.0", "pin"),
+    ("numpy~=1.0", "pin"),
+    ("numpy!=1.0", "pin"),
+    ("numpy<2", "pin"),
+    ("numpy==1.*", "pin"),
+    ("numpy==1.0 --hash=sha256:abcd", "options"),
+    ("numpy==1.0 \\", "continuation"),
+    ("numpy==1.0,<2", "pin"),
+    ("numpy=1.0", "pin"),
+    ("numpy 1.0", "requirement"),
+])
+def test_parse_requirements_rejects_anything_but_exact_pins(line: str, reason: str) -> None:
+    text = f"threadpoolctl==3.8.0\n# comment\n\n{line}\n"
+    with pytest.raises(RequirementsError, match=r"^line 4: .*" + reason):
+        parse_requirements(text)
+
+
+def test_parse_requirements_rejects_a_project_listed_twice() -> None:
+    with pytest.raises(RequirementsError, match="line 3: 'scikit-learn' is already required on line 1"):
+        parse_requirements("scikit_learn==1.9.1\nnumpy==2.4.6\nScikit-Learn==1.9.0\n")
+
+
+def test_parse_requirements_limits_lines_and_bytes() -> None:
+    many = [f"pkg{i}==1.0" for i in range(201)]
+    assert len(parse_requirements("\n".join(many[:200]))) == 200
+    with pytest.raises(RequirementsError, match="more than 200 lines"):
+        parse_requirements("\n".join(many))
+    with pytest.raises(RequirementsError, match="larger than"):
+        parse_requirements("# " + "x" * (64 << 10) + "\nnumpy==2.4.6\n")
+    assert issubclass(RequirementsError, ValueError)
+
+
+# -- real builds ------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def client():
+    docker = pytest.importorskip("docker")
+    try:
+        client = docker.from_env()
+        client.ping()
+    except docker.errors.DockerException as exc:
+        pytest.skip(f"no Docker daemon: {exc}")
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def cache_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("image-cache")
+
+
+@pytest.fixture(scope="session")
+def base_image(client, cache_dir) -> ImageRef:
+    """The debootstrap Debian base (built once, then cached by tag), or HARNESS_BASE_IMAGE."""
+    return images.ensure_base_image(client, base="debian", cache_dir=cache_dir)
+
+
+@pytest.fixture(scope="session")
+def made_tags(client):
+    """Tags the tests build; removed at the end, newest first (children before parents)."""
+    tags: list[str] = []
+    yield tags
+    for tag in reversed(tags):
+        try:
+            client.images.remove(tag)
+        except Exception:  # best-effort cleanup of test images
+            pass
+
+
+@pytest.fixture(scope="session")
+def name_prefix() -> str:
+    return f"test-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture(scope="session")
+def assignment_build(client, base_image, cache_dir, made_tags, name_prefix):
+    """Build the assignment image once, recording which wheels each build context held."""
+    decoy = cache_dir / "wheelhouse" / "decoy_unrelated-1.0-py3-none-any.whl"
+    decoy.parent.mkdir(parents=True, exist_ok=True)
+    decoy.write_bytes(b"not needed by this image")
+    contexts: list[list[str]] = []
+    real_build = images._docker_build
+
+    def spy(client_, context, plan):
+        contexts.append(sorted(p.name for p in (context / "wheels").iterdir()))
+        return real_build(client_, context, plan)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(images, "_docker_build", spy)
+        ref = images.ensure_image(client, name=name_prefix, base=base_image, packages=[PURE_PACKAGE],
+                                  cache_dir=cache_dir)
+    made_tags.append(ref.tag)
+    return ref, contexts
+
+
+@pytest.fixture
+def no_building(monkeypatch):
+    """Make any download, probe or build fail the test; returns the list of attempted calls."""
+    calls: list[str] = []
+
+    def forbid(what):
+        def record(*args, **kwargs):
+            calls.append(what)
+            raise AssertionError(f"{what} was called")
+        return record
+
+    monkeypatch.setattr(images, "_docker_build", forbid("docker build"))
+    monkeypatch.setattr(images._wheels, "download", forbid("pip download"))
+    monkeypatch.setattr(images, "_probe", forbid("probe"))
+    return calls
+
+
+def run(client, tag: str, code: str) -> str:
+    output = client.containers.run(tag, ["python", "-c", code], network_mode="none", remove=True)
+    return output.decode().strip()
+
+
+@pytest.mark.docker
+@pytest.mark.slow
+def test_assignment_image_runs_as_sandbox_user_with_its_packages(client, assignment_build, name_prefix):
+    ref, _ = assignment_build
+    assert ref.built and ref.tag.startswith(f"mlgrade/{name_prefix}:") and len(ref.tag.split(":")[1]) == 12
+    code = ("import os, sys, threadpoolctl; open('/workspace/w', 'w').write('x'); "
+            "print(os.getuid(), os.getgid(), sys.prefix, os.getcwd(), os.environ['HOME'], "
+            "os.environ['PYTHONDONTWRITEBYTECODE'], threadpoolctl.__version__)")
+    assert run(client, ref.tag, code).split() == [
+        "10001", "10001", "/opt/venv", "/submission", "/home/sandbox", "1", PURE_PACKAGE.split("==")[1]]
+    labels = client.images.get(ref.tag).labels
+    assert json.loads(labels["mlgrade.packages"]) == [PURE_PACKAGE]
+    assert labels["mlgrade.inputs-hash"].startswith(ref.tag.split(":")[1])
+
+
+@pytest.mark.docker
+@pytest.mark.slow
+def test_build_context_holds_only_the_needed_wheels(assignment_build, cache_dir):
+    _, contexts = assignment_build
+    wheelhouse = {p.name for p in (cache_dir / "wheelhouse").glob("*.whl")}
+    assert contexts == [["constraints.txt", "requirements.txt", "threadpoolctl-3.8.0-py3-none-any.whl"]]
+    assert {"threadpoolctl-3.8.0-py3-none-any.whl", "decoy_unrelated-1.0-py3-none-any.whl"} <= wheelhouse
+    assert list((cache_dir / "tmp").iterdir()) == []  # scratch contexts are removed
+
+
+@pytest.mark.docker
+@pytest.mark.slow
+def test_second_ensure_image_builds_nothing(client, assignment_build, base_image, cache_dir, no_building,
+                                            name_prefix):
+    ref, _ = assignment_build
+    again = images.ensure_image(client, name=name_prefix, base=base_image, packages=[PURE_PACKAGE],
+                                cache_dir=cache_dir)
+    assert again == ImageRef(ref.tag, ref.id, built=False)
+    assert no_building == []
+
+
+@pytest.mark.docker
+@pytest.mark.slow
+def test_concurrent_callers_build_once_and_extra_wheels_install(client, assignment_build, base_image,
+                                                                cache_dir, made_tags, name_prefix, tmp_path):
+    wheel = tmp_path / "threadpoolctl-3.8.0-py3-none-any.whl"
+    shutil.copy(cache_dir / "wheelhouse" / wheel.name, wheel)
+    builds: list[str] = []
+    real_build = images._docker_build
+
+    def counting(client_, context, plan):
+        builds.append(plan.tag)
+        return real_build(client_, context, plan)
+
+    results: list[ImageRef] = []
+
+    def ask() -> None:
+        results.append(images.ensure_image(client, name=f"{name_prefix}-extra", base=base_image, packages=[],
+                                           cache_dir=cache_dir, extra_wheels=[str(wheel)]))
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(images, "_docker_build", counting)
+        threads = [threading.Thread(target=ask) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    made_tags.append(results[0].tag)
+    assert len(builds) == 1 and sorted(r.built for r in results) == [False, True]
+    assert results[0].id == results[1].id
+    assert run(client, results[0].tag, "import threadpoolctl; print(threadpoolctl.__file__)").startswith(
+        "/opt/venv/")
+
+
+@pytest.mark.docker
+@pytest.mark.slow
+def test_candidate_image_is_cached_by_its_inputs(client, assignment_build, cache_dir, made_tags, name_prefix):
+    parent, _ = assignment_build
+    requirements = ["packaging==24.2", CANDIDATE_PACKAGE]
+    first = images.ensure_candidate_image(client, parent=parent, requirements=requirements,
+                                          cache_dir=cache_dir)
+    made_tags.append(first.tag)
+    assert first.built and first.tag.startswith(f"mlgrade/{name_prefix}-req:")
+    code = "import os, joblib, packaging, threadpoolctl; print(os.getuid())"
+    assert run(client, first.tag, code) == "10001"
+    labels = client.images.get(first.tag).labels
+    assert json.loads(labels["mlgrade.packages"]) == sorted(requirements)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(images, "_docker_build", lambda *a: pytest.fail("built again"))
+        patch.setattr(images._wheels, "download", lambda *a, **k: pytest.fail("downloaded again"))
+        again = images.ensure_candidate_image(client, parent=parent, requirements=requirements[::-1],
+                                              cache_dir=cache_dir)
+    assert again == ImageRef(first.tag, first.id, built=False)
+    none = images.ensure_candidate_image(client, parent=parent, requirements=[], cache_dir=cache_dir)
+    assert (none.tag, none.id) == (parent.tag, parent.id)
+
+
+@pytest.mark.docker
+@pytest.mark.parametrize(("requirements", "constraints", "message"), [
+    (["threadpoolctl==99.0.0"], (), "No matching distribution found for threadpoolctl==99.0.0"),
+    (["joblib==1.4.0"], (CANDIDATE_PACKAGE,), "Cannot install joblib==1.4.0"),  # the constraint rules it out
+])
+def test_candidate_requirement_without_a_wheel_is_the_candidates_fault(
+        client, base_image, cache_dir, requirements, constraints, message, monkeypatch):
+    monkeypatch.setattr(images, "_docker_build", lambda *a: pytest.fail("nothing should be built"))
+    parent = ImageRef(base_image.tag, base_image.id, built=False)
+    with pytest.raises(RequirementsError, match=message):
+        images.ensure_candidate_image(client, parent=parent, requirements=requirements,
+                                      cache_dir=cache_dir, constraints=constraints)
+
+
+@pytest.mark.docker
+def test_candidate_requirements_are_checked_again(client, base_image, cache_dir):
+    with pytest.raises(RequirementsError, match="options"):
+        images.ensure_candidate_image(client, parent=base_image, requirements=["--index-url=x"],
+                                      cache_dir=cache_dir)
+
+
+@pytest.mark.docker
+def test_base_image_must_exist_locally_unless_overridden(client, base_image, cache_dir, monkeypatch):
+    monkeypatch.delenv(images.BASE_IMAGE_ENV, raising=False)
+    with pytest.raises(ImageBuildError, match="not present locally and images are never pulled"):
+        images.ensure_base_image(client, base="mlgrade-test/absent:nope", cache_dir=cache_dir)
+    monkeypatch.setenv(images.BASE_IMAGE_ENV, base_image.tag)
+    chosen = images.ensure_base_image(client, base="mlgrade-test/absent:nope", cache_dir=cache_dir)
+    assert chosen == ImageRef(base_image.tag, base_image.id, built=False)
+
+
+@pytest.mark.docker
+def test_debian_base_explains_that_it_needs_root_and_debootstrap(client, cache_dir, tmp_path, monkeypatch):
+    recipe = json.loads(_debian.RECIPE_PATH.read_text())
+    recipe["comment"] = f"a variant never built: {uuid.uuid4()}"  # so its tag is absent
+    (tmp_path / "recipe.json").write_text(json.dumps(recipe))
+    monkeypatch.setattr(_debian, "RECIPE_PATH", tmp_path / "recipe.json")
+    monkeypatch.delenv(images.BASE_IMAGE_ENV, raising=False)
+    monkeypatch.setattr(_debian.os, "geteuid", lambda: 1000)
+    with pytest.raises(ImageBuildError, match="needs root.*HARNESS_BASE_IMAGE"):
+        images.ensure_base_image(client, base="debian", cache_dir=cache_dir)
+    monkeypatch.setattr(_debian.os, "geteuid", lambda: 0)
+    monkeypatch.setattr(_debian.shutil, "which", lambda name: None)
+    with pytest.raises(ImageBuildError, match="apt-get install debootstrap"):
+        images.ensure_base_image(client, base="debian", cache_dir=cache_dir)
+
+
+@pytest.mark.docker
+def test_failed_build_reports_the_end_of_its_log(client, base_image, cache_dir, tmp_path, monkeypatch,
+                                                  name_prefix):
+    # the marker is computed by the shell, so it appears only if the step's output is reported
+    recipe = 'ARG BASE\nFROM ${BASE}\nRUN echo "marker-$((40+2))"; exit 3\n'
+    (tmp_path / "assignment.Dockerfile").write_text(recipe)
+    monkeypatch.setattr(images, "RECIPES", tmp_path)
+    with pytest.raises(ImageBuildError, match=r"(?s)returned a non-zero code: 3.*marker-42"):
+        images.ensure_image(client, name=f"{name_prefix}-broken", base=base_image, packages=[],
+                            cache_dir=cache_dir)
+    assert list((cache_dir / "tmp").iterdir()) == []
