@@ -13,9 +13,16 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="session")
-def shared_results(tmp_path_factory) -> Path:
-    """A results root shared by the docker tests, so images and data are built once per session."""
-    return tmp_path_factory.mktemp("results")
+def sandbox_image(tmp_path_factory) -> str:
+    """A real grading image (the harness's own base + recipe, no extra packages), built or cached."""
+    import docker
+
+    from sandbox.images import ensure_base_image, ensure_image
+
+    client = docker.from_env()
+    cache = tmp_path_factory.mktemp("image-cache")
+    base = ensure_base_image(client, base="auto", cache_dir=cache)
+    return ensure_image(client, name="contract-test", base=base, packages=[], cache_dir=cache).tag
 
 
 def run_cli(*args: str, cwd: Path = REPO, env: dict | None = None,

@@ -19,7 +19,6 @@ import pytest
 from sandbox import Limits, Mount, RunRequest, RunResult, SandboxBackend, StageStatus
 from sandbox._fs import OutputRefused, make_writable_dir, read_bounded
 
-IMAGE = os.environ.get("HARNESS_TEST_IMAGE", "devbase:bookworm")
 REPO = Path(__file__).resolve().parents[1]
 LIMITS = Limits(cpus=1.0, memory_bytes=128 << 20, pids=64, timeout_s=3.0, output_bytes=64 << 10,
                 tmpfs_bytes=16 << 20, disk_bytes=8 << 20)
@@ -53,10 +52,11 @@ class Workspace:
     submission: Path
     output: Path
     hidden: Path  # a host dir that is never mounted
+    image: str = ""  # the docker image (unused by the local backend)
 
 
 @pytest.fixture
-def ws(tmp_path: Path, backend: SandboxBackend) -> Workspace:
+def ws(tmp_path: Path, backend: SandboxBackend, request) -> Workspace:
     submission, output, hidden = tmp_path / "submission", tmp_path / "output", tmp_path / "hidden"
     submission.mkdir()
     (submission / "train.py").write_text("print('candidate code')\n")
@@ -64,13 +64,14 @@ def ws(tmp_path: Path, backend: SandboxBackend) -> Workspace:
     make_writable_dir(output, *backend.run_as)
     hidden.mkdir()
     (hidden / "labels").write_text("id,label\n1,cat\n")
-    return Workspace(submission, output, hidden)
+    image = request.getfixturevalue("sandbox_image") if backend.name == "docker" else ""
+    return Workspace(submission, output, hidden, image)
 
 
 def run(backend: SandboxBackend, ws: Workspace, code: str, *, limits: Limits = LIMITS,
         env: tuple[tuple[str, str], ...] = ()) -> RunResult:
     request = RunRequest(
-        name="contract", command=("python3", "-c", code), image=IMAGE,
+        name="contract", command=("python3", "-c", code), image=ws.image,
         mounts=(Mount(ws.submission, "/submission", read_only=True),
                 Mount(ws.output, "/output", read_only=False)),
         limits=limits, env=env, workdir="/submission",
