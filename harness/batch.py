@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import fcntl
 import shutil
 import threading
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -72,6 +74,15 @@ def _ungraded(ctx: _Context, source: str, status: Status, message: str,
         grader_versions=grader_versions(ctx.runtime.graders))
 
 
+@contextmanager
+def _exclusive(path: Path) -> Iterator[None]:
+    """An advisory lock held by one thread or process at a time (flock on separate opens)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
 def _grade_one(ctx: _Context, source: str) -> BatchItem:
     staging = ctx.cache / "staging" / uuid.uuid4().hex
     try:
@@ -84,13 +95,15 @@ def _grade_one(ctx: _Context, source: str) -> BatchItem:
             return BatchItem(source, failed, None)
         spec = ctx.assignment.spec
         submission_id = f"{staged.candidate}-{staged.content_hash[:8]}"
-        key = result_key(assignment=spec.id, version=spec.version, content_hash=staged.content_hash,
+        key = result_key(assignment=spec.id, version=spec.version, candidate=staged.candidate,
+                         content_hash=staged.content_hash,
                          grader_versions=grader_versions(ctx.runtime.graders))
         folder = ctx.root / submission_id
-        existing = load_result(folder)
-        if existing and existing.key == key and existing.status.graded and not ctx.force:
-            return BatchItem(source, existing, folder, skipped=True)
-        result = _grade_with_retries(ctx, staged, key, submission_id, folder, staging)
+        with _exclusive(ctx.root / ".locks" / f"{submission_id}.lock"):  # same content twice, or two batches
+            existing = load_result(folder)
+            if existing and existing.key == key and existing.status.graded and not ctx.force:
+                return BatchItem(source, existing, folder, skipped=True)
+            result = _grade_with_retries(ctx, staged, key, submission_id, folder, staging)
         return BatchItem(source, result, folder)
     finally:
         shutil.rmtree(staging, ignore_errors=True)

@@ -92,9 +92,13 @@ def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-def result_key(*, assignment: str, version: str, content_hash: str, grader_versions: dict[str, str]) -> str:
-    """Same inputs, same key: a result with this key needs no re-grading."""
-    blob = json.dumps([assignment, version, content_hash, sorted(grader_versions.items())])
+def result_key(*, assignment: str, version: str, candidate: str, content_hash: str,
+               grader_versions: dict[str, str]) -> str:
+    """Same inputs, same key: a result with this key needs no re-grading.
+
+    The candidate is part of it: two candidates handing in identical code get a run each.
+    """
+    blob = json.dumps([assignment, version, candidate, content_hash, sorted(grader_versions.items())])
     return hashlib.sha256(blob.encode()).hexdigest()[:32]
 
 

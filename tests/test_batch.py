@@ -169,3 +169,21 @@ def test_non_finite_metrics_are_dropped_so_results_stay_loadable(tmp_path):
     result = grader.criterion(score=0.5, metrics={"ok": 1.0, "nan": float("nan"), "inf": float("inf")},
                               explanation="x")
     assert result.metrics == {"ok": 1.0}
+
+
+def test_same_submission_twice_in_one_batch_is_graded_once(tmp_path):
+    sub = make_submission(tmp_path / "subs", "twice")
+    backend = FakeBackend({})
+    report = run(tmp_path, [sub, sub], backend, jobs=2)
+    assert sorted(i.skipped for i in report.items) == [False, True]
+    assert backend.calls.count(("twice", "fit")) == 1
+
+
+def test_identical_code_from_two_candidates_gets_two_results(tmp_path):
+    a = make_submission(tmp_path / "one", "same")
+    b = make_submission(tmp_path / "two", "copy")
+    (b / "NAME").write_text("same")  # byte-identical trees under two candidate names
+    report = run(tmp_path, [a, b], FakeBackend({}))
+    assert report.items[0].result.content_hash == report.items[1].result.content_hash
+    assert report.items[0].result.key != report.items[1].result.key
+    assert report.items[0].folder != report.items[1].folder

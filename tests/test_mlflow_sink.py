@@ -47,7 +47,7 @@ def client(uri: str, sink: MlflowSink):
 def make_result(*, version: str = "1.0.0", status: Status = Status.OK, ndcg_grader: str = "ranking:1",
                 candidate: str = "alice") -> SubmissionResult:
     graders = {"ndcg": ndcg_grader, "code quality!": "lint:2"}
-    key = result_key(assignment="ranker", version=version, content_hash="sha256:feed",
+    key = result_key(assignment="ranker", version=version, candidate=candidate, content_hash="sha256:feed",
                      grader_versions=graders)
     graded = status.graded
     criteria = [
