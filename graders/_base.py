@@ -6,11 +6,14 @@ import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, ClassVar
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from harness.registry import Registry
+
+if TYPE_CHECKING:  # harness.spec imports the sandbox package; graders need only its shape
+    from harness.spec import AssignmentSpec
 
 
 class CriterionResult(BaseModel):
@@ -66,6 +69,14 @@ class Grader(ABC):
     @property
     def grader_name(self) -> str:
         return getattr(type(self), "registered_name", type(self).__name__)
+
+    def check_spec(self, spec: AssignmentSpec) -> None:
+        """Check the arguments against the whole assignment spec when it loads, before any grading.
+
+        The default accepts everything. Overrides raise harness.errors.SpecError naming the
+        argument and the fix (e.g. an output no stage declares, a data set that does not exist).
+        """
+        return None  # a hook, not an abstract method: most graders reference nothing in the spec
 
     @abstractmethod
     def grade(self, ctx: GradingContext) -> CriterionResult:

@@ -12,7 +12,7 @@ a paired bootstrap over queries. A missing or unusable file scores 0.
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -21,6 +21,9 @@ from graders._base import CriterionResult, Grader, GradingContext, grader, linea
 from graders._ranking_eval import Comparison, QueryTable, compare, evaluate_run, write_per_query
 from graders._ranking_io import PROBLEMS, Predictions, Reference, load_reference, read_predictions
 from harness.errors import HarnessError, SpecError
+
+if TYPE_CHECKING:
+    from harness.spec import AssignmentSpec
 
 _METRIC = re.compile(r"^(?:ndcg(?:@(\d+))?|map|mrr)$")
 _FILE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]*$")
@@ -97,6 +100,22 @@ class RankingGrader(Grader):
     version = "1"
     Args = RankingArgs
     args: RankingArgs
+
+    def check_spec(self, spec: AssignmentSpec) -> None:
+        """Raise SpecError unless `predictions` is a stage output, `labels` hidden and `queries` visible."""
+        a = self.args
+        outputs = sorted({name for stage in spec.stages for name in stage.outputs})
+        if a.predictions not in outputs:
+            raise SpecError(f"grader {self.name!r}: args.predictions: no stage declares the output "
+                            f"{a.predictions!r} (declared: {outputs}); add it to a stage's outputs or "
+                            "fix the name")
+        sets = {"hidden": spec.data.hidden, "visible": spec.data.visible}
+        for arg, name, kind, other in (("labels", a.labels, "hidden", "visible"),
+                                       ("queries", a.queries, "visible", "hidden")):
+            if name not in sets[kind]:
+                why = f"is {other}, not {kind}" if name in sets[other] else "does not exist"
+                raise SpecError(f"grader {self.name!r}: args.{arg}: data set {name!r} {why}; it must be "
+                                f"one of the {kind} data sets: {sorted(sets[kind])}")
 
     def grade(self, ctx: GradingContext) -> CriterionResult:
         """Grade one submission. Raises SpecError/HarnessError only for spec or reference-data faults."""

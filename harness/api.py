@@ -8,7 +8,7 @@ from pathlib import Path
 
 from harness.batch import BatchItem, BatchReport, Event, run_batch
 from harness.errors import InfraError, SpecError
-from harness.results import SubmissionResult, load_result
+from harness.results import SubmissionResult, leaderboard, load_result
 from harness.spec import SPEC_FILE, Assignment, load_assignment
 
 DEFAULT_RESULTS = Path("results")
@@ -91,9 +91,43 @@ def grade(assignment: str | Path, submissions: Sequence[str], *, results_dir: Pa
     return report
 
 
-def results(assignment: str | Path, *, results_dir: Path = DEFAULT_RESULTS) -> list[SubmissionResult]:
-    """What is already graded for the assignment's current version, best total score first."""
+def results(assignment: str | Path, *, results_dir: Path = DEFAULT_RESULTS,
+            latest_only: bool = True) -> list[SubmissionResult]:
+    """What is already graded for the assignment's current version, best total score first.
+
+    With `latest_only`, a candidate who submitted several versions appears once, with the newest.
+    """
     loaded = find_assignment(assignment)
     root = results_dir / loaded.spec.id / loaded.spec.version
-    found = [r for folder in sorted(root.glob("*")) if (r := load_result(folder)) is not None]
-    return sorted(found, key=lambda r: (r.total_score is None, -(r.total_score or 0), r.candidate))
+    found = [r for folder in sorted(root.iterdir()) if not folder.name.startswith(".")
+             and (r := load_result(folder)) is not None] if root.is_dir() else []
+    if latest_only:
+        newest: dict[str, SubmissionResult] = {}
+        for result in sorted(found, key=lambda r: r.started_at):
+            newest[result.candidate] = result
+        found = list(newest.values())
+    return leaderboard(found)
+
+
+def prepare(assignment: str | Path, *, results_dir: Path = DEFAULT_RESULTS,
+            backend: str | None = None) -> str:
+    """Build (or find cached) everything grading needs: images and data. Returns the image tag."""
+    from harness.backends import BACKENDS
+
+    loaded = find_assignment(assignment)
+    runtime = BACKENDS.get(backend or _default_backend())(loaded, cache=results_dir.resolve() / ".cache",
+                                                            retries=0, backoff_s=0.0,
+                                                            acknowledge_weaker_isolation=True)
+    runtime.backend.close()
+    return runtime.image or "(local backend: no image)"
+
+
+def clean() -> int:
+    """Remove stage containers whose harness process is gone (after kill -9). Returns how many."""
+    from sandbox.docker import connect, reap_orphans
+
+    client = connect()
+    try:
+        return reap_orphans(client)
+    finally:
+        client.close()

@@ -18,7 +18,7 @@ T = TypeVar("T")
 BACKENDS: Registry[Callable[..., Runtime]] = Registry("sandbox backend", entry_point_group="harness.backends")
 
 
-def with_retries(fn: Callable[[], T], *, retries: int, backoff_s: float, what: str) -> T:
+def with_retries(fn: Callable[[], T], *, retries: int, backoff_s: float) -> T:
     """Call `fn`, retrying InfraError with exponential backoff; re-raise the last one."""
     for attempt in range(retries + 1):
         try:
@@ -27,7 +27,7 @@ def with_retries(fn: Callable[[], T], *, retries: int, backoff_s: float, what: s
             if attempt == retries:
                 raise
             time.sleep(backoff_s * 2**attempt)
-    raise AssertionError(what)  # unreachable
+    raise AssertionError("unreachable")
 
 
 def _run_as() -> tuple[int, int]:
@@ -42,7 +42,7 @@ def docker_runtime(assignment: Assignment, *, cache: Path, retries: int, backoff
     from sandbox.docker import DockerBackend, connect
     from sandbox.images import RequirementsError, ensure_base_image, ensure_candidate_image, ensure_image
 
-    client = with_retries(connect, retries=retries, backoff_s=backoff_s, what="connect")
+    client = with_retries(connect, retries=retries, backoff_s=backoff_s)
     spec = assignment.spec
 
     def build():
@@ -50,7 +50,7 @@ def docker_runtime(assignment: Assignment, *, cache: Path, retries: int, backoff
         return ensure_image(client, name=spec.id, base=base, packages=spec.image.python_packages,
                             cache_dir=cache / "images")
 
-    image = with_retries(build, retries=retries, backoff_s=backoff_s, what="image")
+    image = with_retries(build, retries=retries, backoff_s=backoff_s)
 
     def requirements_image(text: str) -> str:
         from sandbox.images import parse_requirements

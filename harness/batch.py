@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-import fcntl
+import dataclasses
+import hashlib
 import shutil
 import threading
-import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness import __version__
+from harness._text import printable, slug
+from harness._workdirs import exclusive, owned_name, sweep_leftovers
 from harness.backends import BACKENDS
 from harness.errors import HarnessError, InfraError, IntakeError
 from harness.intake import StagedSubmission, stage_submission
@@ -20,14 +21,14 @@ from harness.pipeline import Runtime, grade_submission, grader_versions
 from harness.results import Status, SubmissionResult, load_result, result_key, save_result
 from harness.spec import Assignment
 
-Event = tuple[str, object]  # ("start", source) | ("done", BatchItem) | ("logged", BatchItem)
+Event = tuple[str, object]  # ("queued" | "start", source) or ("done", BatchItem)
 
 
 @dataclass
 class BatchItem:
     source: str
     result: SubmissionResult
-    folder: Path | None  # None for rejected submissions (nothing was staged)
+    folder: Path | None  # None when nothing was staged (rejected, intake failure)
     skipped: bool = False  # already graded with the same key
     run_id: str | None = None
 
@@ -54,84 +55,107 @@ class _Context:
     assignment: Assignment
     runtime: Runtime
     root: Path  # results/<id>/<version>
-    cache: Path
+    staging: Path
     ref: str | None
     force: bool
     retries: int
     backoff_s: float
-    cancel: threading.Event
+    spec_hash: str
+    names: dict[str, str]  # source -> candidate name, where the folder name alone is ambiguous
+    cancel: threading.Event = field(default_factory=threading.Event)
+    emit: Callable[[Event], None] = lambda event: None
+
+
+def submission_id(staged: StagedSubmission) -> str:
+    return f"{staged.candidate}-{staged.content_hash[:8]}"
 
 
 def _ungraded(ctx: _Context, source: str, status: Status, message: str,
-              staged: StagedSubmission | None = None, key: str = "") -> SubmissionResult:
+              staged: StagedSubmission | None = None, key: str = "-") -> SubmissionResult:
     spec = ctx.assignment.spec
     return SubmissionResult(
-        key=key or "-", assignment=spec.id, assignment_version=spec.version, submission=source,
-        submission_id=(f"{staged.candidate}-{staged.content_hash[:8]}" if staged else "-"),
-        candidate=staged.candidate if staged else Path(source.rstrip("/")).name or source,
+        key=key, assignment=spec.id, assignment_version=spec.version, submission=printable(source),
+        submission_id=submission_id(staged) if staged else "-",
+        candidate=staged.candidate if staged else slug(Path(source.rstrip("/")).name),
         content_hash=staged.content_hash if staged else None, status=status, total_score=None,
         message=message, harness_version=__version__, backend=ctx.runtime.backend.name,
         grader_versions=grader_versions(ctx.runtime.graders))
 
 
-@contextmanager
-def _exclusive(path: Path) -> Iterator[None]:
-    """An advisory lock held by one thread or process at a time (flock on separate opens)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        yield
-
-
 def _grade_one(ctx: _Context, source: str) -> BatchItem:
-    staging = ctx.cache / "staging" / uuid.uuid4().hex
+    ctx.emit(("start", source))
+    staging = ctx.staging / owned_name("s")
     try:
-        try:
-            staged = stage_submission(source, dest=staging / "submission", ref=ctx.ref)
-        except IntakeError as exc:
-            return BatchItem(source, _ungraded(ctx, source, Status.REJECTED, str(exc)), None)
-        except (HarnessError, OSError) as exc:  # full disk, git missing...: ours, not the candidate's
-            failed = _ungraded(ctx, source, Status.INFRA_ERROR, f"intake failed: {exc}")
-            return BatchItem(source, failed, None)
-        spec = ctx.assignment.spec
-        submission_id = f"{staged.candidate}-{staged.content_hash[:8]}"
-        key = result_key(assignment=spec.id, version=spec.version, candidate=staged.candidate,
-                         content_hash=staged.content_hash,
-                         grader_versions=grader_versions(ctx.runtime.graders))
-        folder = ctx.root / submission_id
-        with _exclusive(ctx.root / ".locks" / f"{submission_id}.lock"):  # same content twice, or two batches
-            existing = load_result(folder)
-            if existing and existing.key == key and existing.status.graded and not ctx.force:
-                return BatchItem(source, existing, folder, skipped=True)
-            result = _grade_with_retries(ctx, staged, key, submission_id, folder, staging)
-        return BatchItem(source, result, folder)
+        return _stage_and_grade(ctx, source, staging)
+    except IntakeError as exc:
+        return BatchItem(source, _ungraded(ctx, source, Status.REJECTED, str(exc)), None)
+    except Exception as exc:  # noqa: BLE001 - the harness's fault: this submission is ungraded, the batch goes on
+        message = f"internal error: {exc.__class__.__name__}: {printable(str(exc))}"
+        return BatchItem(source, _ungraded(ctx, source, Status.INFRA_ERROR, message), None)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def _grade_with_retries(ctx: _Context, staged: StagedSubmission, key: str, submission_id: str,
-                        folder: Path, staging: Path) -> SubmissionResult:
-    error: InfraError | None = None
+def _stage_and_grade(ctx: _Context, source: str, staging: Path) -> BatchItem:
+    staged = stage_submission(source, dest=staging / "submission", ref=ctx.ref)
+    if source in ctx.names:
+        staged = dataclasses.replace(staged, candidate=ctx.names[source])
+    spec = ctx.assignment.spec
+    key = result_key(assignment=spec.id, version=spec.version, candidate=staged.candidate,
+                     content_hash=staged.content_hash, grader_versions=grader_versions(ctx.runtime.graders),
+                     spec_hash=ctx.spec_hash)
+    folder = ctx.root / submission_id(staged)
+    with exclusive(ctx.root / ".locks" / f"{submission_id(staged)}.lock"):  # same content twice, two batches
+        existing = load_result(folder)
+        if existing and existing.key == key and existing.status.graded and not ctx.force:
+            return BatchItem(source, existing, folder, skipped=True)
+        result = _grade_with_retries(ctx, staged, key, folder, staging)
+        if result.status.graded or not (existing and existing.status.graded):
+            save_result(result, folder)  # an ungraded retry never hides an earlier graded result
+    return BatchItem(source, result, folder)
+
+
+def _grade_with_retries(ctx: _Context, staged: StagedSubmission, key: str, folder: Path,
+                        staging: Path) -> SubmissionResult:
+    error: HarnessError | None = None
     for attempt in range(ctx.retries + 1):
         if ctx.cancel.is_set():
             break
         try:
             result = grade_submission(assignment=ctx.assignment, staged=staged, runtime=ctx.runtime, key=key,
-                                      submission_id=submission_id, result_dir=folder,
+                                      submission_id=submission_id(staged), result_dir=folder,
                                       scratch=staging / f"run-{attempt}")
             result.attempts = attempt + 1
-            save_result(result, folder)
             return result
-        except InfraError as exc:  # OSError (disk full...) is caught as infra too
+        except InfraError as exc:
             error = exc
-        except OSError as exc:
+        except OSError as exc:  # a full disk, a vanished folder: ours, not the candidate's
             error = InfraError(f"{exc.__class__.__name__}: {exc}")
         if attempt < ctx.retries:
             ctx.cancel.wait(ctx.backoff_s * 2**attempt)
-    result = _ungraded(ctx, staged.source, Status.INFRA_ERROR,
-                       f"ungraded after {ctx.retries + 1} attempts: {error or 'cancelled'}", staged, key)
-    save_result(result, folder)  # a record for `harness results`; not graded, so a re-run retries it
-    return result
+    return _ungraded(ctx, staged.source, Status.INFRA_ERROR,
+                     f"ungraded after {ctx.retries + 1} attempts: {error or 'cancelled'}", staged, key)
+
+
+def _stem(source: str) -> str:
+    name = Path(source.rstrip("/")).name
+    for suffix in (".tar.gz", ".tgz", ".tar", ".zip", ".git", ".ipynb"):
+        name = name.removesuffix(suffix)
+    return name
+
+
+def _candidate_names(submissions: Sequence[str]) -> dict[str, str]:
+    """Distinct sources sharing a name (alice/submission, bob/submission) get their parent's name too."""
+    local = {s: Path(s.rstrip("/")).resolve() for s in submissions if "://" not in s}
+    paths_by_stem: dict[str, set[Path]] = {}
+    for source, path in local.items():
+        paths_by_stem.setdefault(_stem(source), set()).add(path)
+    return {source: slug(f"{path.parent.name}-{_stem(source)}") for source, path in local.items()
+            if len(paths_by_stem[_stem(source)]) > 1}
+
+
+def _spec_hash(assignment: Assignment, fingerprint: str) -> str:
+    return hashlib.sha256((assignment.spec.model_dump_json() + fingerprint).encode()).hexdigest()[:16]
 
 
 def run_batch(*, assignment: Assignment, submissions: Sequence[str], results_dir: Path, jobs: int,
@@ -140,19 +164,20 @@ def run_batch(*, assignment: Assignment, submissions: Sequence[str], results_dir
               on_event: Callable[[Event], None] | None, backend_options: dict | None = None) -> BatchReport:
     """Grade `submissions` with `jobs` workers. Results are saved as they finish; see `harness.api.grade`."""
     cache = results_dir / ".cache"
-    make_runtime = BACKENDS.get(backend)
-    runtime = make_runtime(assignment, cache=cache, retries=retries, backoff_s=backoff_s,
-                           **(backend_options or {}))
-    ctx = _Context(assignment, runtime, results_dir / assignment.spec.id / assignment.spec.version, cache,
-                   ref, force, retries, backoff_s, threading.Event())
+    runtime = BACKENDS.get(backend)(assignment, cache=cache, retries=retries, backoff_s=backoff_s,
+                                    **(backend_options or {}))
+    root = results_dir / assignment.spec.id / assignment.spec.version
+    ctx = _Context(assignment, runtime, root, cache / "staging", ref, force, retries, backoff_s,
+                   _spec_hash(assignment, runtime.data.fingerprint), _candidate_names(submissions),
+                   emit=on_event or (lambda event: None))
+    sweep_leftovers(ctx.staging, root)  # what a killed run left behind
     report = BatchReport(assignment=assignment.key)
-    emit = on_event or (lambda event: None)
     pool = ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="grade")
     try:
         pending: dict[Future, str] = {}
         for source in submissions:
             pending[pool.submit(_grade_one, ctx, source)] = source
-            emit(("queued", source))
+            ctx.emit(("queued", source))
         while pending:
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
             for future in done:
@@ -161,7 +186,7 @@ def run_batch(*, assignment: Assignment, submissions: Sequence[str], results_dir
                 if log_result and item.result.status.graded and item.folder is not None:
                     item.run_id = log_result(item)
                 report.items.append(item)
-                emit(("done", item))
+                ctx.emit(("done", item))
     except BaseException:
         ctx.cancel.set()  # Ctrl-C or a harness bug: stop workers, kill and remove containers
         pool.shutdown(wait=False, cancel_futures=True)

@@ -67,11 +67,12 @@ def grade(
 
 
 @app.command()
-def results(assignment: str, as_json: JsonFlag = False,
-            results_dir: ResultsDir = api.DEFAULT_RESULTS) -> None:
+def results(assignment: str, as_json: JsonFlag = False, results_dir: ResultsDir = api.DEFAULT_RESULTS,
+            show_all: Annotated[bool, typer.Option("--all", help="Every version a candidate submitted, "
+                                                   "not just the newest.")] = False) -> None:
     """List what is already graded for ASSIGNMENT (grades nothing)."""
     with _harness_errors():
-        found = api.results(assignment, results_dir=results_dir)
+        found = api.results(assignment, results_dir=results_dir, latest_only=not show_all)
     if as_json:
         for result in found:
             typer.echo(json.dumps(result.summary_line()))
@@ -89,6 +90,22 @@ def demo(jobs: Annotated[int, typer.Option("--jobs", "-j", min=1)] = 2,
     grade("ranker", [str(p) for p in examples], jobs=jobs, force=force, ref=None, as_json=False,
           results_dir=results_dir, tracking_uri=None, mlflow=True, backend=None, allow_weaker_isolation=False,
           retries=2)
+
+
+@app.command()
+def prepare(assignments: Annotated[list[str], typer.Argument(help="Assignment names or paths.")],
+            results_dir: ResultsDir = api.DEFAULT_RESULTS) -> None:
+    """Build the images and data ASSIGNMENTS need (cached; a later grade builds nothing)."""
+    with _harness_errors():
+        for assignment in assignments:
+            typer.echo(f"{assignment}: {api.prepare(assignment, results_dir=results_dir)}")
+
+
+@app.command()
+def clean() -> None:
+    """Remove stage containers left behind by a harness process that was killed."""
+    with _harness_errors():
+        typer.echo(f"removed {api.clean()} leftover container(s)")
 
 
 @app.command()

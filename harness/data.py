@@ -38,8 +38,8 @@ def _fingerprint(assignment: Assignment) -> str:
     return digest.hexdigest()[:16]
 
 
-def _run_generator(assignment: Assignment, target: Path) -> None:
-    """Import the assignment's generator (trusted code, shipped by the hiring team) and run it."""
+def _load_generator(assignment: Assignment):
+    """Import the assignment's generator (trusted code, shipped by the hiring team)."""
     path = assignment.path(assignment.spec.data.generator or "")
     module_spec = importlib.util.spec_from_file_location(f"_mlgrade_data_{assignment.spec.id}", path)
     if module_spec is None or module_spec.loader is None:
@@ -47,34 +47,41 @@ def _run_generator(assignment: Assignment, target: Path) -> None:
     module = importlib.util.module_from_spec(module_spec)
     sys.modules[module_spec.name] = module  # dataclasses in the generator look their module up here
     module_spec.loader.exec_module(module)
-    materialize = getattr(module, "materialize", None)
-    if not callable(materialize):
+    if not callable(getattr(module, "materialize", None)):
         raise SpecError(f"{path}: data generator must define materialize(root, hidden_dir)")
-    materialize(target, assignment.dir / HIDDEN_DIR)
+    return module
 
 
-def _publish(tmp: Path) -> None:
-    """Make the data readable by the sandbox user (it runs as another uid)."""
+def _publish(tmp: Path, hidden: list[str]) -> None:
+    """Visible data readable by the sandbox user (another uid); hidden data by the harness only."""
     for dirpath, _dirs, files in os.walk(tmp):
         os.chmod(dirpath, 0o755)  # noqa: S103 - read-only data for the sandbox user
         for name in files:
             os.chmod(os.path.join(dirpath, name), 0o644)
+    for rel in hidden:
+        for dirpath, _dirs, files in os.walk(tmp / rel):
+            os.chmod(dirpath, 0o700)
+            for name in files:
+                os.chmod(os.path.join(dirpath, name), 0o600)
 
 
 def materialize(assignment: Assignment, *, cache_root: Path) -> DataSets:
     """Generate (or reuse) the data sets; safe to call from several processes at once."""
     spec = assignment.spec.data
+    generator = _load_generator(assignment) if spec.generator else None
+    if generator is not None and callable(getattr(generator, "prepare", None)):
+        generator.prepare(assignment.dir / HIDDEN_DIR)  # e.g. draws this install's secret seed
     fingerprint = _fingerprint(assignment)
     root = cache_root / "data" / assignment.spec.id / fingerprint
     root.parent.mkdir(parents=True, exist_ok=True)
     with open(root.parent / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not root.is_dir():
-            if spec.generator:
+            if generator is not None:
                 tmp = Path(tempfile.mkdtemp(dir=root.parent, prefix=".tmp-"))
                 try:
-                    _run_generator(assignment, tmp)
-                    _publish(tmp)
+                    generator.materialize(tmp, assignment.dir / HIDDEN_DIR)
+                    _publish(tmp, list(spec.hidden.values()))
                     tmp.rename(root)
                 except OSError as exc:
                     shutil.rmtree(tmp, ignore_errors=True)

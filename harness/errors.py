@@ -40,6 +40,3 @@ class InfraError(HarnessError):
 class ImageBuildError(InfraError):
     """An assignment image (or the base image) could not be built."""
 
-
-EXIT_OK = 0
-EXIT_USAGE = 2

@@ -43,6 +43,7 @@ from harness._archives import (
     member_path,
     show,
 )
+from harness._text import one_line
 from harness.errors import HarnessError, InfraError, IntakeError
 
 __all__ = ["IntakeLimits", "StagedSubmission", "stage_submission", "tree_hash"]
@@ -81,13 +82,13 @@ def stage_submission(source: str, *, dest: Path, ref: str | None = None,
         return _stage(source, dest, ref, limits)
     except IntakeError as err:
         _clean(dest, created)
-        raise IntakeError(f"cannot take in {source!r}: {_one_line(err)}") from err
+        raise IntakeError(f"cannot take in {source!r}: {one_line(err)}") from err
     except OSError as err:
         _clean(dest, created)
         if err.errno in (errno.ENOSPC, errno.EDQUOT):
             raise InfraError(f"no space left while staging {source!r} into {dest}") from err
         what = f" ({err.filename})" if err.filename else ""
-        raise IntakeError(f"cannot take in {source!r}: {_one_line(err.strerror or err)}{what}") from err
+        raise IntakeError(f"cannot take in {source!r}: {one_line(err.strerror or err)}{what}") from err
     except BaseException:
         _clean(dest, created)
         raise
@@ -414,7 +415,3 @@ def _file_digest(path: str) -> bytes:
         while chunk := src.read(1 << 20):
             digest.update(chunk)
     return digest.digest()
-
-
-def _one_line(error: object) -> str:
-    return " ".join(str(error).split())

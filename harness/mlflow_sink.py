@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from harness._text import one_line
 from harness.errors import InfraError
 from harness.report import render_report
 from harness.results import RESULT_FILE, SubmissionResult
@@ -156,7 +157,7 @@ class MlflowSink:
     def _log_run(self, experiment_id: str, result: SubmissionResult, folder: Path) -> str:
         start = _epoch_ms(result.started_at)
         run = self._client.create_run(experiment_id, start_time=start, tags=_tags(result, folder),
-                                      run_name=_one_line(result.candidate, _RUN_NAME_CHARS))
+                                      run_name=one_line(result.candidate, _RUN_NAME_CHARS))
         run_id = run.info.run_id
         try:
             for metrics, params in _batches(_metrics(result, start), _params(result)):
@@ -183,7 +184,7 @@ class MlflowSink:
         except InfraError:
             raise
         except failures as exc:
-            message = _one_line(str(exc) or type(exc).__name__, 300)
+            message = one_line(str(exc) or type(exc).__name__, 300)
             raise InfraError(f"MLflow {action} failed ({_redact(self.tracking_uri)}): {message}") from exc
         except ImportError as exc:
             raise InfraError(f"MLflow is not installed ({exc.name}): pip install mlflow==3.17.2") from exc
@@ -202,7 +203,7 @@ def _params(result: SubmissionResult) -> list[Any]:
         "backend": result.backend, "result_key": result.key,
     }
     values |= {f"grader_version.{name}": version for name, version in sorted(result.grader_versions.items())}
-    named = {_name(k): _one_line(v, _VALUE_CHARS) for k, v in values.items() if v is not None}
+    named = {_name(k): one_line(v, _VALUE_CHARS) for k, v in values.items() if v is not None}
     return [Param(k, v) for k, v in named.items()]
 
 
@@ -226,8 +227,8 @@ def _tags(result: SubmissionResult, folder: Path) -> dict[str, str]:
     note = render_report(result, folder)
     if len(note) > NOTE_CHARS:
         note = note[: note.rfind("\n", 0, NOTE_CHARS) + 1] + "\n… (truncated: the full report is report.md)\n"
-    return {"candidate": _one_line(result.candidate, _VALUE_CHARS), "status": result.status.value,
-            "submission": _one_line(result.submission, _VALUE_CHARS), RESULT_KEY_TAG: result.key,
+    return {"candidate": one_line(result.candidate, _VALUE_CHARS), "status": result.status.value,
+            "submission": one_line(result.submission, _VALUE_CHARS), RESULT_KEY_TAG: result.key,
             NOTE_TAG: note}
 
 
@@ -266,11 +267,6 @@ def _name(key: str) -> str:
     parts = [p if p not in (".", "..") else "_" for p in _BAD_NAME_CHAR.sub("_", key).split("/") if p]
     name = "/".join(parts)[:_NAME_CHARS].rstrip("/") or "_"
     return name if posixpath.normpath(name) == name else name.replace("/", "_")
-
-
-def _one_line(value: str, limit: int) -> str:
-    text = " ".join(value.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _check_key(key: str) -> None:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 from rich.console import Console as RichConsole
 from rich.progress import (
@@ -16,8 +18,9 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 from rich.table import Table
+from rich.text import Text
 
-from harness.results import Status, SubmissionResult
+from harness.results import Status, SubmissionResult, leaderboard
 
 _STYLE = {Status.OK: "green", Status.INFRA_ERROR: "bold red", Status.REJECTED: "bold red"}
 
@@ -41,8 +44,8 @@ def _score(value: float | None) -> str:
 
 
 def summary_table(results: list[SubmissionResult], *, skipped: set[str] | None = None) -> Table:
-    """Leaderboard: best total first, then the ungraded (whose scores are null, never zero)."""
-    ordered = sorted(results, key=lambda r: (r.total_score is None, -(r.total_score or 0), r.candidate))
+    """Leaderboard. Candidate-controlled text is shown as plain text, never as markup."""
+    ordered = leaderboard(results)
     criteria = list(dict.fromkeys(c.name for r in ordered for c in r.criteria))
     table = Table(title="Results", title_justify="left")
     for name in ["#", "candidate", "status", "total", *criteria, "seconds", "note"]:
@@ -51,28 +54,43 @@ def summary_table(results: list[SubmissionResult], *, skipped: set[str] | None =
     for rank, r in enumerate(ordered, 1):
         scores = {c.name: f"{100 * c.score:.0f}" for c in r.criteria}
         note = ("already graded; " if skipped and r.submission_id in skipped else "") + r.message
-        table.add_row(str(rank), r.candidate, f"[{_STYLE.get(r.status, 'yellow')}]{r.status.value}[/]",
+        status = Text(r.status.value, style=_STYLE.get(r.status, "yellow"))
+        table.add_row(str(rank), Text(r.candidate), status,
                       _score(r.total_score), *(scores.get(c, "—") for c in criteria),
-                      f"{r.duration_s:.1f}", note[:160], )
+                      f"{r.duration_s:.1f}", Text(note[:200]))
     return table
 
 
 @contextmanager
 def progress_callback(console: Console, *, total: int, as_json: bool) -> Iterator[Callable]:
-    """A batch event handler: a progress bar (stderr) and, with --json, one line per result (stdout)."""
+    """A batch event handler: a progress bar with the work in flight (stderr) and, with --json,
+    one line per result (stdout). Events arrive from worker threads."""
     progress = Progress(SpinnerColumn(), TextColumn("grading"), BarColumn(), MofNCompleteColumn(),
-                        TimeElapsedColumn(), TextColumn("{task.description}"), console=console.err,
-                        transient=True)
+                        TimeElapsedColumn(), TextColumn("{task.description}", markup=False),
+                        console=console.err, transient=True)
     task = progress.add_task("", total=total)
+    in_flight: dict[str, int] = {}
+    lock = threading.Lock()
+
+    def show() -> None:
+        names = [Path(s.rstrip("/")).name for s in in_flight]
+        progress.update(task, description=f"in flight: {', '.join(names)}" if names else "")
 
     def on_event(event: tuple[str, object]) -> None:
         kind, payload = event
-        if kind == "done":
-            result = payload.result
-            progress.advance(task)
-            progress.update(task, description=f"last: {result.candidate} {result.status.value}")
-            if as_json:
-                console.out.print_json(json.dumps(result.summary_line()), indent=None)
+        with lock:
+            if kind == "start":
+                in_flight[payload] = in_flight.get(payload, 0) + 1
+            elif kind == "done":
+                source = payload.source
+                in_flight[source] = in_flight.get(source, 1) - 1
+                if in_flight[source] <= 0:
+                    in_flight.pop(source, None)
+                progress.advance(task)
+                if as_json:
+                    console.out.print(json.dumps(payload.result.summary_line()), markup=False,
+                                      highlight=False, soft_wrap=True)
+            show()
 
     with progress:
         yield on_event

@@ -13,6 +13,8 @@ from pydantic import ValidationError
 
 from graders import GRADERS, Grader, GradingContext, OutputFile
 from harness import __version__
+from harness._text import printable
+from harness._workdirs import owned_name, replace_folder
 from harness.data import DataSets
 from harness.errors import HarnessError, InfraError, SpecError
 from harness.intake import StagedSubmission
@@ -27,8 +29,16 @@ from harness.results import (
     write_atomic,
 )
 from harness.spec import Assignment, StageSpec
-from sandbox import Mount, RunRequest, RunResult, SandboxBackend, StageStatus
-from sandbox._fs import OutputRefused, make_writable_dir, read_bounded
+from sandbox import (
+    Mount,
+    OutputRefused,
+    RunRequest,
+    RunResult,
+    SandboxBackend,
+    StageStatus,
+    make_writable_dir,
+    read_bounded,
+)
 
 REQUIREMENTS_FILE = "requirements.txt"
 _REQUIREMENTS_MAX = 64 << 10
@@ -62,7 +72,13 @@ def build_graders(assignment: Assignment) -> list[Grader]:
             problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
             raise SpecError(f"{assignment.dir / 'assignment.yaml'}: graders.{index}.args "
                             f"({gspec.name}): {problems}") from None
-        graders.append(cls(name=gspec.name, weight=gspec.weight, args=args))
+        built = cls(name=gspec.name, weight=gspec.weight, args=args)
+        try:
+            built.check_spec(assignment.spec)
+        except SpecError as exc:
+            raise SpecError(f"{assignment.dir / 'assignment.yaml'}: graders.{index}.args ({gspec.name}): "
+                            f"{exc}") from None
+        graders.append(built)
     return graders
 
 
@@ -88,19 +104,22 @@ def grade_submission(*, assignment: Assignment, staged: StagedSubmission, runtim
     Candidate failures become statuses. Raises InfraError when the harness itself fails.
     """
     started, t0 = now_iso(), time.monotonic()
-    shutil.rmtree(result_dir, ignore_errors=True)  # a half-written folder from a killed run
-    (result_dir / "logs").mkdir(parents=True)
-    run = _Run(image=runtime.image)
+    final_dir, result_dir = result_dir, result_dir.with_name(owned_name(f".{result_dir.name}"))
+    (result_dir / "logs").mkdir(parents=True)  # built aside, swapped in whole: a re-grade that
+    run = _Run(image=runtime.image)  # fails leaves the previous result as it was
     try:
         _check_contract(assignment, staged, runtime, run)
         if run.status is Status.OK:
             _run_stages(assignment, staged, runtime, run, result_dir, scratch)
+        criteria = _score(assignment, staged, runtime, run, result_dir)
+    except BaseException:
+        shutil.rmtree(result_dir, ignore_errors=True)
+        raise
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    criteria = _score(assignment, staged, runtime, run, result_dir)
     result = SubmissionResult(
         key=key, assignment=assignment.spec.id, assignment_version=assignment.spec.version,
-        submission=staged.source, submission_id=submission_id, candidate=staged.candidate,
+        submission=printable(staged.source), submission_id=submission_id, candidate=staged.candidate,
         content_hash=staged.content_hash, commit=staged.commit, status=run.status,
         total_score=total_score(criteria), message=run.message, criteria=criteria,
         stages=run.stages, harness_version=__version__, backend=runtime.backend.name,
@@ -111,6 +130,7 @@ def grade_submission(*, assignment: Assignment, staged: StagedSubmission, runtim
     result.artifacts["report"] = "report.md"
     write_atomic(result_dir / "report.md", render_report(result, folder=result_dir))
     save_result(result, result_dir)
+    replace_folder(result_dir, final_dir)
     return result
 
 
@@ -141,7 +161,7 @@ def _stage_request(assignment: Assignment, stage: StageSpec, *, staged: StagedSu
     mounts += [Mount(runtime.data.visible[name], f"/data/{name}") for name in stage.data]
     threads = str(max(1, math.floor(assignment.spec.limits.cpus)))
     env = (("OMP_NUM_THREADS", threads), ("OPENBLAS_NUM_THREADS", threads), ("MKL_NUM_THREADS", threads),
-           ("MLGRADE_STAGE", stage.name))
+           ("MLGRADE_STAGE", stage.name), ("HOME", "/tmp"))  # noqa: S108 - in the sandbox; root is read-only
     return RunRequest(name=stage.name, command=stage.command, image=image, mounts=tuple(mounts),
                       limits=assignment.spec.stage_limits(stage), env=env, workdir="/submission",
                       labels=(("mlgrade.assignment", assignment.key),))

@@ -15,7 +15,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from graders._base import CriterionResult
+from graders import CriterionResult
+from harness._text import CONTROL, one_line
 from harness.results import StageRecord, SubmissionResult
 
 LOG_TAIL_LINES = 40
@@ -29,8 +30,6 @@ _DEPTH = 4
 _OK = "ok"
 
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]<>|~$&#])")
-_CONTROL = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|[\x00-\x08\x0b-\x1f\x7f]")  # ANSI sequences, C0 controls
-_WHITESPACE = re.compile(r"\s+")
 _BACKTICKS = re.compile(r"`+")
 
 
@@ -47,19 +46,14 @@ def render_report(result: SubmissionResult, folder: Path | None = None) -> str:
 
 # --- escaping ---------------------------------------------------------------------------------------
 
-def _one_line(value: object, limit: int) -> str:
-    text = _WHITESPACE.sub(" ", _CONTROL.sub(" ", str(value))).strip()
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
 def _text(value: object, limit: int = _TEXT_CHARS) -> str:
     """Free text, safe inside a paragraph, a bullet or a table cell."""
-    return _MD_SPECIAL.sub(r"\\\1", _one_line(value, limit))
+    return _MD_SPECIAL.sub(r"\\\1", one_line(value, limit))
 
 
 def _code(value: object, *, cell: bool = False, limit: int = _CODE_CHARS) -> str:
     """An inline code span that no backtick in `value` can close early; `cell` for table cells."""
-    text = _one_line(value, limit)
+    text = one_line(value, limit)
     longest = max((len(m) for m in _BACKTICKS.findall(text)), default=0)
     fence = "`" * (longest + 1)
     span = f"{fence} {text} {fence}" if longest else f"`{text}`"
@@ -318,7 +312,7 @@ def _log_tail(stage: StageRecord, folder: Path | None) -> str:
         lines = lines[1:]  # the first line read is probably partial
     if not lines:
         return "The log is empty."
-    tail = [_CONTROL.sub("", line)[:_LOG_LINE_CHARS] for line in lines[-LOG_TAIL_LINES:]]
+    tail = [CONTROL.sub("", line)[:_LOG_LINE_CHARS] for line in lines[-LOG_TAIL_LINES:]]
     return _fenced(tail)
 
 

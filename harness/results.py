@@ -12,7 +12,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from graders._base import CriterionResult
+from graders import CriterionResult
 
 RESULT_FILE = "result.json"
 
@@ -93,13 +93,20 @@ def now_iso() -> str:
 
 
 def result_key(*, assignment: str, version: str, candidate: str, content_hash: str,
-               grader_versions: dict[str, str]) -> str:
+               grader_versions: dict[str, str], spec_hash: str = "") -> str:
     """Same inputs, same key: a result with this key needs no re-grading.
 
-    The candidate is part of it: two candidates handing in identical code get a run each.
+    The candidate is part of it (two candidates handing in identical code get a run each), and so
+    is the hash of the spec and its data (an edited threshold or command re-grades).
     """
-    blob = json.dumps([assignment, version, candidate, content_hash, sorted(grader_versions.items())])
+    blob = json.dumps([assignment, version, candidate, content_hash, sorted(grader_versions.items()),
+                       spec_hash])
     return hashlib.sha256(blob.encode()).hexdigest()[:32]
+
+
+def leaderboard(results: list[SubmissionResult]) -> list[SubmissionResult]:
+    """Best total first; the ungraded (null score, never zero) last."""
+    return sorted(results, key=lambda r: (r.total_score is None, -(r.total_score or 0), r.candidate))
 
 
 def total_score(criteria: list[CriterionResult]) -> float:

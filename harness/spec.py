@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import difflib
 import re
-from pathlib import Path
-from typing import Annotated, Any, Literal
+from pathlib import Path, PurePosixPath
+from typing import Annotated, Any, Literal, get_args
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -24,6 +26,10 @@ SPEC_FILE = "assignment.yaml"
 SCHEMA_VERSION = 1
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?\s*$", re.IGNORECASE)
 _NAME = r"^[a-z][a-z0-9_-]{0,62}$"
+_NAME_RE = re.compile(_NAME)
+_PATH_PART = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$")
+_FILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+SECRETS_DIR = "hidden"  # the assignment folder's secrets (harness/data.py passes it to the generator)
 
 
 def parse_size(value: Any) -> int:
@@ -39,7 +45,46 @@ def parse_size(value: Any) -> int:
     return int(number * (1 << (10 * " kmgt".index(unit or " "))))
 
 
+def relative_path(value: str) -> str:
+    """Check and normalise a plain relative path ('test/' -> 'test', './a//b' -> 'a/b').
+
+    Raises ValueError (naming the fix) for an empty, absolute or Windows path, a `..` part, or a
+    part outside letters, digits and `. _ -`: such a path could leave the assignment folder.
+    """
+    if "\\" in value or re.match(r"^[A-Za-z]:", value):
+        raise ValueError(f"{value!r}: write paths with forward slashes, relative to the assignment folder")
+    if value.startswith("/"):
+        raise ValueError(f"{value!r} is absolute; give a path relative to the assignment folder")
+    parts = [p for p in value.split("/") if p not in ("", ".")]
+    if not parts:
+        raise ValueError(f"{value!r} names no file or folder; give a relative path such as 'data/train'")
+    for part in parts:
+        if part == "..":
+            raise ValueError(f"{value!r} has a '..' part; give a plain path inside the assignment folder")
+        if not _PATH_PART.match(part):
+            raise ValueError(f"{value!r}: {part!r} must be letters, digits, '.', '_' or '-' "
+                             "(no spaces or other characters)")
+    return "/".join(parts)
+
+
+def _name(value: str) -> str:
+    if not _NAME_RE.match(value):
+        raise ValueError(f"{value!r} is not a name: use lower-case letters, digits, '_' and '-', "
+                         "starting with a letter (at most 63 characters)")
+    return value
+
+
+def _file_name(value: str) -> str:
+    if not _FILE_NAME.match(value):
+        raise ValueError(f"{value!r} must be a plain file name in /output: letters, digits, '.', '_', '-', "
+                         "starting with a letter or digit, no '/' (at most 128 characters)")
+    return value
+
+
 Size = Annotated[int, BeforeValidator(parse_size), Field(gt=0)]
+RelPath = Annotated[str, AfterValidator(relative_path)]
+Name = Annotated[str, AfterValidator(_name)]
+FileName = Annotated[str, AfterValidator(_file_name)]
 
 
 class _Strict(BaseModel):
@@ -62,27 +107,37 @@ class LimitsSpec(_Strict):
 
 
 class DataSpec(_Strict):
-    generator: str | None = None  # file in the assignment folder defining materialize(root, hidden_dir)
-    visible: dict[str, str] = Field(default_factory=dict)  # name -> subfolder; mountable at /data/<name>
-    hidden: dict[str, str] = Field(default_factory=dict)  # name -> subfolder; graders only
+    generator: RelPath | None = None  # file in the assignment folder defining materialize(root, hidden_dir)
+    visible: dict[Name, RelPath] = Field(default_factory=dict)  # name -> subfolder; mountable at /data/<name>
+    hidden: dict[Name, RelPath] = Field(default_factory=dict)  # name -> subfolder; graders only
+
+    @field_validator("visible")
+    @classmethod
+    def _not_secrets(cls, visible: dict[str, str]) -> dict[str, str]:
+        for vname, vpath in visible.items():
+            if PurePosixPath(vpath).parts[0] == SECRETS_DIR:  # without a generator, that is the seed folder
+                raise ValueError(f"visible data {vname!r} ({vpath}) lies in {SECRETS_DIR}/, the assignment's "
+                                 "secrets folder; move it to another folder")
+        return visible
 
     @model_validator(mode="after")
     def _disjoint(self) -> DataSpec:
         for hname, hpath in self.hidden.items():
             for vname, vpath in self.visible.items():
-                h, v = Path(hpath), Path(vpath)
+                h, v = PurePosixPath(hpath), PurePosixPath(vpath)
                 if h == v or v in h.parents or h in v.parents:
                     raise ValueError(f"hidden data {hname!r} ({hpath}) overlaps visible data "
-                                     f"{vname!r} ({vpath}); hidden data must never be mounted")
+                                     f"{vname!r} ({vpath}); hidden data must never be mounted, "
+                                     "so give the two separate folders")
         return self
 
 
 class StageSpec(_Strict):
-    name: Annotated[str, Field(pattern=_NAME)]
+    name: Name
     command: tuple[str, ...] = Field(min_length=1)
     timeout: float = Field(gt=0, le=24 * 3600)  # wall seconds
     data: tuple[str, ...] = ()  # visible data sets mounted read-only at /data/<name>
-    outputs: dict[str, Size] = Field(default_factory=dict)  # file in /output -> max bytes read back
+    outputs: dict[FileName, Size] = Field(default_factory=dict)  # file in /output -> max bytes read back
 
     @field_validator("command", mode="before")
     @classmethod
@@ -93,7 +148,7 @@ class StageSpec(_Strict):
 
 
 class GraderSpec(_Strict):
-    name: Annotated[str, Field(pattern=_NAME)]  # criterion name
+    name: Name  # criterion name
     grader: str  # registered grader
     weight: float = Field(gt=0)
     args: dict[str, Any] = Field(default_factory=dict)
@@ -101,23 +156,24 @@ class GraderSpec(_Strict):
 
 class AssignmentSpec(_Strict):
     schema_version: Literal[1]
-    id: Annotated[str, Field(pattern=_NAME)]
+    id: Name
     version: Annotated[str, Field(pattern=r"^\d+(\.\d+){0,2}$")]
     title: str = Field(min_length=1)
-    brief: str  # markdown file, relative to the assignment folder
-    starter: str | None = None  # starter kit folder
+    brief: RelPath  # markdown file, relative to the assignment folder
+    starter: RelPath | None = None  # starter kit folder
     image: ImageSpec = ImageSpec()
     limits: LimitsSpec = LimitsSpec()
     data: DataSpec = DataSpec()
-    required_files: tuple[str, ...] = ()
+    required_files: tuple[RelPath, ...] = ()  # relative to the submission's root
     stages: tuple[StageSpec, ...] = Field(min_length=1)
     graders: tuple[GraderSpec, ...] = Field(min_length=1)
 
     @field_validator("version", mode="before")
     @classmethod
     def _version_is_text(cls, v: Any) -> Any:
-        if not isinstance(v, str):  # YAML turns 1.10 into 1.1: insist on quotes
-            raise ValueError(f"write the version as a quoted string, e.g. \"{v}\" (YAML reads 1.10 as 1.1)")
+        if not isinstance(v, str):  # YAML turns 1.10 into 1.1, so the number may not be what was written
+            raise ValueError(f"got the number {v!r}; quote the version, e.g. version: \"1.10\" "
+                             "(unquoted YAML reads 1.10 as the number 1.1)")
         return v
 
     @model_validator(mode="after")
@@ -131,6 +187,13 @@ class AssignmentSpec(_Strict):
                 hint = " (hidden data can never be mounted)" if unknown & set(self.data.hidden) else ""
                 raise ValueError(f"stage {stage.name!r} mounts unknown data {sorted(unknown)}{hint}; "
                                  f"visible data sets: {sorted(self.data.visible)}")
+        owner: dict[str, str] = {}
+        for stage in self.stages:
+            for output in stage.outputs:
+                if output in owner:
+                    raise ValueError(f"output {output!r} is declared by stages {owner[output]!r} and "
+                                     f"{stage.name!r}; each output file belongs to one stage")
+                owner[output] = stage.name
         criteria = [g.name for g in self.graders]
         if len(set(criteria)) != len(criteria):
             raise ValueError(f"grader names repeat: {criteria}")
@@ -174,11 +237,45 @@ def _no_duplicates(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool 
 _UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _no_duplicates)
 
 
+def _model_at(loc: tuple) -> type[BaseModel] | None:
+    """The spec model that holds the key at `loc` (stage indexes skipped), if the path leads to one."""
+    model: type[BaseModel] = AssignmentSpec
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(str(part))
+        if field is None:
+            return None
+        candidates = [field.annotation, *get_args(field.annotation)]
+        found = [c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)]
+        if not found:
+            return None
+        model = found[0]
+    return model
+
+
+def _message(e: Any) -> str:
+    if e["type"] == "extra_forbidden":
+        model = _model_at(tuple(e["loc"][:-1]))
+        if model is not None:
+            known = sorted(model.model_fields)
+            close = difflib.get_close_matches(str(e["loc"][-1]), known, n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            return f"unknown key; {hint}allowed here: {', '.join(known)}"
+        return "unknown key; remove it"
+    return str(e["msg"]).removeprefix("Value error, ")
+
+
 def _format_error(path: Path, err: ValidationError) -> str:
     lines = [f"{path}: invalid assignment spec"]
-    for e in err.errors():
-        field = ".".join(str(p) for p in e["loc"]) or "(top level)"
-        lines.append(f"  {field}: {e['msg']}")
+    errors = err.errors()
+    for e in errors:
+        loc = tuple(e["loc"])
+        if e["type"] == "too_short" and any(tuple(o["loc"])[:len(loc)] == loc != tuple(o["loc"])
+                                            for o in errors):
+            continue  # pydantic counts only the items that validated: the item's own error says it all
+        field = ".".join(str(p) for p in loc) or "(top level)"
+        lines.append(f"  {field}: {_message(e)}")
     return "\n".join(lines)
 
 

@@ -2,8 +2,11 @@
 
 Containers cannot reach a package index, so the host resolves and downloads binary
 wheels for the *image's* interpreter and platform (not the host's), and the build
-installs them with `pip install --no-index`. Wheels are kept in a shared wheelhouse
-so that later builds copy rather than fetch them.
+installs them with `pip install --no-index`. The assignment's wheels are kept in a
+shared wheelhouse so that later builds copy rather than fetch them. A candidate's
+wheels are downloaded under a size and file-count budget, watched while pip runs, into
+a scratch folder that is deleted after the build: they never enter the wheelhouse, so
+candidates cannot make it grow.
 """
 
 from __future__ import annotations
@@ -15,8 +18,9 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +29,9 @@ from harness.errors import ImageBuildError
 MAX_REQUIREMENT_LINES = 200
 MAX_REQUIREMENT_BYTES = 64 << 10
 PIP_TIMEOUT_S = 900.0
+MAX_DOWNLOAD_BYTES = 2 << 30  # what one candidate's requirements may download
+MAX_WHEEL_FILES = 200
+WATCH_INTERVAL_S = 0.2
 
 _NAME = r"[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?"
 _EXTRAS = rf"\[\s*{_NAME}(?:\s*,\s*{_NAME})*\s*\]"
@@ -42,8 +49,9 @@ _INLINE_COMMENT = re.compile(r"\s+#.*$")
 # pip's messages for "no distribution satisfies what was asked": the candidate's fault ...
 _UNSATISFIABLE = ("No matching distribution found", "Could not find a version", "ResolutionImpossible",
                   "conflicting dependencies")
-# ... unless the index itself was unreachable, which produces the same messages.
-_UNREACHABLE = ("Retrying (", "NewConnectionError", "ConnectTimeout", "ProxyError", "SSLError",
+# ... unless the index itself was unreachable, which produces the same messages. Each marker
+# has a space or a bracket, so a requested package name (echoed by pip) cannot imitate it.
+_UNREACHABLE = ("Retrying (", "NewConnectionError(", "ConnectTimeoutError(", "ProxyError(", "SSLError(",
                 "Max retries exceeded", "Could not fetch URL", "Temporary failure in name resolution")
 # The host's PIP_* settings that say where and how to fetch; all others (--target, --user,
 # --no-deps, --pre, platform overrides ...) would change what is resolved, so they are dropped.
@@ -56,6 +64,57 @@ _PIP_ENV_KEPT = frozenset({
 
 class RequirementsError(ValueError):
     """A candidate's requirements are not acceptable (a result, not a harness failure)."""
+
+
+@dataclass(frozen=True)
+class DownloadLimits:
+    """How much one download may put on disk: bytes of files and distinct wheel files."""
+
+    max_bytes: int = MAX_DOWNLOAD_BYTES
+    max_files: int = MAX_WHEEL_FILES
+
+    def __post_init__(self) -> None:
+        if self.max_bytes <= 0 or self.max_files <= 0:
+            raise ValueError(f"download limits must be positive: {self}")
+
+    def check(self, root: Path) -> None:
+        """Raise RequirementsError if the files under `root` exceed the limits."""
+        size, wheels = disk_usage(root)
+        if size > self.max_bytes:
+            raise RequirementsError(
+                f"requirements.txt needs more than {self.max_bytes} bytes of wheels "
+                f"({_human(self.max_bytes)} allowed, dependencies included); drop its largest packages")
+        if wheels > self.max_files:
+            raise RequirementsError(
+                f"requirements.txt needs more than {self.max_files} wheel files (dependencies included)")
+
+
+def disk_usage(root: Path) -> tuple[int, int]:
+    """(bytes, distinct wheel files) under `root`, tolerating files that vanish meanwhile.
+
+    pip downloads a wheel into its temporary folder and copies it to --dest at the end;
+    a wheel file name seen in both places counts once.
+    """
+    wheels: dict[str, int] = {}
+    other = 0
+    for folder, _, names in os.walk(root):
+        for name in names:
+            try:
+                size = os.lstat(os.path.join(folder, name)).st_size
+            except OSError:  # pip removed it between the listing and the stat
+                continue
+            if name.endswith(".whl"):
+                wheels[name] = max(size, wheels.get(name, 0))
+            else:
+                other += size
+    return sum(wheels.values()) + other, len(wheels)
+
+
+def _human(size: int) -> str:
+    for unit, shift in (("GiB", 30), ("MiB", 20), ("KiB", 10)):
+        if size >= 1 << shift:
+            return f"{size / (1 << shift):.1f} {unit}"
+    return f"{size} bytes"
 
 
 @dataclass(frozen=True)
@@ -144,30 +203,56 @@ def canonical_name(requirement: str) -> str:
 
 
 def download(requirements: Sequence[str], *, dest: Path, wheelhouse: Path, target: Target,
-             constraints: Sequence[str] = (), candidate: bool = False) -> list[Path]:
+             constraints: Sequence[str] = (), candidate: bool = False,
+             limits: DownloadLimits | None = None) -> list[Path]:
     """Fetch binary wheels for `requirements` and their dependencies into `dest` (only those).
 
-    The shared `wheelhouse` is searched first and receives every new wheel. Returns the
-    wheel files in `dest`. Raises RequirementsError when `candidate` is true and pip finds
-    no wheel that satisfies the requirements; ImageBuildError for any other failure.
+    pip runs in a scratch folder next to `dest` (its temporary files too), searching the
+    shared `wheelhouse` first; wheels are moved to `dest` only when the download succeeded
+    within `limits`. The wheelhouse receives the new wheels unless `candidate` is true.
+    Candidate downloads use no pip cache, so `limits` bounds everything they write. Returns
+    the wheel files in `dest`. Raises RequirementsError when `candidate` is true and pip
+    finds no wheel that satisfies the requirements or runs out of time, or when the limits
+    are exceeded (pip is then stopped at once); ImageBuildError for any other failure.
     """
     dest.mkdir(parents=True, exist_ok=True)
     wheelhouse.mkdir(parents=True, exist_ok=True)
     if not requirements:  # newer pip refuses an empty requirements file
         return []
-    with tempfile.TemporaryDirectory(prefix="pip-inputs-", dir=dest.parent) as inputs:
-        wanted, pinned = Path(inputs, "requirements.txt"), Path(inputs, "constraints.txt")
-        wanted.write_text("".join(f"{r}\n" for r in requirements))
-        pinned.write_text("".join(f"{c}\n" for c in constraints))
-        command = [sys.executable, "-m", "pip", "download", "--only-binary=:all:", *target.pip_args(),
-                   "--find-links", str(wheelhouse), "--dest", str(dest), "--progress-bar", "off",
-                   "--no-input", "--disable-pip-version-check", "-r", str(wanted), "-c", str(pinned)]
-        code, output = run_bounded(command, timeout_s=PIP_TIMEOUT_S, env=pip_environment())
-    if code != 0:
-        raise _pip_failure(output, code, candidate=candidate)
-    wheels = sorted(dest.glob("*.whl"))
-    _share(wheels, wheelhouse)
+    with tempfile.TemporaryDirectory(prefix="pip-", dir=dest.parent, ignore_cleanup_errors=True) as name:
+        work = Path(name)
+        staging, scratch = work / "wheels", work / "tmp"
+        scratch.mkdir()
+        code, output = _run_pip(requirements, constraints, work=work, staging=staging,
+                                wheelhouse=wheelhouse, target=target, limits=limits)
+        if code != 0:
+            raise _pip_failure(output, code, candidate=candidate)
+        if limits is not None:
+            limits.check(staging)  # pip may have finished between two looks
+        wheels = []
+        for wheel in sorted(staging.glob("*.whl")):
+            wheels.append(dest / wheel.name)
+            os.replace(wheel, wheels[-1])
+    if not candidate:
+        _share(wheels, wheelhouse)
     return wheels
+
+
+def _run_pip(requirements: Sequence[str], constraints: Sequence[str], *, work: Path, staging: Path,
+             wheelhouse: Path, target: Target, limits: DownloadLimits | None) -> tuple[int, str]:
+    wanted, pinned = work / "requirements.txt", work / "constraints.txt"
+    wanted.write_text("".join(f"{r}\n" for r in requirements))
+    pinned.write_text("".join(f"{c}\n" for c in constraints))
+    command = [sys.executable, "-m", "pip", "download", "--only-binary=:all:", *target.pip_args(),
+               "--find-links", str(wheelhouse), "--dest", str(staging), "--progress-bar", "off",
+               "--no-input", "--disable-pip-version-check", "-r", str(wanted), "-c", str(pinned)]
+    if limits is not None:
+        command.append("--no-cache-dir")  # the host's pip cache is outside the watched folder
+    # pip downloads into its temporary folder and copies to --dest only at the end: keep
+    # both inside `work`, so that the watch sees every byte and the cleanup removes them.
+    env = pip_environment() | {"TMPDIR": str(work / "tmp")}
+    watch = None if limits is None else (lambda: limits.check(work))
+    return run_bounded(command, timeout_s=PIP_TIMEOUT_S, env=env, watch=watch)
 
 
 def pip_environment(environ: dict[str, str] | None = None) -> dict[str, str]:
@@ -179,24 +264,39 @@ def pip_environment(environ: dict[str, str] | None = None) -> dict[str, str]:
 
 
 def run_bounded(command: Sequence[str], *, timeout_s: float, env: dict[str, str] | None = None,
-                tail_lines: int = 40) -> tuple[int, str]:
+                tail_lines: int = 40, watch: Callable[[], None] | None = None,
+                watch_interval_s: float = WATCH_INTERVAL_S) -> tuple[int, str]:
     """Run `command` with a wall-clock limit; return (exit code, last lines of its output).
 
     The command runs in its own process group, which is terminated (then killed) on
-    timeout, so helpers it started die with it. A timeout returns exit code -1.
+    timeout, so helpers it started die with it. A timeout returns exit code -1. `watch`,
+    when given, is called every `watch_interval_s` while the command runs; whatever it
+    raises stops the process group and propagates.
     """
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
                                stdin=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + timeout_s
     try:
-        output, _ = process.communicate(timeout=timeout_s)
-        code = process.returncode
-    except subprocess.TimeoutExpired:
-        _stop_group(process)
-        output, _ = process.communicate()
-        code, output = -1, output + f"\n(timed out after {timeout_s:.0f} s)".encode()
+        while True:
+            left = deadline - time.monotonic()
+            step = min(left, watch_interval_s) if watch is not None else left
+            try:
+                output, _ = process.communicate(timeout=max(0.0, step))
+                code = process.returncode
+                break
+            except subprocess.TimeoutExpired:  # retrying communicate() loses no output
+                if time.monotonic() >= deadline:
+                    _stop_group(process)
+                    output, _ = process.communicate()
+                    code, output = -1, output + f"\n(timed out after {timeout_s:.0f} s)".encode()
+                    break
+                if watch is not None:
+                    watch()
     finally:
-        if process.poll() is None:  # interrupted (e.g. Ctrl-C): leave no helper behind
+        if process.poll() is None:  # interrupted (watch, Ctrl-C): leave no helper behind
             _stop_group(process)
+        if process.stdout is not None:
+            process.stdout.close()
     lines = output.decode("utf-8", "replace").splitlines()
     return code, "\n".join(lines[-tail_lines:])
 
@@ -215,12 +315,17 @@ def _stop_group(process: subprocess.Popen) -> None:
 
 
 def _pip_failure(output: str, code: int, *, candidate: bool) -> Exception:
+    """Whose fault a failed `pip download` is: the candidate's (RequirementsError) or ours."""
     errors = [line.removeprefix("ERROR: ") for line in output.splitlines() if line.startswith("ERROR:")]
-    unreachable = any(marker in output for marker in _UNREACHABLE)
-    if candidate and code != -1 and not unreachable and any(m in output for m in _UNSATISFIABLE):
-        preferred = [e for e in errors if e.startswith(("No matching", "Cannot install"))]
-        reason = (preferred or errors or ["pip could not resolve the requirements"])[0]
-        return RequirementsError(f"no installable wheel: {reason}")
+    # an unreachable index also ends in "no matching distribution" or in a timeout
+    if candidate and not any(marker in output for marker in _UNREACHABLE):
+        if code == -1:
+            return RequirementsError(f"downloading the wheels took more than {PIP_TIMEOUT_S:.0f} s: "
+                                     "requirements.txt asks for too much")
+        if any(m in output for m in _UNSATISFIABLE):
+            preferred = [e for e in errors if e.startswith(("No matching", "Cannot install"))]
+            reason = (preferred or errors or ["pip could not resolve the requirements"])[0]
+            return RequirementsError(f"no installable wheel: {reason}")
     return ImageBuildError(f"pip download failed (exit {code}):\n{output}")
 
 

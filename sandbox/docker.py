@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import socket
 import threading
@@ -22,6 +23,9 @@ from sandbox._fs import tree_size
 _DOCKER_FAILURES = (docker.errors.DockerException, requests.exceptions.RequestException, ConnectionError)
 _POLL_S = 0.2
 _DISK_POLL_S = 1.0
+_MAX_ENTRIES = 100_000  # files a stage may create in its writable mounts
+_BACKSTOP_S = 30  # the in-container kill, should the harness itself die mid-stage
+_SIGXFSZ_EXIT = 128 + 25
 _CGROUP_PEAK_FILES = (  # cgroup v1, then the two usual v2 layouts
     "/sys/fs/cgroup/memory/docker/{id}/memory.max_usage_in_bytes",
     "/sys/fs/cgroup/system.slice/docker-{id}.scope/memory.peak",
@@ -101,11 +105,17 @@ class _Watchdog(threading.Thread):
                 return
             if self._writable and now >= next_disk:
                 next_disk = now + _DISK_POLL_S
-                used, _ = tree_size(self._writable)
-                if used > self.request.limits.disk_bytes:
-                    cap = self.request.limits.disk_bytes
-                    self.kill(StageStatus.DISK_LIMIT, f"wrote {used} bytes, over the {cap} byte disk limit")
+                if self._disk_exceeded():
                     return
+
+    def _disk_exceeded(self) -> bool:
+        cap = self.request.limits.disk_bytes
+        used, entries = tree_size(self._writable, max_entries=_MAX_ENTRIES)
+        if entries >= _MAX_ENTRIES:  # past this many the byte count is no longer complete
+            self.kill(StageStatus.DISK_LIMIT, f"created more than {_MAX_ENTRIES} files")
+        elif used > cap:
+            self.kill(StageStatus.DISK_LIMIT, f"wrote {used} bytes, over the {cap} byte disk limit")
+        return self.reason is StageStatus.DISK_LIMIT
 
     def _sample_memory(self) -> None:
         for pattern in _CGROUP_PEAK_FILES:
@@ -131,12 +141,17 @@ class DockerBackend(SandboxBackend):
         except _DOCKER_FAILURES as exc:
             raise InfraError(f"docker could not list containers: {exc}") from None
         self._live: dict[str, object] = {}
+        self._cancelled: set[str] = set()
+        self._closed = False
         self._lock = threading.Lock()
 
     def _create(self, request: RunRequest):
         lim = request.limits
         return self.client.containers.create(
-            image=request.image, command=list(request.command),
+            # The harness's watchdog enforces the time limit; `timeout` inside is a backstop
+            # so that a container outliving a killed harness still ends.
+            image=request.image,
+            command=["timeout", "-s", "KILL", str(math.ceil(lim.timeout_s) + _BACKSTOP_S), *request.command],
             name=f"mlgrade-{request.name}-{uuid.uuid4().hex[:10]}",
             user=f"{self.run_as[0]}:{self.run_as[1]}", working_dir=request.workdir,
             environment=dict(request.env),
@@ -145,7 +160,8 @@ class DockerBackend(SandboxBackend):
             nano_cpus=int(lim.cpus * 1e9), pids_limit=lim.pids, read_only=True,
             tmpfs={"/tmp": f"rw,nosuid,nodev,size={lim.tmpfs_bytes},mode=1777"},  # noqa: S108 - in the container
             cap_drop=["ALL"], security_opt=["no-new-privileges"], ipc_mode="private",
-            ulimits=[Ulimit(name="core", soft=0, hard=0), Ulimit(name="nofile", soft=4096, hard=4096)],
+            ulimits=[Ulimit(name="core", soft=0, hard=0), Ulimit(name="nofile", soft=4096, hard=4096),
+                     Ulimit(name="fsize", soft=lim.disk_bytes + 1, hard=lim.disk_bytes + 1)],
             mounts=[DockerMount(target=m.target, source=str(m.source), type="bind", read_only=m.read_only)
                     for m in request.mounts],
             log_config=LogConfig(type="none"), stdin_open=False, tty=False, detach=True,
@@ -153,6 +169,8 @@ class DockerBackend(SandboxBackend):
 
     def run(self, request: RunRequest) -> RunResult:
         started = time.monotonic()
+        if self._closed:
+            raise InfraError(f"stage {request.name} not started: the batch was cancelled")
         try:
             container = self._create(request)
         except docker.errors.ImageNotFound:
@@ -175,10 +193,14 @@ class DockerBackend(SandboxBackend):
         container.start()
         watchdog = _Watchdog(container, request)
         watchdog.start()
-        log, truncated = self._read_capped(stream, request.limits.output_bytes, watchdog)
-        state = self._wait(container)
-        watchdog.done.set()
-        watchdog.join()
+        try:
+            log, truncated = self._read_capped(stream, request.limits.output_bytes, watchdog)
+            state = self._wait(container, watchdog)
+        finally:
+            watchdog.done.set()
+            watchdog.join()
+        if container.id in self._cancelled:  # killed by Ctrl-C, not by its own doing: no verdict
+            raise InfraError(f"stage {request.name} was cancelled")
         seconds = time.monotonic() - started
         status, detail = _classify(state, watchdog)
         return RunResult(status=status, exit_code=state.get("ExitCode"), seconds=seconds,
@@ -202,8 +224,16 @@ class DockerBackend(SandboxBackend):
         return bytes(kept), truncated
 
     @staticmethod
-    def _wait(container) -> dict:
-        container.wait(timeout=30)
+    def _wait(container, watchdog: _Watchdog) -> dict:
+        """Wait for the exit. The log stream may end early (a stage can close its stdout), so
+        wait in slices: the watchdog kills at the deadline, and a read timeout means "still running"."""
+        while True:
+            try:
+                container.wait(timeout=max(1.0, watchdog.deadline - time.monotonic()) + 5)
+                break
+            except (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError):
+                if time.monotonic() > watchdog.deadline + _BACKSTOP_S:
+                    raise InfraError(f"container {container.short_id} did not stop after its kill") from None
         container.reload()
         return container.attrs["State"]
 
@@ -215,11 +245,13 @@ class DockerBackend(SandboxBackend):
         except docker.errors.NotFound:
             pass
         except _DOCKER_FAILURES:
-            pass  # best effort: `harness clean` removes leftovers labelled mlgrade=stage
+            pass  # best effort: the next DockerBackend (or `harness clean`) reaps leftovers
 
     def cancel_all(self) -> None:
         with self._lock:
+            self._closed = True
             live = list(self._live.values())
+            self._cancelled.update(c.id for c in live)
         for container in live:
             self._remove(container)
 
@@ -232,6 +264,8 @@ def _classify(state: dict, watchdog: _Watchdog) -> tuple[StageStatus, str]:
     code = state.get("ExitCode")
     if watchdog.reason is not None:
         return watchdog.reason, watchdog.detail
+    if code == _SIGXFSZ_EXIT:
+        return StageStatus.DISK_LIMIT, "a file grew past the disk limit"
     if state.get("OOMKilled") and code != 0:
         return StageStatus.OOM, "killed by the kernel: over the memory limit"
     if code == 0:

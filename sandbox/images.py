@@ -12,6 +12,11 @@ when that tag exists nothing is downloaded or built. Wheels are resolved and dow
 the host for the image's own interpreter and platform, and `docker build` runs with network
 "none". Each build holds a file lock in `cache_dir`, so concurrent callers build once.
 Images are never pulled from a registry.
+
+Whose fault a failed candidate image is: requirements that have no wheel, need more than
+the download limits, keep pip busy past its timeout, or fail to install in the image are
+the candidate's (RequirementsError); an unreachable index, Docker, or the disk are ours
+(ImageBuildError, retried).
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ import requests.exceptions
 
 from harness.errors import ImageBuildError
 from sandbox import _debian, _wheels
-from sandbox._wheels import RequirementsError, parse_requirements
+from sandbox._wheels import MAX_DOWNLOAD_BYTES, MAX_WHEEL_FILES, RequirementsError, parse_requirements
 
 __all__ = [
     "ImageRef", "RequirementsError", "ensure_base_image", "ensure_candidate_image", "ensure_image",
@@ -51,6 +56,11 @@ RECIPES = Path(__file__).parent / "recipes"
 
 _DOCKER_FAILURES = (docker.errors.DockerException, requests.exceptions.RequestException)
 _REPOSITORY = re.compile(r"[a-z0-9]+(?:[._-][a-z0-9]+)*")
+_NON_ZERO = re.compile(r"returned a non-zero code: (\d+)")
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")  # the daemon colours a step's stderr
+# pip install's errors when the host, not the candidate's wheels, is at fault; each has a
+# space or a bracket, so no package name or version in an error line can imitate it
+_HOST_TROUBLE = ("due to an OSError", "[Errno", "No space left", "Read-only file system")
 _PROBE = ("import platform, sys; "
           "print(sys.implementation.name, *sys.version_info[:2], platform.machine(), *platform.libc_ver())")
 
@@ -74,7 +84,8 @@ class _Plan:
     install: tuple[str, ...]  # requirements.txt inside the build
     constraints: tuple[str, ...]
     labels: tuple[tuple[str, str], ...]
-    candidate: bool  # resolution failures are the candidate's (RequirementsError)
+    candidate: bool  # resolution and install failures are the candidate's (RequirementsError)
+    limits: _wheels.DownloadLimits | None = None
 
 
 def ensure_base_image(client: docker.DockerClient, *, base: str = "auto", cache_dir: Path) -> ImageRef:
@@ -127,15 +138,22 @@ def ensure_image(client: docker.DockerClient, *, name: str, base: ImageRef, pack
 
 
 def ensure_candidate_image(client: docker.DockerClient, *, parent: ImageRef, requirements: list[str],
-                           cache_dir: Path, constraints: Sequence[str] = ("torch==2.13.0",)) -> ImageRef:
+                           cache_dir: Path, constraints: Sequence[str] = ("torch==2.13.0",),
+                           max_download_bytes: int = MAX_DOWNLOAD_BYTES,
+                           max_wheel_files: int = MAX_WHEEL_FILES) -> ImageRef:
     """Return the image `mlgrade/<parent name>-req:<hash12>` with a candidate's requirements.
 
     `requirements` come from parse_requirements (they are checked again here); `constraints`
-    are pip constraints applied to them (the default keeps torch on its CPU build). With no
-    requirements the parent itself is returned. Raises RequirementsError when no wheel
-    satisfies the requirements (the candidate's fault), ImageBuildError when the download
-    or the build fails for any other reason.
+    are pip constraints applied to them (the default keeps torch on its CPU build). The
+    wheels they need, dependencies included, may take at most `max_download_bytes` and
+    `max_wheel_files` files; pip is stopped as soon as it goes over. They are downloaded
+    into a scratch build context, never into the shared wheelhouse. With no requirements
+    the parent itself is returned. Raises RequirementsError (the candidate's fault) when no
+    wheel satisfies the requirements, the limits or pip's timeout are exceeded, or pip
+    fails to install the wheels in the image; ImageBuildError when the index, Docker or the
+    disk fail; ValueError when a limit is not positive.
     """
+    limits = _wheels.DownloadLimits(max_bytes=max_download_bytes, max_files=max_wheel_files)
     pinned = sorted({_wheels.check_requirement(r, where=f"requirement {r!r}") for r in requirements})
     if not pinned:
         return ImageRef(parent.tag, parent.id, built=False)
@@ -144,7 +162,7 @@ def ensure_candidate_image(client: docker.DockerClient, *, parent: ImageRef, req
     plan = _Plan(
         tag=f"mlgrade/{_repository_name(parent.tag)}-req:{digest[:12]}", digest=digest, recipe=recipe,
         parent=("PARENT", parent.id), fetch=tuple(pinned), install=tuple(pinned),
-        constraints=tuple(constraints), candidate=True,
+        constraints=tuple(constraints), candidate=True, limits=limits,
         labels=((INPUTS_LABEL, digest), (PACKAGES_LABEL, json.dumps(pinned)),
                 (CONSTRAINTS_LABEL, json.dumps(list(constraints)))))
     return _realise(client, plan, cache_dir)
@@ -184,7 +202,7 @@ def _fill_context(client: docker.DockerClient, plan: _Plan, context: Path, wheel
     target = _probe(client, plan.parent[1])
     wheels = context / "wheels"
     _wheels.download(plan.fetch, dest=wheels, wheelhouse=wheelhouse, target=target,
-                     constraints=plan.constraints, candidate=plan.candidate)
+                     constraints=plan.constraints, candidate=plan.candidate, limits=plan.limits)
     (wheels / "requirements.txt").write_text("".join(f"{line}\n" for line in plan.install))
     (wheels / "constraints.txt").write_text("".join(f"{line}\n" for line in plan.constraints))
     (context / "Dockerfile").write_text(plan.recipe)
@@ -216,23 +234,47 @@ def _probe(client: docker.DockerClient, image_id: str) -> _wheels.Target:
 
 
 def _docker_build(client: docker.DockerClient, context: Path, plan: _Plan) -> str:
-    """Build `context` offline as `plan.tag`; return the image id."""
+    """Build `context` offline as `plan.tag`; return the image id.
+
+    Raises RequirementsError when a candidate image's pip install rejects the candidate's
+    wheels (see _install_failure), ImageBuildError for any other failure.
+    """
     try:
         image, _ = client.images.build(
             path=str(context), tag=plan.tag, buildargs=dict([plan.parent]), labels=dict(plan.labels),
             network_mode="none", rm=True, forcerm=True, pull=False, timeout=BUILD_TIMEOUT_S,
             use_config_proxy=False)
     except docker.errors.BuildError as exc:
-        raise ImageBuildError(f"building {plan.tag} failed: {exc.msg}\n{_log_tail(exc.build_log)}") from exc
+        log = _log_lines(exc.build_log)  # an iterator: read it once
+        reason = _install_failure(exc.msg, log) if plan.candidate else None
+        if reason is not None:
+            raise RequirementsError(f"installing requirements.txt in the image failed: {reason}") from None
+        tail = "\n".join(log[-30:])
+        raise ImageBuildError(f"building {plan.tag} failed: {exc.msg}\n{tail}") from exc
     except _DOCKER_FAILURES as exc:
         raise ImageBuildError(f"building {plan.tag} failed: {exc}") from exc
     return image.id
 
 
-def _log_tail(build_log: object, lines: int = 30) -> str:
+def _log_lines(build_log: object) -> list[str]:
     chunks = [entry.get("stream") or entry.get("error") or "" for entry in build_log or ()
               if isinstance(entry, dict)]
-    return "\n".join("".join(chunks).splitlines()[-lines:])
+    return _ANSI.sub("", "".join(chunks)).splitlines()
+
+
+def _install_failure(message: str, log: Sequence[str]) -> str | None:
+    """pip's last meaningful error when the install step failed on the wheels themselves.
+
+    That is: the step exited 1 (pip's code for an error it reported, not a kill or a usage
+    error), pip printed an ERROR line, and nothing points at the host (disk, memory).
+    """
+    code = _NON_ZERO.search(message or "")
+    errors = [line.removeprefix("ERROR: ").strip() for line in log if line.startswith("ERROR:")]
+    if code is None or code[1] != "1" or not errors or any(m in e for e in errors for m in _HOST_TROUBLE):
+        return None
+    meaningful = [e for e in errors if not e.startswith("ResolutionImpossible: for help")] or errors
+    reason = meaningful[-1]
+    return reason if len(reason) <= 300 else reason[:297] + "..."
 
 
 def _local(client: docker.DockerClient, name: str) -> ImageRef | None:

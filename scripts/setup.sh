@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Make this machine ready to grade: the Python package, then a Docker engine if none answers.
-# Idempotent; safe to re-run. Needs root only to install and start Docker.
+# Make this machine ready to grade: the Python package, a Docker engine if none answers, and the
+# ranker's images and data. Idempotent; safe to re-run. Needs root only to install and start Docker.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
@@ -14,22 +14,23 @@ PY
 }
 
 need=()
-command -v dockerd >/dev/null || need+=(docker.io)
-command -v debootstrap >/dev/null || need+=(debootstrap)
-command -v bwrap >/dev/null || need+=(bubblewrap)
-if ! daemon_answers || [ ${#need[@]} -gt 0 ]; then
-  if [ "$(id -u)" != 0 ]; then
-    daemon_answers && exit 0
-    echo "setup: no Docker daemon answers and this is not root: start Docker, or re-run as root" >&2
-    exit 1
-  fi
-  if [ ${#need[@]} -gt 0 ]; then
+daemon_answers || command -v dockerd >/dev/null || need+=(docker.io)  # an existing engine is kept
+command -v debootstrap >/dev/null || need+=(debootstrap)  # builds the base image without a registry
+command -v bwrap >/dev/null || need+=(bubblewrap)  # the opt-in local backend
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then
     echo "setup: installing ${need[*]} (Debian packages)" >&2
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+  else
+    echo "setup: not root, so not installing ${need[*]}" >&2
   fi
 fi
 if ! daemon_answers; then
+  if [ "$(id -u)" != 0 ]; then
+    echo "setup: no Docker daemon answers and this is not root: start Docker, or re-run as root" >&2
+    exit 1
+  fi
   # No default bridge and no iptables rules: containers get no network unless given one,
   # and the harness only ever uses network_mode=none.
   echo "setup: starting dockerd (log: /var/log/dockerd.log)" >&2
@@ -37,4 +38,6 @@ if ! daemon_answers; then
   for _ in $(seq 60); do daemon_answers && break; sleep 1; done
   daemon_answers || { echo "setup: dockerd did not answer; see /var/log/dockerd.log" >&2; exit 1; }
 fi
-echo "setup: ready (python package installed, Docker daemon answers)" >&2
+# The base image (debootstrap, about 50 s once) and the ranker image and data; cached by hash.
+"$PYTHON" -m harness prepare ranker >&2
+echo "setup: ready (package installed, Docker answers, ranker image built)" >&2

@@ -187,3 +187,67 @@ def test_identical_code_from_two_candidates_gets_two_results(tmp_path):
     assert report.items[0].result.content_hash == report.items[1].result.content_hash
     assert report.items[0].result.key != report.items[1].result.key
     assert report.items[0].folder != report.items[1].folder
+
+
+def test_failed_forced_regrade_keeps_the_earlier_graded_result(tmp_path):
+    sub = make_submission(tmp_path / "subs", "keeper")
+    first = run(tmp_path, [sub], FakeBackend({})).items[0]
+
+    def down(request, output):
+        raise InfraError("daemon went away")
+
+    again = run(tmp_path, [sub], FakeBackend({("keeper", "fit"): down}), force=True, retries=0).items[0]
+    assert again.result.status is Status.INFRA_ERROR
+    kept = load_result(first.folder)
+    assert kept is not None and kept.status is Status.OK and kept.total_score == 100.0
+    assert (first.folder / "logs" / "fit.log").exists()
+
+
+def test_unexpected_exception_leaves_one_submission_ungraded_and_the_batch_goes_on(tmp_path):
+    def bug(request, output):
+        raise ValueError("a bug in a backend")
+
+    subs = [make_submission(tmp_path / "subs", n) for n in ("unlucky", "fine")]
+    report = run(tmp_path, subs, FakeBackend({("unlucky", "fit"): bug}))
+    items = by_candidate(report)
+    unlucky = items["unlucky"].result
+    assert unlucky.status is Status.INFRA_ERROR and "ValueError" in unlucky.message
+    assert items["fine"].result.status is Status.OK
+
+
+def test_same_folder_name_from_two_people_gets_two_candidates(tmp_path):
+    alice = make_submission(tmp_path / "alice", "submission")
+    bob = make_submission(tmp_path / "bob", "submission", {"run.py": "print('bob')\n"})
+    (bob / "NAME").write_text("submission")
+    report = run(tmp_path, [alice, bob], FakeBackend({}))
+    assert sorted(i.result.candidate for i in report.items) == ["alice-submission", "bob-submission"]
+
+
+def test_editing_the_spec_regrades(tmp_path):
+    import shutil
+
+    toy = tmp_path / "toy"
+    shutil.copytree(TOY, toy)
+    sub = make_submission(tmp_path / "subs", "edited")
+    install_fake_backend(FakeBackend({}))
+    first = api.grade(toy, [str(sub)], results_dir=tmp_path / "r", backend="fake", log_to_mlflow=False)
+    spec = toy / "assignment.yaml"
+    spec.write_text(spec.read_text().replace("weight: 3", "weight: 2"))
+    second = api.grade(toy, [str(sub)], results_dir=tmp_path / "r", backend="fake", log_to_mlflow=False)
+    assert not second.items[0].skipped and second.items[0].result.key != first.items[0].result.key
+
+
+def test_summary_table_does_not_interpret_candidate_text_as_markup():
+    import io
+
+    from rich.console import Console as RichConsole
+
+    from harness.output import summary_table
+    from harness.results import SubmissionResult
+
+    result = SubmissionResult(key="k", assignment="toy", assignment_version="1", submission="x",
+                              submission_id="s", candidate="[/]evil", status=Status.REJECTED,
+                              message="member [bold red]../x[/] refused", harness_version="0")
+    out = io.StringIO()
+    RichConsole(file=out, width=200).print(summary_table([result]))
+    assert "[/]evil" in out.getvalue() and "[bold red]../x[/]" in out.getvalue()

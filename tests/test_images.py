@@ -6,16 +6,22 @@ and is then cached by tag; HARNESS_BASE_IMAGE=<local image> skips that (e.g. for
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
+import sys
+import textwrap
 import threading
+import time
 import uuid
 from pathlib import Path
+from types import SimpleNamespace
 
+import docker.errors
 import pytest
 
 from harness.errors import ImageBuildError
-from sandbox import _debian, images
+from sandbox import _debian, _wheels, images
 from sandbox.images import ImageRef, RequirementsError, parse_requirements
 
 PURE_PACKAGE = "threadpoolctl==3.8.0"  # one small pure-Python wheel, no dependencies
@@ -84,6 +90,110 @@ def test_parse_requirements_limits_lines_and_bytes() -> None:
     with pytest.raises(RequirementsError, match="larger than"):
         parse_requirements("# " + "x" * (64 << 10) + "\nnumpy==2.4.6\n")
     assert issubclass(RequirementsError, ValueError)
+
+
+# -- download limits and whose fault a failure is ---------------------------------------------------
+
+def test_disk_usage_counts_a_wheel_in_two_places_once(tmp_path) -> None:
+    # pip downloads into its temporary folder, then copies to --dest: one wheel, two files
+    (tmp_path / "tmp" / "pip-unpack-1").mkdir(parents=True)
+    (tmp_path / "wheels").mkdir()
+    (tmp_path / "tmp" / "pip-unpack-1" / "a-1.0-py3-none-any.whl").write_bytes(b"x" * 100)
+    (tmp_path / "wheels" / "a-1.0-py3-none-any.whl").write_bytes(b"x" * 100)
+    (tmp_path / "wheels" / "b-1.0-py3-none-any.whl").write_bytes(b"x" * 50)
+    (tmp_path / "requirements.txt").write_bytes(b"x" * 10)
+    assert _wheels.disk_usage(tmp_path) == (160, 2)
+    _wheels.DownloadLimits(max_bytes=160, max_files=2).check(tmp_path)
+    with pytest.raises(RequirementsError, match=r"needs more than 159 bytes of wheels"):
+        _wheels.DownloadLimits(max_bytes=159, max_files=2).check(tmp_path)
+    with pytest.raises(RequirementsError, match=r"needs more than 1 wheel files"):
+        _wheels.DownloadLimits(max_bytes=160, max_files=1).check(tmp_path)
+    with pytest.raises(ValueError, match="positive"):
+        _wheels.DownloadLimits(max_bytes=0)
+
+
+def _dead(pid: int) -> bool:
+    try:  # field 3 of /proc/PID/stat is the state; Z is a zombie (dead, not yet reaped)
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return True
+
+
+def test_watch_stops_a_writer_over_the_limit_with_its_whole_process_group(tmp_path) -> None:
+    # a stand-in for pip that never finishes: it starts a helper, then writes without end
+    script = textwrap.dedent(f"""
+        import os, subprocess, sys, time
+        helper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+        open({str(tmp_path / "pids")!r}, "w").write(f"{{os.getpid()}} {{helper.pid}}")
+        with open({str(tmp_path / "out" / "big-1.0-py3-none-any.whl")!r}, "wb") as out:
+            while True:
+                out.write(b"x" * 4096)
+                out.flush()
+                time.sleep(0.001)
+    """)
+    (tmp_path / "out").mkdir()
+    limits = _wheels.DownloadLimits(max_bytes=50_000)
+    with pytest.raises(RequirementsError, match="needs more than 50000 bytes"):
+        _wheels.run_bounded([sys.executable, "-c", script], timeout_s=120,
+                            watch=lambda: limits.check(tmp_path / "out"))
+    pids = [int(pid) for pid in (tmp_path / "pids").read_text().split()]
+    deadline = time.monotonic() + 10  # a SIGKILLed process takes a moment to die: liveness, not speed
+    while not all(_dead(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(pids) == 2 and all(_dead(pid) for pid in pids)
+
+
+@pytest.mark.parametrize(("code", "output", "expected", "message"), [
+    (-1, "Collecting joblib==1.4.2\n(timed out after 900 s)", RequirementsError, "took more than"),
+    (-1, "WARNING: Retrying (Retry(total=4)) after connection broken by 'NewConnectionError('x')'",
+     ImageBuildError, "pip download failed"),
+    # a package name that looks like a network error does not make its failure ours
+    (1, "ERROR: No matching distribution found for NewConnectionError==1.0", RequirementsError,
+     "No matching distribution found for NewConnectionError"),
+    (1, "ERROR: Could not install packages due to an OSError: [Errno 28] No space left on device",
+     ImageBuildError, "No space left"),
+])
+def test_pip_download_failures_are_blamed_on_the_right_side(code, output, expected, message) -> None:
+    failure = _wheels._pip_failure(output, code, candidate=True)
+    assert type(failure) is expected and message in str(failure)
+    assert type(_wheels._pip_failure(output, code, candidate=False)) is ImageBuildError
+
+
+def _failing_client(message: str, log: list[str]) -> SimpleNamespace:
+    def build(**_):
+        raise docker.errors.BuildError(message, iter([{"stream": f"{line}\n"} for line in log]))
+    return SimpleNamespace(images=SimpleNamespace(build=build))
+
+
+_CANDIDATE_PLAN = images._Plan(tag="mlgrade/x-req:0", digest="0", recipe="", parent=("PARENT", "sha256:0"),
+                               fetch=(), install=(), constraints=(), labels=(), candidate=True)
+# the daemon wraps a step's stderr in colour codes
+_CONFLICT = ["Processing /tmp/wheels/a-1.0-py3-none-any.whl",
+             "\x1b[91mERROR: Cannot install a==1.0 and b==2.0 because these package versions have "
+             "conflicting dependencies.",
+             "\x1b[0mThe conflict is caused by:", "    a 1.0 depends on b<2",
+             "\x1b[91mERROR: ResolutionImpossible: for help visit https://pip.pypa.io/en/latest/topics/"]
+
+
+@pytest.mark.parametrize(("candidate", "message", "log", "expected", "shown"), [
+    (True, "returned a non-zero code: 1", _CONFLICT, RequirementsError,
+     "in the image failed: Cannot install a==1.0 and b==2.0"),
+    (True, "returned a non-zero code: 1",
+     ["ERROR: Could not install packages due to an OSError: [Errno 28] No space left on device"],
+     ImageBuildError, "No space left"),
+    (True, "returned a non-zero code: 137", _CONFLICT, ImageBuildError, "code: 137"),  # killed
+    (True, "returned a non-zero code: 1", ["Traceback (most recent call last):"], ImageBuildError,
+     "Traceback"),
+    (False, "returned a non-zero code: 1", _CONFLICT, ImageBuildError, "Cannot install"),  # not a candidate's
+])
+def test_a_failed_build_is_blamed_on_the_right_side(tmp_path, candidate, message, log, expected,
+                                                     shown) -> None:
+    plan = dataclasses.replace(_CANDIDATE_PLAN, candidate=candidate)
+    with pytest.raises(expected) as caught:
+        images._docker_build(_failing_client(message, log), tmp_path, plan)
+    assert type(caught.value) is expected and shown in str(caught.value)
+    if expected is RequirementsError:  # the candidate sees one line, not the build log
+        assert "\n" not in str(caught.value)
 
 
 # -- real builds ------------------------------------------------------------------------------------
@@ -254,6 +364,8 @@ def test_candidate_image_is_cached_by_its_inputs(client, assignment_build, cache
     assert run(client, first.tag, code) == "10001"
     labels = client.images.get(first.tag).labels
     assert json.loads(labels["mlgrade.packages"]) == sorted(requirements)
+    # a candidate's wheels stay out of the shared wheelhouse, so candidates cannot grow it
+    assert not list((cache_dir / "wheelhouse").glob("joblib-*"))
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(images, "_docker_build", lambda *a: pytest.fail("built again"))
@@ -323,3 +435,62 @@ def test_failed_build_reports_the_end_of_its_log(client, base_image, cache_dir, 
         images.ensure_image(client, name=f"{name_prefix}-broken", base=base_image, packages=[],
                             cache_dir=cache_dir)
     assert list((cache_dir / "tmp").iterdir()) == []
+
+
+@pytest.mark.docker
+@pytest.mark.parametrize(("requirements", "limits", "message"), [
+    (["joblib==1.4.2"], {"max_download_bytes": 50_000},  # its wheel is 301,817 bytes
+     "requirements.txt needs more than 50000 bytes of wheels"),
+    (["packaging==24.2", "threadpoolctl==3.5.0"], {"max_wheel_files": 1},
+     "requirements.txt needs more than 1 wheel files"),
+])
+def test_candidate_requirements_over_the_download_limits_are_refused(
+        client, base_image, cache_dir, requirements, limits, message, monkeypatch):
+    monkeypatch.setattr(images, "_docker_build", lambda *a: pytest.fail("nothing should be built"))
+    runs: list[tuple[list[str], dict]] = []
+    real_run = _wheels.run_bounded
+
+    def spy(command, **kwargs):
+        runs.append((list(command), kwargs))
+        return real_run(command, **kwargs)
+
+    monkeypatch.setattr(_wheels, "run_bounded", spy)
+    wheelhouse = cache_dir / "wheelhouse"
+    before = sorted(p.name for p in wheelhouse.iterdir()) if wheelhouse.exists() else []
+    with pytest.raises(RequirementsError, match=message):
+        images.ensure_candidate_image(client, parent=base_image, requirements=requirements,
+                                      cache_dir=cache_dir, **limits)
+    assert sorted(p.name for p in wheelhouse.iterdir()) == before  # the refused wheels went nowhere
+    assert list((cache_dir / "tmp").iterdir()) == []
+    # pip was watched while it ran, wrote nothing outside the scratch folder (no pip cache)
+    [(command, kwargs)] = runs
+    assert kwargs["watch"] is not None and "--no-cache-dir" in command
+    assert Path(kwargs["env"]["TMPDIR"]).is_relative_to(cache_dir / "tmp")
+
+
+@pytest.mark.docker
+@pytest.mark.slow
+def test_wheels_that_pip_cannot_install_in_the_image_are_the_candidates_fault(
+        client, assignment_build, cache_dir, monkeypatch):
+    """A wheel for another platform gets past the host's download but not the image's pip.
+
+    The probe is made to report Python 3.12, so the host fetches MarkupSafe's cp312 wheel
+    (a compiled, 28 kB one); the image's Python 3.11 pip finds no wheel it can install.
+    """
+    parent, _ = assignment_build
+    real_probe = images._probe
+    monkeypatch.setattr(images, "_probe", lambda c, image_id: dataclasses.replace(
+        real_probe(c, image_id), python=(3, 12)))
+    builds: list[str] = []
+    real_build = images._docker_build
+
+    def counting(client_, context, plan):
+        builds.append(sorted(p.name for p in (context / "wheels").glob("*.whl")))
+        return real_build(client_, context, plan)
+
+    monkeypatch.setattr(images, "_docker_build", counting)
+    with pytest.raises(RequirementsError, match=r"^installing requirements.txt in the image failed: "
+                                                r"No matching distribution found for markupsafe==2.1.5$"):
+        images.ensure_candidate_image(client, parent=parent, requirements=["markupsafe==2.1.5"],
+                                      cache_dir=cache_dir)
+    assert len(builds) == 1 and len(builds[0]) == 1 and "-cp312-" in builds[0][0]  # it failed in the build

@@ -1,7 +1,9 @@
 """The ranker assignment: its data generator, its spec, its calibration and (slow) its examples.
 
 The calibration check recomputes the bm25 ranking's NDCG@10 with trec_eval via pytrec_eval
-(pytrec-eval-terrier) and compares it with the `baseline` written in assignment.yaml.
+(pytrec-eval-terrier) and compares it with the `baseline` written in assignment.yaml, on
+several secret seeds: every install draws its own. Tests never touch the repository's
+`hidden/` folder; they give the generator a temporary one.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import csv
 import importlib.util
 import math
+import stat
 from collections import Counter
 from pathlib import Path
 from types import ModuleType
@@ -31,6 +34,8 @@ def _load(path: Path, name: str) -> ModuleType:
 
 
 generate = _load(ASSIGNMENT / "data" / "generate.py", "ranker_generate")
+# Drawn once with secrets.randbelow(2**31), not picked: the calibration must hold for any seed.
+SEEDS = (504625404, 921904617, 345303862, 755043705, 2061117625)
 
 
 def read(path: Path) -> list[dict[str, str]]:
@@ -38,11 +43,22 @@ def read(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(fh))
 
 
+def hidden_dir(root: Path, seed: int) -> Path:
+    (root / "hidden").mkdir(parents=True)
+    (root / "hidden" / "seed.txt").write_text(f"{seed}\n")
+    return root / "hidden"
+
+
 @pytest.fixture(scope="session")
-def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def hidden(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return hidden_dir(tmp_path_factory.mktemp("secrets"), SEEDS[0])
+
+
+@pytest.fixture(scope="session")
+def workdir(tmp_path_factory: pytest.TempPathFactory, hidden: Path) -> Path:
     """A folder with the data generated once, at `data/`, for every test of this module."""
     base = tmp_path_factory.mktemp("ranker")
-    generate.materialize(base / "data", ASSIGNMENT / "hidden")
+    generate.materialize(base / "data", hidden)
     return base
 
 
@@ -54,8 +70,8 @@ def data(workdir: Path) -> Path:
 FILES = ("train/train.csv", "test/test.csv", "test_labels/qrels.csv")
 
 
-def test_generation_is_deterministic(data: Path, tmp_path: Path) -> None:
-    generate.materialize(tmp_path, ASSIGNMENT / "hidden")
+def test_generation_is_deterministic(data: Path, hidden: Path, tmp_path: Path) -> None:
+    generate.materialize(tmp_path, hidden)
     for name in FILES:
         assert (tmp_path / name).read_bytes() == (data / name).read_bytes(), name
 
@@ -94,39 +110,75 @@ def test_features_are_finite_numbers(data: Path) -> None:
         assert all(math.isfinite(v) for v in values)
 
 
-def test_hidden_seed_differs_from_public_and_matters(data: Path) -> None:
-    seed = generate.read_seed(ASSIGNMENT / "hidden")
-    assert seed != generate.PUBLIC_SEED
+def test_hidden_seed_differs_from_public_and_matters(data: Path, hidden: Path) -> None:
+    seed = generate.read_seed(hidden)
+    assert seed == SEEDS[0] != generate.PUBLIC_SEED
     train_queries = {r["query_id"] for r in read(data / FILES[0])}
     assert train_queries.isdisjoint(r["query_id"] for r in read(data / FILES[2]))
     a, b = generate.simulate(seed, 20, 1), generate.simulate(seed + 1, 20, 1)
     assert not np.array_equal(a.features["bm25"][:100], b.features["bm25"][:100])
 
 
-@pytest.mark.parametrize("content", [None, "not a number\n", f"{generate.PUBLIC_SEED}\n"])
-def test_bad_secret_seed_is_refused(tmp_path: Path, content: str | None) -> None:
+def test_missing_seed_is_created_secret_and_then_kept(tmp_path: Path) -> None:
+    first, second = tmp_path / "a" / "hidden", tmp_path / "b" / "hidden"
+    seed = generate.read_seed(first)
+    path = first / "seed.txt"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert path.read_text() == f"{seed}\n" and 0 <= seed < 2**31 and seed != generate.PUBLIC_SEED
+    assert generate.read_seed(first) == seed  # read back, not drawn again
+    assert sorted(p.name for p in first.iterdir()) == ["seed.txt"]  # no temporary file left
+    assert generate.read_seed(second) != seed  # each install its own (a clash is 1 in 2**31)
+
+
+def test_creating_a_seed_never_replaces_one(tmp_path: Path) -> None:
+    path = tmp_path / "seed.txt"
+    path.write_text("123\n")
+    generate.create_seed(path)  # as if another process had written its seed first
+    assert path.read_text() == "123\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["seed.txt"]
+
+
+RETIRED = next(iter(generate.RETIRED_SEEDS))
+
+
+@pytest.mark.parametrize("content", ["not a number\n", "", "-5\n", "1 2\n", "0x1f\n", "\u00b2\n",
+                                     f"{generate.PUBLIC_SEED}\n", f"{RETIRED}\n"])
+def test_bad_secret_seed_is_refused_and_kept(tmp_path: Path, content: str) -> None:
     hidden = tmp_path / "hidden"
     hidden.mkdir()
-    if content is not None:
-        (hidden / "seed.txt").write_text(content)
+    (hidden / "seed.txt").write_text(content)
     with pytest.raises(ValueError, match="seed"):
         generate.materialize(tmp_path / "out", hidden)
     assert not (tmp_path / "out" / "test").exists()
+    assert (hidden / "seed.txt").read_text() == content
 
 
-def test_spec_zero_point_sits_just_below_the_bm25_ndcg(data: Path) -> None:
+def bm25_ndcg_at_10(split) -> float:
+    """Mean NDCG@10 of ranking each query by bm25 (as written to test.csv), by trec_eval."""
+    qrels: dict[str, dict[str, int]] = {}
+    run: dict[str, dict[str, float]] = {}
+    bm25 = np.char.mod("%.4f", split.features["bm25"]).astype(float)
+    for q, d, label, score in zip(split.query_ids, split.doc_ids, split.labels, bm25, strict=True):
+        qrels.setdefault(str(q), {})[str(d)] = int(label)
+        run.setdefault(str(q), {})[str(d)] = float(score)
+    per_query = pytrec_eval.RelevanceEvaluator(qrels, {"ndcg_cut.10"}).evaluate(run)
+    return float(np.mean([m["ndcg_cut_10"] for m in per_query.values()]))
+
+
+def test_bm25_reference_reads_the_written_test_files(data: Path) -> None:
+    split = generate.simulate(SEEDS[0], generate.TEST_QUERIES, generate.TEST_FIRST_QUERY)
+    test, qrels = read(data / FILES[1]), read(data / FILES[2])
+    assert [r["bm25"] for r in test] == list(np.char.mod("%.4f", split.features["bm25"]))
+    assert [int(r["label"]) for r in qrels] == list(split.labels)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_spec_zero_point_sits_just_below_the_bm25_ndcg(seed: int) -> None:
     assignment = load_assignment(ASSIGNMENT)
     (spec,) = assignment.spec.graders
     args = RankingGrader.Args(**spec.args)
-    qrels: dict[str, dict[str, int]] = {}
-    for r in read(data / FILES[2]):
-        qrels.setdefault(r["query_id"], {})[r["doc_id"]] = int(r["label"])
-    run: dict[str, dict[str, float]] = {}
-    for r in read(data / FILES[1]):
-        run.setdefault(r["query_id"], {})[r["doc_id"]] = float(r["bm25"])
-    per_query = pytrec_eval.RelevanceEvaluator(qrels, {"ndcg_cut.10"}).evaluate(run)
-    bm25_ndcg = float(np.mean([m["ndcg_cut_10"] for m in per_query.values()]))
-    assert bm25_ndcg - 0.05 <= args.baseline < bm25_ndcg, "re-run data/calibrate.py"
+    bm25_ndcg = bm25_ndcg_at_10(generate.simulate(seed, generate.TEST_QUERIES, generate.TEST_FIRST_QUERY))
+    assert bm25_ndcg - 0.05 <= args.baseline < bm25_ndcg, "re-run data/calibrate.py on several seeds"
     assert args.target >= bm25_ndcg + 0.08
 
 

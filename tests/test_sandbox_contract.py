@@ -113,6 +113,19 @@ def test_timeout_kills_the_stage(backend, ws):
     assert (ws.output / "heartbeat").stat().st_size == beats
 
 
+def test_a_stage_that_closes_its_output_is_still_timed_not_blamed_on_the_harness(backend, ws):
+    # Closing stdout/stderr ends the log stream early; the stage must still be waited for
+    # and killed at its deadline, and the verdict is the candidate's (timeout), not infra.
+    code = "import os, time\nos.close(1)\nos.close(2)\ntime.sleep(60)\n"
+    result = run(backend, ws, code, limits=replace(LIMITS, timeout_s=2.0))
+    assert result.status is StageStatus.TIMEOUT
+
+
+def test_a_stage_that_closes_its_output_and_exits_is_ok(backend, ws):
+    result = run(backend, ws, "import os, time\nos.close(1)\nos.close(2)\ntime.sleep(0.5)\n")
+    assert result.status is StageStatus.OK
+
+
 def test_memory_hog_is_oom(backend, ws):
     code = "chunks = []\nfor _ in range(64):\n    chunks.append(bytearray(16 << 20))\nprint('survived')\n"
     result = run(backend, ws, code)

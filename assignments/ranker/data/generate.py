@@ -6,19 +6,25 @@ Trusted code, run by the harness on the host: `materialize(root, hidden_dir)` wr
     root/test/test.csv          query_id,doc_id,<features>         (secret seed, no label)
     root/test_labels/qrels.csv  query_id,doc_id,label              (secret seed)
 
-The secret seed is the integer in `hidden_dir/seed.txt`. The generative model is
-described in README.md next to this file; numpy is the only dependency. Raises
-ValueError when the seed file is missing or does not hold an integer.
+The secret seed is the integer in `hidden_dir/seed.txt`; when that file is missing it is
+created with a fresh random seed (mode 0600), so every install draws its own test set.
+The generative model is described in README.md next to this file; numpy is the only
+dependency. Raises ValueError when an existing seed file does not hold one integer.
 """
 
 # No `from __future__ import annotations`: the harness may load this file without registering it
 # in sys.modules, and dataclasses then cannot resolve string annotations.
+import os
+import secrets
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 PUBLIC_SEED = 20261125
+SEED_FILE = "seed.txt"
+RETIRED_SEEDS = frozenset({934779988})  # once committed to the repository, so public for ever
 TRAIN_QUERIES = 3000
 TEST_QUERIES = 1000
 TRAIN_FIRST_QUERY = 1  # train ids q00001..q03000
@@ -188,13 +194,50 @@ def write_csv(path: Path, columns: dict[str, np.ndarray]) -> None:
     path.write_text(",".join(columns) + "\n" + "\n".join(rows) + "\n", encoding="utf-8")
 
 
-def read_seed(hidden_dir: Path) -> int:
-    """The secret seed in `hidden_dir/seed.txt`. Raises ValueError if absent or not an integer."""
-    path = hidden_dir / "seed.txt"
+def create_seed(path: Path) -> None:
+    """Write a fresh secret seed to `path` (mode 0600) unless a file is already there.
+
+    The file appears whole or not at all, and a seed written meanwhile by another process is
+    kept (a hard link never replaces an existing file). Raises OSError if it cannot be written.
+    """
+    seed = PUBLIC_SEED
+    while seed == PUBLIC_SEED:
+        seed = secrets.randbelow(2**31)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".seed-")  # mkstemp creates it 0600
     try:
-        return int(path.read_text(encoding="utf-8").strip())
-    except (OSError, ValueError) as exc:
-        raise ValueError(f"{path}: expected one integer (the secret test seed): {exc}") from None
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(f"{seed}\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass
+    finally:
+        os.unlink(tmp)
+
+
+def read_seed(hidden_dir: Path) -> int:
+    """The secret seed in `hidden_dir/seed.txt`, created first if missing (see `create_seed`).
+
+    Raises ValueError if the file exists but does not hold one integer, OSError if it cannot be
+    created or read.
+    """
+    path = hidden_dir / SEED_FILE
+    if not path.exists():
+        create_seed(path)
+    text = path.read_text(encoding="utf-8").strip()
+    if not (text.isascii() and text.isdigit()):
+        raise ValueError(f"{path}: expected one non-negative integer (the secret test seed), got "
+                         f"{text[:40]!r}; fix it, or delete it to draw a new secret test set")
+    return int(text)
+
+
+def prepare(hidden_dir: Path) -> None:
+    """Create this install's secret seed if there is none (the harness calls this before it
+    fingerprints the hidden folder, so the cached data is keyed by the seed in use)."""
+    read_seed(hidden_dir)
 
 
 def _feature_columns(split: Split) -> dict[str, np.ndarray]:
@@ -204,8 +247,9 @@ def _feature_columns(split: Split) -> dict[str, np.ndarray]:
 def materialize(root: Path, hidden_dir: Path) -> None:
     """Write the train, test and test_labels folders under `root` (see module docstring)."""
     test_seed = read_seed(hidden_dir)
-    if test_seed == PUBLIC_SEED:
-        raise ValueError(f"{hidden_dir / 'seed.txt'}: the secret seed must differ from the public one")
+    if test_seed == PUBLIC_SEED or test_seed in RETIRED_SEEDS:
+        raise ValueError(f"{hidden_dir / SEED_FILE}: {test_seed} is a public seed, so candidates could "
+                         "rebuild the test labels; delete the file to draw a new secret one")
     train = simulate(PUBLIC_SEED, TRAIN_QUERIES, TRAIN_FIRST_QUERY)
     write_csv(root / "train" / "train.csv", {"query_id": train.query_ids, "doc_id": train.doc_ids,
                                              **_feature_columns(train),

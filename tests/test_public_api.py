@@ -1,0 +1,28 @@
+"""The public Python API is pinned: removing or renaming a name is a breaking change."""
+
+import inspect
+
+import harness
+
+
+def test_public_names_resolve():
+    assert set(harness.__all__) == {
+        "__version__", "BatchItem", "BatchReport", "HarnessError", "ImageBuildError", "InfraError",
+        "IntakeError", "SpecError", "Status", "SubmissionResult", "clean", "find_assignment", "grade",
+        "list_assignments", "prepare", "results"}
+    for name in harness.__all__:
+        assert getattr(harness, name) is not None
+
+
+def test_grade_takes_keyword_options_only():
+    params = inspect.signature(harness.grade).parameters
+    positional = [p for p in params.values() if p.kind is p.POSITIONAL_OR_KEYWORD]
+    assert [p.name for p in positional] == ["assignment", "submissions"]
+    options = [p for p in params.values() if p.name not in ("assignment", "submissions")]
+    assert options and all(p.kind is p.KEYWORD_ONLY for p in options)
+
+
+def test_errors_map_to_distinct_exit_codes():
+    codes = {cls.__name__: cls.exit_code for cls in (harness.HarnessError, harness.SpecError,
+                                                     harness.IntakeError, harness.InfraError)}
+    assert codes == {"HarnessError": 1, "SpecError": 3, "IntakeError": 4, "InfraError": 5}
