@@ -85,6 +85,7 @@ class _Watchdog(threading.Thread):
         self.peak_memory: int | None = None
         self.done = threading.Event()
         self._writable = [m.source for m in request.mounts if not m.read_only]
+        self.watches_disk = bool(self._writable)
 
     def kill(self, reason: StageStatus, detail: str) -> None:
         if self.reason is None:
@@ -105,17 +106,22 @@ class _Watchdog(threading.Thread):
                 return
             if self._writable and now >= next_disk:
                 next_disk = now + _DISK_POLL_S
-                if self._disk_exceeded():
+                if self.check_disk():
                     return
 
-    def _disk_exceeded(self) -> bool:
+    def check_disk(self, *, kill: bool = True) -> bool:
         cap = self.request.limits.disk_bytes
         used, entries = tree_size(self._writable, max_entries=_MAX_ENTRIES)
+        problem = ""
         if entries >= _MAX_ENTRIES:  # past this many the byte count is no longer complete
-            self.kill(StageStatus.DISK_LIMIT, f"created more than {_MAX_ENTRIES} files")
+            problem = f"created more than {_MAX_ENTRIES} files"
         elif used > cap:
-            self.kill(StageStatus.DISK_LIMIT, f"wrote {used} bytes, over the {cap} byte disk limit")
-        return self.reason is StageStatus.DISK_LIMIT
+            problem = f"wrote {used} bytes, over the {cap} byte disk limit"
+        if problem and kill:
+            self.kill(StageStatus.DISK_LIMIT, problem)
+        elif problem and self.reason is None:  # it hit the file-size limit and died of it
+            self.reason, self.detail = StageStatus.DISK_LIMIT, problem
+        return bool(problem)
 
     def _sample_memory(self) -> None:
         for pattern in _CGROUP_PEAK_FILES:
@@ -201,6 +207,8 @@ class DockerBackend(SandboxBackend):
             watchdog.join()
         if container.id in self._cancelled:  # killed by Ctrl-C, not by its own doing: no verdict
             raise InfraError(f"stage {request.name} was cancelled")
+        if state.get("ExitCode") != 0 and watchdog.reason is None and watchdog.watches_disk:
+            watchdog.check_disk(kill=False)
         seconds = time.monotonic() - started
         status, detail = _classify(state, watchdog)
         return RunResult(status=status, exit_code=state.get("ExitCode"), seconds=seconds,
