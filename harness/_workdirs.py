@@ -11,22 +11,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from sandbox import pid_alive
+
 _OWNED = re.compile(r"^\.?.*?\.(\d+)\.[0-9a-f]{8}\.tmp$")
 
 
 def owned_name(stem: str) -> str:
     """A temporary name that records this process, so a later run can tell leftovers of the dead."""
     return f"{stem}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def sweep_leftovers(*folders: Path) -> int:
@@ -37,7 +29,7 @@ def sweep_leftovers(*folders: Path) -> int:
             continue
         for entry in folder.iterdir():
             match = _OWNED.match(entry.name)
-            if match and not _alive(int(match[1])) and entry.is_dir() and not entry.is_symlink():
+            if match and not pid_alive(int(match[1])) and entry.is_dir() and not entry.is_symlink():
                 shutil.rmtree(entry, ignore_errors=True)
                 removed += 1
     return removed

@@ -113,3 +113,14 @@ def make_writable_dir(path: Path, uid: int, gid: int) -> None:
         path.chmod(0o755)
     else:
         path.chmod(0o777)  # noqa: S103 - a scratch dir handed to the sandbox user
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this pid exists on this host (it may belong to another user)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

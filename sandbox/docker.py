@@ -18,7 +18,7 @@ from docker.types import Mount as DockerMount
 
 from harness.errors import InfraError
 from sandbox._base import RunRequest, RunResult, SandboxBackend, StageStatus
-from sandbox._fs import tree_size
+from sandbox._fs import pid_alive, tree_size
 
 _DOCKER_FAILURES = (docker.errors.DockerException, requests.exceptions.RequestException, ConnectionError)
 _POLL_S = 0.2
@@ -41,7 +41,7 @@ def reap_orphans(client: docker.DockerClient) -> int:
     removed = 0
     for container in client.containers.list(all=True, filters={"label": "mlgrade=stage"}):
         host, _, pid = container.labels.get("mlgrade.owner", "").rpartition(":")
-        if host != socket.gethostname() or not pid.isdigit() or _alive(int(pid)):
+        if host != socket.gethostname() or not pid.isdigit() or pid_alive(int(pid)):
             continue
         try:
             container.remove(force=True, v=True)
@@ -49,16 +49,6 @@ def reap_orphans(client: docker.DockerClient) -> int:
         except docker.errors.NotFound:
             pass
     return removed
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def connect(timeout: int = 60) -> docker.DockerClient:
