@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -165,6 +166,11 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
     typer.echo(f"warning: {message}", err=True)
 
 
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt  # SIGTERM cleans up like Ctrl-C: running containers are removed
+
+
 def main() -> None:
     warnings.showwarning = _show_warning
+    signal.signal(signal.SIGTERM, _interrupt)
     app()

@@ -134,20 +134,28 @@ def test_bad_spec_and_bad_input_exit_codes(tmp_path):
     assert proc.returncode == 4
 
 
-def test_ctrl_c_kills_and_removes_running_containers(tmp_path):
+def _default_sigint() -> None:
+    # A shell starting a background job sets SIGINT to "ignore", and children inherit that;
+    # give the harness the default a terminal would, so Ctrl-C reaches it.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_ctrl_c_kills_and_removes_running_containers(tmp_path, signum):
     (tmp_path / "sub").mkdir()
     (tmp_path / "sub" / "README.md").write_text("waits")
     slow = REPO / "tests" / "fixtures" / "assignments" / "slow"
     client = docker.from_env()
     proc = subprocess.Popen([sys.executable, "-m", "harness", "grade", str(slow), str(tmp_path / "sub"),
                              "--results", str(tmp_path / "results"), "--no-mlflow"], cwd=REPO,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_default_sigint)
     mine = {"label": f"mlgrade.owner={socket.gethostname()}:{proc.pid}"}  # this process's containers only
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and not client.containers.list(filters=mine):
         time.sleep(0.2)
     assert client.containers.list(filters=mine), "the stage container never started"
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signum)
     # The stage would run for 120 s; a liveness bound, not a performance target.
     proc.wait(timeout=60)
     assert proc.returncode != 0
