@@ -84,10 +84,11 @@ class MlflowSink:
     def __init__(self, *, tracking_uri: str, artifacts: Path | None = None) -> None:
         self.tracking_uri = tracking_uri
         self.artifacts = artifacts.resolve() if artifacts else artifact_root(tracking_uri)
-        for noisy in ("mlflow", "alembic"):  # schema-migration chatter on a new sqlite store
-            logging.getLogger(noisy).setLevel(logging.WARNING)
         with self._guard("client setup"):
             from mlflow import MlflowClient
+
+            for noisy in ("mlflow", "alembic"):  # schema-migration chatter on a new sqlite store;
+                logging.getLogger(noisy).setLevel(logging.WARNING)  # after the import, which sets INFO
 
             self._client = MlflowClient(tracking_uri=tracking_uri)
 

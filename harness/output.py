@@ -36,7 +36,7 @@ class Console:
         self.out.print(table)
 
     def note(self, text: str) -> None:
-        self.err.print(text, highlight=False, markup=False)
+        self.err.print(text, highlight=False, markup=False, soft_wrap=True)  # commands stay copyable
 
 
 def _score(value: float | None) -> str:
