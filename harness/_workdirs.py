@@ -6,6 +6,7 @@ import fcntl
 import os
 import re
 import shutil
+import subprocess
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,18 +22,46 @@ def owned_name(stem: str) -> str:
     return f"{stem}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
 
 
+def remove_tree(path: Path) -> None:
+    """Delete a tree a candidate may have shaped (any depth, links, odd modes); never raises.
+
+    shutil.rmtree recurses, so a tree 1000+ levels deep raises RecursionError even with
+    ignore_errors; `rm -rf --one-file-system` walks iteratively and stays on this file system.
+    """
+    try:
+        shutil.rmtree(path, ignore_errors=True)
+    except RecursionError:
+        pass
+    if os.path.lexists(path):
+        subprocess.run(["rm", "-rf", "--one-file-system", "--", str(path)], check=False,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=600)
+
+
 def sweep_leftovers(*folders: Path) -> int:
     """Remove temporary folders (see `owned_name`) whose process is gone, e.g. after kill -9."""
     removed = 0
     for folder in folders:
         if not folder.is_dir():
             continue
-        for entry in folder.iterdir():
+        for entry in sorted(folder.iterdir()):
             match = _OWNED.match(entry.name)
-            if match and not pid_alive(int(match[1])) and entry.is_dir() and not entry.is_symlink():
-                shutil.rmtree(entry, ignore_errors=True)
-                removed += 1
+            if not match or pid_alive(int(match[1])) or entry.is_symlink() or not entry.is_dir():
+                continue
+            original = _replaced(entry)
+            if original is not None and not original.exists():
+                entry.rename(original)  # killed between the two renames of replace_folder: put it back
+                continue
+            remove_tree(entry)
+            removed += 1
     return removed
+
+
+def _replaced(entry: Path) -> Path | None:
+    """For `.X.old.<pid>.<id>.tmp` (see replace_folder), the folder `X` it was moved away from."""
+    name = entry.name
+    if not name.startswith(".") or ".old." not in name:
+        return None
+    return entry.with_name(name[1:name.rindex(".old.")])
 
 
 def replace_folder(new: Path, target: Path) -> None:

@@ -88,6 +88,8 @@ def grade(assignment: str | Path, submissions: Sequence[str], *, results_dir: Pa
                        backoff_s=backoff_s, log_result=log_result, on_event=on_event,
                        backend_options={"acknowledge_weaker_isolation": allow_weaker_isolation})
     report.tracking_uri = uri
+    report.unlogged = sum(1 for i in report.items if log_result and i.result.status.graded
+                          and i.folder is not None and i.run_id is None)
     return report
 
 
@@ -122,12 +124,40 @@ def prepare(assignment: str | Path, *, results_dir: Path = DEFAULT_RESULTS,
     return runtime.image or "(local backend: no image)"
 
 
-def clean() -> int:
-    """Remove stage containers whose harness process is gone (after kill -9). Returns how many."""
+def clean(*, images: bool = False) -> tuple[int, int]:
+    """Remove stage containers whose harness process is gone (after kill -9) and, with `images`,
+    the candidates' requirement images (rebuilt on demand). Returns (containers, images) removed."""
+    import docker.errors
+
     from sandbox.docker import connect, reap_orphans
 
     client = connect()
+    removed_images = 0
     try:
-        return reap_orphans(client)
+        containers = reap_orphans(client)
+        for image in client.images.list(filters={"reference": "mlgrade/*-req"}) if images else []:
+            try:
+                client.images.remove(image.id, force=False)
+                removed_images += 1
+            except docker.errors.APIError:
+                pass  # in use by a running stage
+        return containers, removed_images
     finally:
         client.close()
+
+
+def log_results(assignment: str | Path, *, results_dir: Path = DEFAULT_RESULTS,
+                tracking_uri: str | None = None) -> int:
+    """Feed MLflow from the JSON results on disk (idempotent). Returns how many results were logged."""
+    from harness.mlflow_sink import MlflowSink, default_tracking_uri
+
+    loaded = find_assignment(assignment)
+    root = results_dir.resolve() / loaded.spec.id / loaded.spec.version
+    sink = MlflowSink(tracking_uri=tracking_uri or default_tracking_uri(results_dir.resolve()))
+    logged = 0
+    for folder in sorted(root.iterdir()) if root.is_dir() else []:
+        result = None if folder.name.startswith(".") else load_result(folder)
+        if result is not None and result.status.graded:
+            sink.log(result, folder)
+            logged += 1
+    return logged

@@ -52,15 +52,16 @@ def docker_runtime(assignment: Assignment, *, cache: Path, retries: int, backoff
 
     image = with_retries(build, retries=retries, backoff_s=backoff_s)
 
-    def requirements_image(text: str) -> str:
+    def requirements_image(text: str) -> tuple[str, str]:
         from sandbox.images import parse_requirements
 
         try:
             lines = parse_requirements(text)
             if not lines:
-                return image.tag
-            return ensure_candidate_image(client, parent=image, requirements=lines,
-                                          cache_dir=cache / "images").tag
+                return image.tag, image.id
+            built = ensure_candidate_image(client, parent=image, requirements=lines,
+                                           cache_dir=cache / "images")
+            return built.tag, built.id
         except RequirementsError as exc:
             raise InvalidSubmission(str(exc)) from None
 

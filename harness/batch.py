@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import shutil
+import os
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -13,7 +13,7 @@ from pathlib import Path
 
 from harness import __version__
 from harness._text import printable, slug
-from harness._workdirs import exclusive, owned_name, sweep_leftovers
+from harness._workdirs import exclusive, owned_name, remove_tree, sweep_leftovers
 from harness.backends import BACKENDS
 from harness.errors import HarnessError, InfraError, IntakeError
 from harness.intake import StagedSubmission, stage_submission
@@ -38,12 +38,13 @@ class BatchReport:
     assignment: str
     items: list[BatchItem] = field(default_factory=list)
     tracking_uri: str | None = None
+    unlogged: int = 0  # graded results MLflow refused: safe on disk, logged by `harness log`
 
     @property
     def exit_code(self) -> int:
         """0 if all was graded; InfraError's code if anything is ungraded; IntakeError's if rejected."""
         statuses = {i.result.status for i in self.items}
-        if Status.INFRA_ERROR in statuses:
+        if Status.INFRA_ERROR in statuses or self.unlogged:
             return InfraError.exit_code
         if Status.REJECTED in statuses:
             return IntakeError.exit_code
@@ -93,7 +94,7 @@ def _grade_one(ctx: _Context, source: str) -> BatchItem:
         message = f"internal error: {exc.__class__.__name__}: {printable(str(exc))}"
         return BatchItem(source, _ungraded(ctx, source, Status.INFRA_ERROR, message), None)
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        remove_tree(staging)
 
 
 def _stage_and_grade(ctx: _Context, source: str, staging: Path) -> BatchItem:
@@ -146,7 +147,7 @@ def _stem(source: str) -> str:
 
 def _candidate_names(submissions: Sequence[str]) -> dict[str, str]:
     """Distinct sources sharing a name (alice/submission, bob/submission) get their parent's name too."""
-    local = {s: Path(s.rstrip("/")).resolve() for s in submissions if "://" not in s}
+    local = {s: Path(os.path.realpath(s.rstrip("/"))) for s in submissions if "://" not in s}
     paths_by_stem: dict[str, set[Path]] = {}
     for source, path in local.items():
         paths_by_stem.setdefault(_stem(source), set()).add(path)
@@ -158,14 +159,32 @@ def _spec_hash(assignment: Assignment, fingerprint: str) -> str:
     return hashlib.sha256((assignment.spec.model_dump_json() + fingerprint).encode()).hexdigest()[:16]
 
 
+def _unprepared(assignment: Assignment, submissions: Sequence[str], error: InfraError,
+                on_event: Callable[[Event], None] | None) -> BatchReport:
+    report = BatchReport(assignment=assignment.key)
+    for source in submissions:
+        result = SubmissionResult(
+            key="-", assignment=assignment.spec.id, assignment_version=assignment.spec.version,
+            submission=source, submission_id="-", candidate=slug(_stem(source)), status=Status.INFRA_ERROR,
+            message=f"not graded: the sandbox could not be prepared: {error}", harness_version=__version__)
+        report.items.append(BatchItem(source, result, None))
+        if on_event:
+            on_event(("done", report.items[-1]))
+    return report
+
+
 def run_batch(*, assignment: Assignment, submissions: Sequence[str], results_dir: Path, jobs: int,
               backend: str, force: bool, ref: str | None, retries: int, backoff_s: float,
               log_result: Callable[[BatchItem], str | None] | None,
               on_event: Callable[[Event], None] | None, backend_options: dict | None = None) -> BatchReport:
     """Grade `submissions` with `jobs` workers. Results are saved as they finish; see `harness.api.grade`."""
     cache = results_dir / ".cache"
-    runtime = BACKENDS.get(backend)(assignment, cache=cache, retries=retries, backoff_s=backoff_s,
-                                    **(backend_options or {}))
+    make_runtime = BACKENDS.get(backend)
+    try:
+        runtime = make_runtime(assignment, cache=cache, retries=retries, backoff_s=backoff_s,
+                               **(backend_options or {}))
+    except InfraError as exc:  # no image, no daemon: every submission is listed, ungraded
+        return _unprepared(assignment, submissions, exc, on_event)
     root = results_dir / assignment.spec.id / assignment.spec.version
     ctx = _Context(assignment, runtime, root, cache / "staging", ref, force, retries, backoff_s,
                    _spec_hash(assignment, runtime.data.fingerprint), _candidate_names(submissions),

@@ -32,6 +32,9 @@ def _harness_errors() -> Iterator[None]:
     except HarnessError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(exc.exit_code) from None
+    except KeyboardInterrupt:
+        typer.echo("interrupted: running containers were removed; finished results are kept", err=True)
+        raise typer.Exit(130) from None
 
 
 @app.command()
@@ -52,6 +55,7 @@ def grade(
     retries: Annotated[int, typer.Option(min=0, help="Retries of infrastructure failures.")] = 2,
 ) -> None:
     """Grade submissions; exit 0 when every submission was graded."""
+    _check_backend(backend, allow_weaker_isolation)
     console = Console()
     with _harness_errors(), progress_callback(console, total=len(submissions), as_json=as_json) as on_event:
         report = api.grade(assignment, submissions, results_dir=results_dir, jobs=jobs, backend=backend,
@@ -64,7 +68,21 @@ def grade(
             from harness.mlflow_sink import ui_command
 
             console.note(f"MLflow: {ui_command(report.tracking_uri)}")
+    if report.unlogged:
+        console.note(f"warning: {report.unlogged} graded result(s) were not logged to MLflow; "
+                     "`harness log` (or re-running) logs them")
     raise typer.Exit(report.exit_code)
+
+
+def _check_backend(backend: str | None, allow_weaker_isolation: bool) -> None:
+    from harness.backends import BACKENDS
+
+    if backend is not None and backend not in BACKENDS.names():
+        raise typer.BadParameter(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS.names())}",
+                                 param_hint="--backend")
+    if backend == "local" and not allow_weaker_isolation:
+        raise typer.BadParameter("the local backend isolates less than Docker; add --allow-weaker-isolation "
+                                 "to accept that", param_hint="--backend")
 
 
 @app.command()
@@ -103,10 +121,22 @@ def prepare(assignments: Annotated[list[str], typer.Argument(help="Assignment na
 
 
 @app.command()
-def clean() -> None:
+def clean(images: Annotated[bool, typer.Option("--images", help="Also remove candidates' requirement "
+                                               "images (rebuilt when needed).")] = False) -> None:
     """Remove stage containers left behind by a harness process that was killed."""
     with _harness_errors():
-        typer.echo(f"removed {api.clean()} leftover container(s)")
+        containers, removed = api.clean(images=images)
+    typer.echo(f"removed {containers} leftover container(s)" + (f" and {removed} image(s)" if images else ""))
+
+
+@app.command("log")
+def log_command(assignment: str, results_dir: ResultsDir = api.DEFAULT_RESULTS,
+                tracking_uri: Annotated[str | None, typer.Option(help="MLflow tracking URI.")] = None,
+                ) -> None:
+    """Log the results on disk to MLflow (idempotent: a result already logged is not logged again)."""
+    with _harness_errors():
+        count = api.log_results(assignment, results_dir=results_dir, tracking_uri=tracking_uri)
+    typer.echo(f"{count} result(s) are in MLflow")
 
 
 @app.command()

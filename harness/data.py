@@ -6,12 +6,12 @@ import fcntl
 import hashlib
 import importlib.util
 import os
-import shutil
 import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness._workdirs import remove_tree
 from harness.errors import InfraError, SpecError
 from harness.spec import Assignment
 
@@ -70,7 +70,10 @@ def materialize(assignment: Assignment, *, cache_root: Path) -> DataSets:
     spec = assignment.spec.data
     generator = _load_generator(assignment) if spec.generator else None
     if generator is not None and callable(getattr(generator, "prepare", None)):
-        generator.prepare(assignment.dir / HIDDEN_DIR)  # e.g. draws this install's secret seed
+        try:
+            generator.prepare(assignment.dir / HIDDEN_DIR)  # e.g. draws this install's secret seed
+        except ValueError as exc:  # e.g. a weak or malformed seed: the assignment's set-up, not ours
+            raise SpecError(f"{assignment.dir}: {exc}") from None
     fingerprint = _fingerprint(assignment)
     root = cache_root / "data" / assignment.spec.id / fingerprint
     root.parent.mkdir(parents=True, exist_ok=True)
@@ -84,10 +87,10 @@ def materialize(assignment: Assignment, *, cache_root: Path) -> DataSets:
                     _publish(tmp, list(spec.hidden.values()))
                     tmp.rename(root)
                 except OSError as exc:
-                    shutil.rmtree(tmp, ignore_errors=True)
+                    remove_tree(tmp)
                     raise InfraError(f"could not generate data for {assignment.key}: {exc}") from exc
                 except BaseException:
-                    shutil.rmtree(tmp, ignore_errors=True)
+                    remove_tree(tmp)
                     raise
             else:
                 root = assignment.dir

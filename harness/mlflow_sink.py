@@ -30,6 +30,7 @@ from harness.report import render_report
 from harness.results import RESULT_FILE, SubmissionResult
 
 RESULT_KEY_TAG = "mlgrade.result_key"
+SUBMISSION_TAG = "mlgrade.submission_id"
 NOTE_TAG = "mlflow.note.content"  # MLflow shows this tag as the run's description
 ARTIFACTS_DIR = "mlartifacts"  # next to a sqlite database, so nothing lands in the cwd
 NOTE_CHARS = 5000
@@ -121,7 +122,9 @@ class MlflowSink:
                     self._client.delete_run(run.info.run_id)
             if keep is not None:
                 return keep.info.run_id
-            return self._log_run(experiment_id, result, folder)
+            run_id = self._log_run(experiment_id, result, folder)
+            self._retire_superseded(experiment_id, result, run_id)
+            return run_id
 
     # --- MLflow calls ----------------------------------------------------------------------------
 
@@ -148,6 +151,17 @@ class MlflowSink:
             raise InfraError(f"MLflow experiment {name!r} (id {eid}) is deleted: restore it with `mlflow "
                              f"experiments restore --experiment-id {eid}` or purge it with `mlflow gc`")
         return experiment.experiment_id
+
+    def _retire_superseded(self, experiment_id: str, result: SubmissionResult, run_id: str) -> None:
+        """One run per submission: runs of the same submission under an older key (an edited spec,
+        a new grader version) are deleted, which MLflow keeps restorable until `mlflow gc`."""
+        if not re.fullmatch(r"[A-Za-z0-9._-]{1,200}", result.submission_id):  # never quoted into a filter
+            return
+        query = f"tags.`{SUBMISSION_TAG}` = '{result.submission_id}'"
+        runs = self._client.search_runs([experiment_id], filter_string=query, max_results=100)
+        for run in runs:
+            if run.info.run_id != run_id and run.data.tags.get(RESULT_KEY_TAG) != result.key:
+                self._client.delete_run(run.info.run_id)
 
     def _runs_with_key(self, experiment_id: str, key: str) -> list[Any]:
         """Active (not deleted) runs carrying `key`, whatever their status."""
@@ -230,6 +244,7 @@ def _tags(result: SubmissionResult, folder: Path) -> dict[str, str]:
         note = note[: note.rfind("\n", 0, NOTE_CHARS) + 1] + "\n… (truncated: the full report is report.md)\n"
     return {"candidate": one_line(result.candidate, _VALUE_CHARS), "status": result.status.value,
             "submission": one_line(result.submission, _VALUE_CHARS), RESULT_KEY_TAG: result.key,
+            SUBMISSION_TAG: result.submission_id,
             NOTE_TAG: note}
 
 

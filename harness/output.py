@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -87,9 +88,9 @@ def progress_callback(console: Console, *, total: int, as_json: bool) -> Iterato
                 if in_flight[source] <= 0:
                     in_flight.pop(source, None)
                 progress.advance(task)
-                if as_json:
-                    console.out.print(json.dumps(payload.result.summary_line()), markup=False,
-                                      highlight=False, soft_wrap=True)
+                if as_json:  # raw JSON: no markup, emoji or wrapping from rich
+                    sys.stdout.write(json.dumps(payload.result.summary_line()) + "\n")
+                    sys.stdout.flush()
             show()
 
     with progress:

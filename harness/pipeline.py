@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-import shutil
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from graders import GRADERS, Grader, GradingContext, OutputFile
 from harness import __version__
 from harness._text import printable
-from harness._workdirs import owned_name, replace_folder
+from harness._workdirs import owned_name, remove_tree, replace_folder
 from harness.data import DataSets
 from harness.errors import HarnessError, InfraError, SpecError
 from harness.intake import StagedSubmission
@@ -41,6 +41,8 @@ from sandbox import (
 )
 
 REQUIREMENTS_FILE = "requirements.txt"
+_DISK_MARGIN = 256 << 20  # free space kept beyond a stage's own disk limit
+_DISK_LOW = 64 << 20  # below this after a failed stage, the host disk (not the stage) is to blame
 _REQUIREMENTS_MAX = 64 << 10
 
 
@@ -56,8 +58,8 @@ class Runtime:
     data: DataSets
     image: str = ""  # assignment image tag ("" for the local backend)
     image_id: str | None = None
-    #: requirements lines -> image tag; raises InvalidSubmission for the candidate's mistakes
-    requirements_image: Callable[[str], str] | None = None
+    #: requirements.txt text -> (image tag, image id); raises InvalidSubmission for the candidate's mistakes
+    requirements_image: Callable[[str], tuple[str, str]] | None = None
     graders: list[Grader] = field(default_factory=list)
 
 
@@ -95,6 +97,7 @@ class _Run:
     stages: list[StageRecord] = field(default_factory=list)
     outputs: dict[str, OutputFile] = field(default_factory=dict)
     image: str = ""
+    image_id: str | None = None
 
 
 def grade_submission(*, assignment: Assignment, staged: StagedSubmission, runtime: Runtime,
@@ -106,24 +109,24 @@ def grade_submission(*, assignment: Assignment, staged: StagedSubmission, runtim
     started, t0 = now_iso(), time.monotonic()
     final_dir, result_dir = result_dir, result_dir.with_name(owned_name(f".{result_dir.name}"))
     (result_dir / "logs").mkdir(parents=True)  # built aside, swapped in whole: a re-grade that
-    run = _Run(image=runtime.image)  # fails leaves the previous result as it was
+    run = _Run(image=runtime.image, image_id=runtime.image_id)  # fails leaves the previous result as it was
     try:
         _check_contract(assignment, staged, runtime, run)
         if run.status is Status.OK:
             _run_stages(assignment, staged, runtime, run, result_dir, scratch)
         criteria = _score(assignment, staged, runtime, run, result_dir)
     except BaseException:
-        shutil.rmtree(result_dir, ignore_errors=True)
+        remove_tree(result_dir)
         raise
     finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+        remove_tree(scratch)
     result = SubmissionResult(
         key=key, assignment=assignment.spec.id, assignment_version=assignment.spec.version,
         submission=printable(staged.source), submission_id=submission_id, candidate=staged.candidate,
         content_hash=staged.content_hash, commit=staged.commit, status=run.status,
         total_score=total_score(criteria), message=run.message, criteria=criteria,
         stages=run.stages, harness_version=__version__, backend=runtime.backend.name,
-        image=run.image or None, image_id=runtime.image_id, grader_versions=grader_versions(runtime.graders),
+        image=run.image or None, image_id=run.image_id, grader_versions=grader_versions(runtime.graders),
         started_at=started, duration_s=round(time.monotonic() - t0, 3),
         artifacts=_artifacts(result_dir),
     )
@@ -147,7 +150,7 @@ def _check_contract(assignment: Assignment, staged: StagedSubmission, runtime: R
         return
     try:
         text = read_bounded(requirements, _REQUIREMENTS_MAX).decode("utf-8")
-        run.image = runtime.requirements_image(text)
+        run.image, run.image_id = runtime.requirements_image(text)
     except (OutputRefused, UnicodeDecodeError) as exc:
         run.status, run.message = Status.INVALID, f"requirements.txt unreadable: {exc}"
     except InvalidSubmission as exc:
@@ -179,13 +182,25 @@ def _run_stages(assignment: Assignment, staged: StagedSubmission, runtime: Runti
         make_writable_dir(output, uid, gid)
         request = _stage_request(assignment, stage, staged=staged, runtime=runtime,
                                  image=run.image or runtime.image, workspace=workspace, output=output)
+        _require_free_space(scratch, request.limits.disk_bytes + _DISK_MARGIN, stage.name)
         outcome = runtime.backend.run(request)
+        if outcome.status is not StageStatus.OK:
+            _require_free_space(scratch, _DISK_LOW, stage.name)  # a full host disk is not a verdict
         run.stages.append(_record(stage.name, outcome, result_dir))
         if outcome.status is not StageStatus.OK:
             run.status = Status(outcome.status.value)
             run.message = f"stage {stage.name}: {outcome.status.value}: {outcome.detail}".rstrip(": ")
             return
         _collect_outputs(stage, output, result_dir, run)
+
+
+def _require_free_space(path: Path, needed: int, stage: str) -> None:
+    """InfraError unless the file system holding `path` has `needed` bytes free."""
+    stats = os.statvfs(path)
+    free = stats.f_bavail * stats.f_frsize
+    if free < needed:
+        raise InfraError(f"host disk nearly full at {path} ({free >> 20} MiB free, stage {stage} "
+                         f"needs {needed >> 20} MiB): free some space and re-run")
 
 
 def _record(name: str, outcome: RunResult, result_dir: Path) -> StageRecord:

@@ -10,9 +10,10 @@ import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from graders import CriterionResult
+from harness._text import one_line, printable
 
 RESULT_FILE = "result.json"
 
@@ -72,6 +73,13 @@ class SubmissionResult(BaseModel):
     duration_s: float = 0.0
     attempts: int = 1
     artifacts: dict[str, str] = Field(default_factory=dict)  # name -> path relative to the result folder
+
+    @field_validator("message", "submission", "candidate")
+    @classmethod
+    def _plain(cls, value: str) -> str:
+        # Candidate-controlled text (archive member names, requirement lines, paths) is shown in
+        # terminals, tables and MLflow: one line, no control characters, no undecodable bytes.
+        return one_line(printable(value), 2000)
 
     def summary_line(self) -> dict:
         """The `--json` line: what a script consuming results needs."""

@@ -175,7 +175,10 @@ class DockerBackend(SandboxBackend):
             raise InfraError(f"docker could not create the {request.name} container: {exc}") from None
         with self._lock:
             self._live[container.id] = container
+            cancelled = self._closed  # re-checked under the lock: cancel_all may have run meanwhile
         try:
+            if cancelled:
+                raise InfraError(f"stage {request.name} not started: the batch was cancelled")
             return self._supervise(container, request, started)
         except _DOCKER_FAILURES as exc:
             raise InfraError(f"docker failed while running stage {request.name}: {exc}") from None

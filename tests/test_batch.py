@@ -251,3 +251,22 @@ def test_summary_table_does_not_interpret_candidate_text_as_markup():
     out = io.StringIO()
     RichConsole(file=out, width=200).print(summary_table([result]))
     assert "[/]evil" in out.getvalue() and "[bold red]../x[/]" in out.getvalue()
+
+
+def test_a_full_host_disk_is_infra_not_the_candidates_error(tmp_path, monkeypatch):
+    import os
+    from types import SimpleNamespace
+
+    real = os.statvfs
+    full = SimpleNamespace(f_bavail=1, f_frsize=4096)  # fake: one free block
+    sub = make_submission(tmp_path / "subs", "victim")
+
+    def fill_disk(request, output):
+        monkeypatch.setattr(os, "statvfs", lambda path: full)
+        return fail()(request, output)  # the stage dies of ENOSPC, as it would on a full disk
+
+    report = run(tmp_path, [sub], FakeBackend({("victim", "fit"): fill_disk}), retries=0)
+    monkeypatch.setattr(os, "statvfs", real)
+    result = report.items[0].result
+    assert result.status is Status.INFRA_ERROR and "disk" in result.message
+    assert result.total_score is None

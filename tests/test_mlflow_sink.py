@@ -64,7 +64,8 @@ def make_result(*, version: str = "1.0.0", status: Status = Status.OK, ndcg_grad
                           log_file="logs/predict.log")]
     return SubmissionResult(
         key=key, assignment="ranker", assignment_version=version, submission="/subs/alice.zip",
-        submission_id="alice-0123abcd", candidate=candidate, content_hash="sha256:feed", commit="abc123",
+        submission_id=f"{candidate}-0123abcd", candidate=candidate, content_hash="sha256:feed",
+        commit="abc123",
         status=status, total_score=68.75 if graded else None, criteria=criteria,
         stages=stages if graded else [], harness_version="0.1.0", backend="docker", image="mlgrade/ranker:1",
         image_id="sha256:1234", grader_versions=graders, started_at="2026-11-25T10:00:00+00:00",
@@ -169,14 +170,18 @@ def test_ungraded_result_is_not_logged(sink: MlflowSink, client, status: Status,
     assert client.get_experiment_by_name("ranker@3.0.0") is None
 
 
-def test_new_grader_version_makes_a_new_run(sink: MlflowSink, client, tmp_path: Path) -> None:
+def test_new_grader_version_makes_a_new_run_and_retires_the_old(sink: MlflowSink, client, tmp_path) -> None:
+    # One run per submission: a re-grade under a new key (grader version, edited spec) replaces it.
     old, new = make_result(version="4.0.0"), make_result(version="4.0.0", ndcg_grader="ranking:2")
-    assert old.key != new.key
+    assert old.key != new.key and old.submission_id == new.submission_id
     first = sink.log(old, make_folder(tmp_path / "old", old))
     second = sink.log(new, make_folder(tmp_path / "new", new))
     assert first != second
     experiment = client.get_experiment_by_name("ranker@4.0.0")
-    assert {r.info.run_id for r in client.search_runs([experiment.experiment_id])} == {first, second}
+    assert [r.info.run_id for r in client.search_runs([experiment.experiment_id])] == [second]
+    other = make_result(version="4.0.0", candidate="bob")  # another submission keeps its own run
+    third = sink.log(other, make_folder(tmp_path / "bob", other))
+    assert {r.info.run_id for r in client.search_runs([experiment.experiment_id])} == {second, third}
 
 
 def test_unusable_store_raises_infra_error(tmp_path: Path) -> None:
@@ -216,3 +221,4 @@ def test_importing_the_sink_does_not_import_mlflow() -> None:
     code = "import sys, harness.mlflow_sink; sys.exit('mlflow' in sys.modules)"
     root = Path(__file__).resolve().parents[1]
     assert subprocess.run([sys.executable, "-c", code], cwd=root, check=False).returncode == 0
+

@@ -34,8 +34,10 @@ def _load(path: Path, name: str) -> ModuleType:
 
 
 generate = _load(ASSIGNMENT / "data" / "generate.py", "ranker_generate")
-# Drawn once with secrets.randbelow(2**31), not picked: the calibration must hold for any seed.
-SEEDS = (504625404, 921904617, 345303862, 755043705, 2061117625)
+# Drawn once with secrets.randbits(128), not picked: the calibration must hold for any seed.
+SEEDS = (61533760872466679069759711202812623493, 245663651474926597129448693472312869468,
+         45259726074282727623215012384789151923, 11280161639657655338452277162671461128,
+         313117877927287434864417337978070046549)
 
 
 def read(path: Path) -> list[dict[str, str]]:
@@ -124,10 +126,10 @@ def test_missing_seed_is_created_secret_and_then_kept(tmp_path: Path) -> None:
     seed = generate.read_seed(first)
     path = first / "seed.txt"
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    assert path.read_text() == f"{seed}\n" and 0 <= seed < 2**31 and seed != generate.PUBLIC_SEED
+    assert path.read_text() == f"{seed}\n" and 2**64 <= seed < 2**128
     assert generate.read_seed(first) == seed  # read back, not drawn again
     assert sorted(p.name for p in first.iterdir()) == ["seed.txt"]  # no temporary file left
-    assert generate.read_seed(second) != seed  # each install its own (a clash is 1 in 2**31)
+    assert generate.read_seed(second) != seed  # each install its own (a clash is 1 in 2**128)
 
 
 def test_creating_a_seed_never_replaces_one(tmp_path: Path) -> None:
@@ -142,7 +144,8 @@ RETIRED = next(iter(generate.RETIRED_SEEDS))
 
 
 @pytest.mark.parametrize("content", ["not a number\n", "", "-5\n", "1 2\n", "0x1f\n", "\u00b2\n",
-                                     f"{generate.PUBLIC_SEED}\n", f"{RETIRED}\n"])
+                                     "1" * 5000 + "\n", f"{generate.PUBLIC_SEED}\n", f"{RETIRED}\n",
+                                     "12345\n", f"{2**64 - 1}\n"])
 def test_bad_secret_seed_is_refused_and_kept(tmp_path: Path, content: str) -> None:
     hidden = tmp_path / "hidden"
     hidden.mkdir()
@@ -151,6 +154,19 @@ def test_bad_secret_seed_is_refused_and_kept(tmp_path: Path, content: str) -> No
         generate.materialize(tmp_path / "out", hidden)
     assert not (tmp_path / "out" / "test").exists()
     assert (hidden / "seed.txt").read_text() == content
+
+
+@pytest.mark.parametrize("seed", [12345, 504625404, 2**64 - 1])
+def test_weak_secret_seed_is_refused_with_how_to_rotate(tmp_path: Path, seed: int) -> None:
+    # A seed below 2**64 could be found by trying every value against the (visible) cache path.
+    hidden = hidden_dir(tmp_path, seed)
+    with pytest.raises(ValueError, match=r"(?s)too weak.*delete .*seed\.txt.*results/\.cache"):
+        generate.materialize(tmp_path / "out", hidden)
+    assert not (tmp_path / "out").exists()
+
+
+def test_strong_seed_at_the_bound_is_accepted(tmp_path: Path) -> None:
+    assert generate.read_seed(hidden_dir(tmp_path, 2**64)) == 2**64
 
 
 def bm25_ndcg_at_10(split) -> float:

@@ -7,9 +7,10 @@ Trusted code, run by the harness on the host: `materialize(root, hidden_dir)` wr
     root/test_labels/qrels.csv  query_id,doc_id,label              (secret seed)
 
 The secret seed is the integer in `hidden_dir/seed.txt`; when that file is missing it is
-created with a fresh random seed (mode 0600), so every install draws its own test set.
+created with a fresh 128-bit random seed (mode 0600), so every install draws its own test set.
 The generative model is described in README.md next to this file; numpy is the only
-dependency. Raises ValueError when an existing seed file does not hold one integer.
+dependency. Raises ValueError when an existing seed file does not hold one integer, or holds
+one that is public or too small to stay secret (below `MIN_SECRET_SEED`).
 """
 
 # No `from __future__ import annotations`: the harness may load this file without registering it
@@ -25,6 +26,10 @@ import numpy as np
 PUBLIC_SEED = 20261125
 SEED_FILE = "seed.txt"
 RETIRED_SEEDS = frozenset({934779988})  # once committed to the repository, so public for ever
+SEED_BITS = 128
+# The data cache's folder name hashes the seed with otherwise public inputs, and a sandbox can read
+# its mount paths, so a seed below this could be found by trying them all; 2**64 tries are too many.
+MIN_SECRET_SEED = 2**64
 TRAIN_QUERIES = 3000
 TEST_QUERIES = 1000
 TRAIN_FIRST_QUERY = 1  # train ids q00001..q03000
@@ -200,9 +205,9 @@ def create_seed(path: Path) -> None:
     The file appears whole or not at all, and a seed written meanwhile by another process is
     kept (a hard link never replaces an existing file). Raises OSError if it cannot be written.
     """
-    seed = PUBLIC_SEED
-    while seed == PUBLIC_SEED:
-        seed = secrets.randbelow(2**31)
+    seed = 0
+    while seed < MIN_SECRET_SEED:  # redrawn with probability 2**-64; keeps read_seed's promise
+        seed = secrets.randbits(SEED_BITS)
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".seed-")  # mkstemp creates it 0600
     try:
@@ -218,20 +223,35 @@ def create_seed(path: Path) -> None:
         os.unlink(tmp)
 
 
+def _check_secret(path: Path, seed: int) -> None:
+    """Raise ValueError if `seed` is public or small enough to be found by trying every value."""
+    rotate = f"delete {path} and the data cache (results/.cache/) to draw a new secret test set"
+    if seed == PUBLIC_SEED or seed in RETIRED_SEEDS:
+        raise ValueError(f"{path}: {seed} is a public seed, so candidates could rebuild the test "
+                         f"labels; {rotate}")
+    if seed < MIN_SECRET_SEED:
+        raise ValueError(f"{path}: the secret test seed is below 2**64, too weak to keep secret "
+                         f"(candidates could try every smaller seed and rebuild the test labels); "
+                         f"{rotate}")
+
+
 def read_seed(hidden_dir: Path) -> int:
     """The secret seed in `hidden_dir/seed.txt`, created first if missing (see `create_seed`).
 
-    Raises ValueError if the file exists but does not hold one integer, OSError if it cannot be
-    created or read.
+    Raises ValueError if the file exists but does not hold one integer, or holds a public seed or
+    one below `MIN_SECRET_SEED`; OSError if it cannot be created or read.
     """
     path = hidden_dir / SEED_FILE
     if not path.exists():
         create_seed(path)
     text = path.read_text(encoding="utf-8").strip()
-    if not (text.isascii() and text.isdigit()):
-        raise ValueError(f"{path}: expected one non-negative integer (the secret test seed), got "
-                         f"{text[:40]!r}; fix it, or delete it to draw a new secret test set")
-    return int(text)
+    if not (text.isascii() and text.isdigit() and len(text) <= 100):
+        raise ValueError(f"{path}: expected one non-negative integer of at most 100 digits (the "
+                         f"secret test seed), got {text[:40]!r}; fix it, or delete it to draw a new "
+                         "secret test set")
+    seed = int(text)
+    _check_secret(path, seed)
+    return seed
 
 
 def prepare(hidden_dir: Path) -> None:
@@ -245,11 +265,11 @@ def _feature_columns(split: Split) -> dict[str, np.ndarray]:
 
 
 def materialize(root: Path, hidden_dir: Path) -> None:
-    """Write the train, test and test_labels folders under `root` (see module docstring)."""
-    test_seed = read_seed(hidden_dir)
-    if test_seed == PUBLIC_SEED or test_seed in RETIRED_SEEDS:
-        raise ValueError(f"{hidden_dir / SEED_FILE}: {test_seed} is a public seed, so candidates could "
-                         "rebuild the test labels; delete the file to draw a new secret one")
+    """Write the train, test and test_labels folders under `root` (see module docstring).
+
+    Raises ValueError (see `read_seed`) for a malformed, public or weak secret seed.
+    """
+    test_seed = read_seed(hidden_dir)  # refuses a public or weak seed before anything is written
     train = simulate(PUBLIC_SEED, TRAIN_QUERIES, TRAIN_FIRST_QUERY)
     write_csv(root / "train" / "train.csv", {"query_id": train.query_ids, "doc_id": train.doc_ids,
                                              **_feature_columns(train),
