@@ -2,7 +2,8 @@
 
 Every source (directory, zip, tar, git tree, notebook) is poured through `StagingTree`, the only
 code that creates paths under the staging root. It refuses unsafe names, links that leave the
-tree, writing through links, duplicates and special files, and it counts the bytes it actually
+tree, writing through links, duplicates, special files and paths nested deeper than `MAX_DEPTH`
+(deep trees break recursive tools such as shutil.rmtree), and it counts the bytes it actually
 writes against `IntakeLimits`: sizes claimed by archive headers are never trusted.
 
 Every problem raises `harness.errors.IntakeError` with a one-line message; `harness.intake` adds
@@ -32,11 +33,15 @@ from harness.errors import IntakeError
 SKIPPED_NAMES = frozenset({".git", "__pycache__", ".ipynb_checkpoints"})
 ARCHIVE_SKIPPED_NAMES = SKIPPED_NAMES | {"__MACOSX"}
 MAX_LINK_TARGET = 4096
+MAX_DEPTH = 64  # path components per member
+MAX_LINK_HOPS = 40  # the kernel's own limit (ELOOP): a longer chain is broken in the sandbox anyway
 _CHUNK = 1 << 20
+_SHOWN = 200  # characters of a path shown in a message
 # Below this many bytes the headers and padding of a tiny archive dominate its ratio.
 _RATIO_FLOOR = 1 << 20
-# Tar headers, padding and long-name records allowed per entry on top of the content budget.
-_TAR_OVERHEAD_PER_ENTRY = 4096
+# Headers, padding and long-name records allowed per entry on top of the content budget.
+ARCHIVE_OVERHEAD_PER_ENTRY = 4096
+_ARCHIVE_SLACK = 1 << 16  # end records, comments, the padding of a tar's last record
 _DRIVE = re.compile(r"^[A-Za-z]:")
 # Errors a hostile or damaged compressed stream can raise from read(); all mean "corrupt".
 _STREAM_ERRORS = (OSError, EOFError, ValueError, zlib.error, lzma.LZMAError, struct.error,
@@ -61,8 +66,9 @@ Parts = tuple[str, ...]
 
 
 def show(parts: Iterable[str]) -> str:
-    """A relative path for messages: quoted, control characters escaped."""
-    return repr("/".join(parts))
+    """A relative path for messages: quoted, control characters escaped, long paths cut."""
+    text = "/".join(parts)
+    return repr(text if len(text) <= _SHOWN else text[:_SHOWN] + "\u2026")
 
 
 def member_path(name: str) -> Parts:
@@ -71,15 +77,74 @@ def member_path(name: str) -> Parts:
     Raises IntakeError for NUL bytes, backslashes or drive letters, absolute paths and '..'.
     """
     if "\x00" in name:
-        raise IntakeError(f"member {name!r} contains a NUL byte")
+        raise IntakeError(f"member {show((name,))} contains a NUL byte")
     if "\\" in name or _DRIVE.match(name):
-        raise IntakeError(f"member {name!r} is a Windows path (backslash or drive letter)")
+        raise IntakeError(f"member {show((name,))} is a Windows path (backslash or drive letter)")
     if name.startswith("/"):
-        raise IntakeError(f"member {name!r} is an absolute path")
+        raise IntakeError(f"member {show((name,))} is an absolute path")
     parts = tuple(part for part in name.split("/") if part not in ("", "."))
     if ".." in parts:
-        raise IntakeError(f"member {name!r} contains '..'")
+        raise IntakeError(f"member {show((name,))} contains '..'")
     return parts
+
+
+def real_path(path: str) -> str | None:
+    """What os.path.realpath(path) returns (missing parts kept as written), without recursion.
+
+    None if that takes following more than MAX_LINK_HOPS symlinks (a loop or a long chain);
+    os.path.realpath recurses once per link and raises RecursionError on a long chain.
+    """
+    pending = os.path.join(os.getcwd(), path).split("/")[::-1]
+    resolved, hops = "/", 0
+    while pending:
+        name = pending.pop()
+        if name in ("", "."):
+            continue
+        if name == "..":
+            resolved = os.path.dirname(resolved)
+            continue
+        candidate = os.path.join(resolved, name)
+        if not os.path.islink(candidate):
+            resolved = candidate
+            continue
+        hops += 1
+        if hops > MAX_LINK_HOPS:
+            return None
+        target = os.readlink(candidate)
+        if target.startswith("/"):
+            resolved = "/"
+        pending.extend(target.split("/")[::-1])
+    return resolved
+
+
+def max_archive_bytes(limits: IntakeLimits) -> int:
+    """The largest archive file worth opening: the content budget plus headers for every entry."""
+    return limits.max_bytes + limits.max_files * ARCHIVE_OVERHEAD_PER_ENTRY + _ARCHIVE_SLACK
+
+
+def open_regular(path: Path) -> BinaryIO:
+    """Open a regular file for reading. Raises IntakeError for a fifo, device or socket.
+
+    O_NONBLOCK makes opening a fifo return at once instead of waiting for a writer; it does
+    nothing to reads of a regular file.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise IntakeError("the source is not a regular file")
+    return open(fd, "rb")
+
+
+def open_archive(path: Path, limits: IntakeLimits) -> BinaryIO:
+    """Open an archive file, refusing one larger than any submission within `limits` can be,
+    before any archive reader sees it (a zip's central directory is read whole). Raises IntakeError.
+    """
+    stream = open_regular(path)
+    cap = max_archive_bytes(limits)
+    if os.fstat(stream.fileno()).st_size > cap:
+        stream.close()
+        raise IntakeError(f"archive file is larger than {cap} bytes (the size limit plus headers)")
+    return stream
 
 
 class StagingTree:
@@ -103,6 +168,7 @@ class StagingTree:
 
     def add_dir(self, parts: Parts) -> None:
         if not self.skipped(parts):
+            _check_depth(parts)
             self._ensure_dir(parts)
 
     def add_file(self, parts: Parts, stream: _Readable, *, executable: bool) -> None:
@@ -164,6 +230,7 @@ class StagingTree:
             raise IntakeError(f"a {kind} member has an empty name")
         if parts in self._kinds:
             raise IntakeError(f"{show(parts)} appears twice")
+        _check_depth(parts)
         self._ensure_dir(parts[:-1], member=parts)
         self._count(parts, kind)
         return self.root.joinpath(*parts)
@@ -189,7 +256,12 @@ class StagingTree:
         self._kinds[parts] = kind
 
 
-class _Guarded:
+def _check_depth(parts: Parts) -> None:
+    if len(parts) > MAX_DEPTH:
+        raise IntakeError(f"{show(parts)} is nested more than {MAX_DEPTH} levels deep")
+
+
+class Guarded:
     """A read-only stream that turns a corrupt-data error into an IntakeError and counts bytes.
 
     With `cap`, reading more than `cap` bytes in total raises; with `tree`, the total is also
@@ -219,64 +291,23 @@ class _Guarded:
         return data
 
 
-def extract_zip(archive: Path, tree: StagingTree) -> None:
-    """Extract a zip archive into `tree`. Raises IntakeError for corrupt or unsafe archives."""
-    try:
-        with zipfile.ZipFile(archive) as zf:
-            for info in zf.infolist():
-                _zip_member(zf, info, tree)
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError, struct.error) as err:
-        raise IntakeError(f"zip archive is corrupt ({err})") from err
-
-
-def _zip_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, tree: StagingTree) -> None:
-    if "\x00" in info.orig_filename:  # zipfile silently cuts the name at the NUL
-        raise IntakeError(f"member {info.orig_filename!r} contains a NUL byte")
-    parts = member_path(info.filename)
-    if tree.skipped(parts):
-        return
-    if info.flag_bits & 0x1:
-        raise IntakeError(f"member {show(parts)} is encrypted")
-    mode = info.external_attr >> 16 if info.create_system == 3 else 0  # unix mode, if made on unix
-    kind = stat.S_IFMT(mode)
-    if info.is_dir() or kind == stat.S_IFDIR:
-        tree.add_dir(parts)
-    elif kind == stat.S_IFLNK:
-        tree.add_symlink(parts, _zip_link_target(zf, info, parts))
-    elif kind in (0, stat.S_IFREG):
-        with zf.open(info) as src:
-            tree.add_file(parts, _Guarded(src, f"zip member {show(parts)}"), executable=bool(mode & 0o111))
-    else:
-        raise IntakeError(f"member {show(parts)} is a device, fifo or socket")
-
-
-def _zip_link_target(zf: zipfile.ZipFile, info: zipfile.ZipInfo, parts: Parts) -> str:
-    with zf.open(info) as src:
-        data = _Guarded(src, f"zip member {show(parts)}").read(MAX_LINK_TARGET + 1)
-    if len(data) > MAX_LINK_TARGET:
-        raise IntakeError(f"symlink {show(parts)} has a target longer than {MAX_LINK_TARGET} bytes")
-    return os.fsdecode(data)
-
-
-def extract_tar(archive: Path, tree: StagingTree) -> None:
-    """Extract a tar archive (plain, gzip, bzip2 or xz) into `tree`, streaming.
+def extract_tar(raw: BinaryIO, tree: StagingTree) -> None:
+    """Extract a tar archive (plain, gzip, bzip2 or xz) read from `raw` into `tree`, streaming.
 
     Every decompressed byte (headers included) is counted, against the content budget plus a
     per-entry allowance and against the ratio limit. Raises IntakeError.
     """
-    limits = tree.limits
-    cap = limits.max_bytes + limits.max_files * _TAR_OVERHEAD_PER_ENTRY + _RATIO_FLOOR
-    with open(archive, "rb") as raw:
-        stream = _Guarded(_decompressor(raw), "tar archive", cap=cap, tree=tree)
-        try:
-            with tarfile.open(fileobj=stream, mode="r|") as tf:  # type: ignore[call-overload]
-                for member in tf:
-                    _tar_member(tf, member, tree)
-        except tarfile.TarError as err:
-            raise IntakeError(f"tar archive is corrupt ({err})") from err
-        # Read to the end so a damaged compressed trailer (checksum) is noticed too.
-        while stream.read(_CHUNK):
-            pass
+    stream = Guarded(_decompressor(raw), "tar archive", cap=max_archive_bytes(tree.limits) + _RATIO_FLOOR,
+                     tree=tree)
+    try:
+        with tarfile.open(fileobj=stream, mode="r|") as tf:  # type: ignore[call-overload]
+            for member in tf:
+                _tar_member(tf, member, tree)
+    except tarfile.TarError as err:
+        raise IntakeError(f"tar archive is corrupt ({err})") from err
+    # Read to the end so a damaged compressed trailer (checksum) is noticed too.
+    while stream.read(_CHUNK):
+        pass
 
 
 def _decompressor(raw: BinaryIO) -> _Readable:
@@ -299,7 +330,7 @@ def _tar_member(tf: tarfile.TarFile, member: tarfile.TarInfo, tree: StagingTree)
         src: IO[bytes] | None = tf.extractfile(member)
         if src is None:
             raise IntakeError(f"member {show(parts)} has no data")
-        tree.add_file(parts, _Guarded(src, f"tar member {show(parts)}"), executable=bool(member.mode & 0o111))
+        tree.add_file(parts, Guarded(src, f"tar member {show(parts)}"), executable=bool(member.mode & 0o111))
     elif member.isdir():
         tree.add_dir(parts)
     elif member.issym():
@@ -341,7 +372,9 @@ def copy_directory(source: Path, tree: StagingTree) -> None:
 
 def _inside_target(root: Path, parts: Parts) -> str:
     link = root.joinpath(*parts)
-    resolved = os.path.realpath(link)
+    resolved = real_path(str(link))
+    if resolved is None:
+        raise IntakeError(f"symlink {show(parts)} leads through more than {MAX_LINK_HOPS} links")
     if os.path.commonpath([resolved, root]) != str(root):
         raise IntakeError(f"symlink {show(parts)} points outside the submission (-> {os.readlink(link)!r})")
     # The walk never follows links, so the link's parent is a real directory under root.

@@ -3,6 +3,10 @@
 Nothing in the candidate's repository config may run a program or reach a remote: only objects
 are read (rev-parse, ls-tree, cat-file), never checked out or archived, so filters, hooks and
 fsmonitor have no trigger.
+
+Nothing in the repository may stall git either: before git runs, the files it reads (the object
+store, refs, HEAD, config) must be regular files and directories inside the repository (a fifo
+would block git's open() forever), and each git step is killed after `GIT_TIMEOUT` seconds.
 """
 
 from __future__ import annotations
@@ -10,7 +14,9 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import stat
 import subprocess
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
@@ -19,7 +25,10 @@ from harness._archives import MAX_LINK_TARGET, Parts, StagingTree, member_path, 
 from harness.errors import InfraError, IntakeError
 
 _OBJECT_ID = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
-_GIT_TIMEOUT = 120
+GIT_TIMEOUT = 120.0  # seconds for each git step (resolving the ref, exporting the tree)
+_MAX_GIT_ENTRIES = 200_000  # files and directories checked under objects/ and refs/
+_GIT_DIRECTORIES = ("objects", "refs")
+_GIT_FILES = ("HEAD", "config", "packed-refs", "shallow", "info/grafts")
 
 
 def is_bare_repo(path: Path) -> bool:
@@ -44,19 +53,25 @@ def _git_command(git_dir: Path, *args: str) -> list[str]:
 
 
 def stage_git(repo: Path, ref: str, tree: StagingTree) -> str:
-    """Stage the tree of `ref` in a local repository; return the commit sha."""
-    git_dir = repo / ".git" if (repo / ".git").exists() else repo
+    """Stage the tree of `ref` in a local repository; return the commit sha.
+
+    Raises IntakeError (not a repository, bad ref, unsafe repository, git too slow), InfraError
+    (git missing).
+    """
+    repo = Path(os.path.realpath(repo))  # the path we are given may be a link; what is inside may not
+    git_dir = repo / ".git" if os.path.lexists(repo / ".git") else repo
     if not (git_dir == repo / ".git" or is_bare_repo(repo)):
         raise IntakeError("not a git repository")
     if not ref or ref.startswith("-") or any(ord(char) < 32 for char in ref):
         raise IntakeError(f"invalid git ref {ref!r}")
+    _check_git_dir(git_dir)
     command = _git_command(git_dir, "rev-parse", "--verify", "--quiet", "--end-of-options",
                            f"{ref}^{{commit}}")
     try:
-        result = subprocess.run(command, env=_git_env(), capture_output=True, timeout=_GIT_TIMEOUT,
+        result = subprocess.run(command, env=_git_env(), capture_output=True, timeout=GIT_TIMEOUT,
                                 check=False)
     except subprocess.TimeoutExpired as err:
-        raise IntakeError(f"git took more than {_GIT_TIMEOUT} s to resolve ref {ref!r}") from err
+        raise IntakeError(f"git took more than {GIT_TIMEOUT:g} s to resolve ref {ref!r}") from err
     commit = result.stdout.decode("ascii", "replace").strip()
     if result.returncode != 0 or not _OBJECT_ID.match(commit):
         raise IntakeError(f"git ref {ref!r} is not a commit of the repository")
@@ -64,20 +79,80 @@ def stage_git(repo: Path, ref: str, tree: StagingTree) -> str:
     return commit
 
 
+def _check_git_dir(git_dir: Path) -> None:
+    """Refuse a repository whose object store, refs, HEAD or config hold anything but regular
+    files and directories, or whose objects live elsewhere (a worktree, alternates).
+
+    Symlinks are not followed, and at most _MAX_GIT_ENTRIES entries are looked at. Raises IntakeError.
+    """
+    if not stat.S_ISDIR(_lstat_mode(git_dir)) or not stat.S_ISDIR(_lstat_mode(git_dir / "objects")):
+        raise IntakeError("the repository's git directory or its objects/ is not a plain directory "
+                          "(a worktree or submodule checkout?); submit the main repository")
+    if os.path.lexists(git_dir / "commondir") or os.path.lexists(git_dir / "objects/info/alternates"):
+        raise IntakeError("the repository keeps objects elsewhere (a worktree or alternates); "
+                          "submit a standalone clone")
+    for name in _GIT_FILES:
+        mode = _lstat_mode(git_dir / name)
+        if mode and not stat.S_ISREG(mode):
+            raise IntakeError(f"the repository's {name} is not a regular file")
+    seen = 0
+    pending = [git_dir / name for name in _GIT_DIRECTORIES if os.path.lexists(git_dir / name)]
+    while pending:
+        with os.scandir(pending.pop()) as listing:
+            for entry in listing:
+                seen += 1
+                if seen > _MAX_GIT_ENTRIES:
+                    raise IntakeError(f"the repository has more than {_MAX_GIT_ENTRIES} files "
+                                      "under objects/ and refs/")
+                if entry.is_dir(follow_symlinks=False):
+                    pending.append(Path(entry.path))
+                elif not entry.is_file(follow_symlinks=False):
+                    rel = os.path.relpath(entry.path, git_dir)
+                    raise IntakeError(f"the repository's {show((rel,))} is not a regular file or directory")
+
+
+def _lstat_mode(path: Path) -> int:
+    """st_mode of `path` itself, 0 if it does not exist."""
+    try:
+        return os.lstat(path).st_mode
+    except FileNotFoundError:
+        return 0
+
+
 def _export_commit(git_dir: Path, commit: str, tree: StagingTree) -> None:
-    """Write the files of `commit` into `tree`, reading raw blobs (no filters, no attributes)."""
+    """Write the files of `commit` into `tree`, reading raw blobs (no filters, no attributes).
+
+    Both git processes are killed after GIT_TIMEOUT seconds, so a read that git never answers
+    ends (EOF) instead of blocking forever. Raises IntakeError.
+    """
     env = _git_env()
     listing = subprocess.Popen(_git_command(git_dir, "ls-tree", "-r", "-z", "--full-tree", commit),
                                env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     blobs = subprocess.Popen(_git_command(git_dir, "cat-file", "--batch"), env=env,
                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    expired = threading.Event()
+
+    def expire() -> None:
+        expired.set()
+        listing.kill()
+        blobs.kill()
+
+    timer = threading.Timer(GIT_TIMEOUT, expire)
+    timer.daemon = True
+    timer.start()
     try:
         assert listing.stdout is not None  # set by stdout=PIPE
         for record in _records(listing.stdout):
             _export_entry(record, blobs, tree)
-        if listing.wait(timeout=_GIT_TIMEOUT) != 0:
+        if listing.wait() != 0:
             raise IntakeError(f"git ls-tree failed on commit {commit}")
+    except (IntakeError, BrokenPipeError) as err:  # what reading from or writing to a killed git raises
+        if expired.is_set():
+            raise IntakeError(f"git took more than {GIT_TIMEOUT:g} s to read commit {commit}") from err
+        raise
     finally:
+        timer.cancel()
+        timer.join()  # so the timer never signals a process reaped below
         for process in (listing, blobs):
             process.kill()
             process.communicate()

@@ -6,11 +6,13 @@ URL with an optional `#REF`), a .zip, a .tar/.tar.gz/.tgz (also .tar.bz2/.tar.xz
 notebook. Network URLs are refused. Git sources are read object by object (ls-tree, cat-file),
 never checked out or archived, so nothing in the candidate's repository config (filters, hooks,
 fsmonitor) can run. Everything is staged through `harness._archives.StagingTree`, which
-enforces the limits on bytes actually written. An archive holding one top-level directory is
+enforces the limits on bytes actually written and on nesting depth. An archive file larger than
+the limits allow is refused before it is opened. An archive holding one top-level directory is
 unwrapped.
 
-Errors about the submission raise `IntakeError` (one line, naming the source) and leave `dest`
-empty; a full disk raises `InfraError`; a `dest` that is not empty raises `HarnessError`.
+Errors about the submission raise `IntakeError` (one line without control characters, naming the
+source) and leave `dest` empty; a full disk raises `InfraError`; a `dest` that is not empty
+raises `HarnessError`.
 """
 
 from __future__ import annotations
@@ -22,7 +24,6 @@ import json
 import os
 import re
 import secrets
-import shutil
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,14 +31,19 @@ from urllib.parse import unquote, urlsplit
 
 from harness._archives import (
     ARCHIVE_SKIPPED_NAMES,
+    MAX_LINK_HOPS,
     IntakeLimits,
     StagingTree,
     copy_directory,
     extract_tar,
-    extract_zip,
+    open_archive,
+    open_regular,
+    real_path,
 )
 from harness._git import is_bare_repo, stage_git
 from harness._text import one_line
+from harness._workdirs import remove_tree
+from harness._zip import extract_zip
 from harness.errors import HarnessError, InfraError, IntakeError
 
 __all__ = ["IntakeLimits", "StagedSubmission", "stage_submission", "tree_hash"]
@@ -46,6 +52,7 @@ _TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".tx
 _URL = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 _SCP_LIKE = re.compile(r"^[^/]*:")  # git reads 'host:path' (no '/' before the ':') as ssh
 _HASH_TAG = b"harness-tree-v1\0"
+_MESSAGE_LIMIT = 1000  # characters: member names and paths can be kilobytes long
 _DEFAULT_LIMITS = IntakeLimits()
 
 
@@ -74,16 +81,21 @@ def stage_submission(source: str, *, dest: Path, ref: str | None = None,
         return _stage(source, dest, ref, limits)
     except IntakeError as err:
         _clean(dest, created)
-        raise IntakeError(f"cannot take in {source!r}: {one_line(err)}") from err
+        raise IntakeError(_refusal(source, str(err))) from err
     except OSError as err:
         _clean(dest, created)
         if err.errno in (errno.ENOSPC, errno.EDQUOT):
             raise InfraError(f"no space left while staging {source!r} into {dest}") from err
+        # The file name may be built from an archive member's name: one_line strips its controls.
         what = f" ({err.filename})" if err.filename else ""
-        raise IntakeError(f"cannot take in {source!r}: {one_line(err.strerror or err)}{what}") from err
+        raise IntakeError(_refusal(source, f"{err.strerror or err}{what}")) from err
     except BaseException:
         _clean(dest, created)
         raise
+
+
+def _refusal(source: str, reason: str) -> str:
+    return one_line(f"cannot take in {source!r}: {reason}", _MESSAGE_LIMIT)
 
 
 def tree_hash(path: Path) -> str:
@@ -116,8 +128,10 @@ def _stage(source: str, dest: Path, ref: str | None, limits: IntakeLimits) -> St
     elif kind == "notebook":
         _stage_notebook(location, StagingTree(dest, limits))
     else:
-        tree = StagingTree(dest, limits, skip=ARCHIVE_SKIPPED_NAMES, compressed_size=location.stat().st_size)
-        (extract_zip if kind == "zip" else extract_tar)(location, tree)
+        with open_archive(location, limits) as raw:
+            tree = StagingTree(dest, limits, skip=ARCHIVE_SKIPPED_NAMES,
+                               compressed_size=os.fstat(raw.fileno()).st_size)
+            (extract_zip if kind == "zip" else extract_tar)(raw, tree)
         _unwrap(dest)
     _check_links(dest)
     if not _entries(dest):
@@ -184,7 +198,7 @@ def _stage_notebook(path: Path, tree: StagingTree) -> None:
     import nbformat  # slow import, only needed for notebooks
 
     limit = tree.limits.max_file_bytes
-    with open(path, "rb") as src:
+    with open_regular(path) as src:
         data = src.read(limit + 1)
     if len(data) > limit:
         raise IntakeError(f"notebook is larger than {limit} bytes")
@@ -200,6 +214,8 @@ def _stage_notebook(path: Path, tree: StagingTree) -> None:
             nbformat.validate(nbformat.from_dict(document))
     except nbformat.ValidationError as err:
         raise IntakeError(f"notebook is not a valid nbformat v4 document ({err.message})") from err
+    except RecursionError as err:  # nbformat converts and validates recursively
+        raise IntakeError("notebook is nested too deeply") from err
     tree.add_file((path.name,), io.BytesIO(data), executable=False)
 
 
@@ -216,14 +232,12 @@ def _prepare(dest: Path) -> bool:
 
 
 def _clean(dest: Path, created: bool) -> None:
+    """Remove what staging wrote (remove_tree copes with any depth and never raises)."""
     if created:
-        shutil.rmtree(dest, ignore_errors=True)
+        remove_tree(dest)
         return
     for child in dest.iterdir():
-        if child.is_dir() and not child.is_symlink():
-            shutil.rmtree(child, ignore_errors=True)
-        else:
-            child.unlink(missing_ok=True)
+        remove_tree(child)
 
 
 def _unwrap(root: Path) -> None:
@@ -247,10 +261,17 @@ def _check_links(root: Path) -> None:
 
 
 def _escaping_link(root: Path) -> str | None:
-    """The first symlink under `root` that resolves (following every link) outside it, if any."""
+    """The first symlink under `root` that resolves (following every link) outside it, if any.
+
+    Raises IntakeError for a link that leads through more than MAX_LINK_HOPS links."""
     real_root = os.path.realpath(root)
     for rel, full in _entries(root):
-        if os.path.islink(full) and os.path.commonpath([os.path.realpath(full), real_root]) != real_root:
+        if not os.path.islink(full):
+            continue
+        resolved = real_path(full)
+        if resolved is None:
+            raise IntakeError(f"symlink {rel!r} leads through more than {MAX_LINK_HOPS} links")
+        if os.path.commonpath([resolved, real_root]) != real_root:
             return rel
     return None
 

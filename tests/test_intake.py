@@ -11,14 +11,20 @@ import io
 import json
 import os
 import stat
+import struct
 import subprocess
 import tarfile
+import threading
 import warnings
 import zipfile
+from contextlib import suppress
 from pathlib import Path
 
 import pytest
 
+import harness._git
+from harness._archives import real_path
+from harness._workdirs import remove_tree
 from harness.errors import HarnessError, IntakeError
 from harness.intake import IntakeLimits, stage_submission, tree_hash
 
@@ -527,3 +533,272 @@ def test_dest_inside_the_source_directory_is_refused(tmp_path: Path) -> None:
     with pytest.raises(HarnessError, match="inside the submission"):
         stage_submission(str(source), dest=source / "staged")
     assert not (source / "staged").exists()
+
+
+# ---- deep trees, long link chains, hangs, oversized archives, messages -------------------------
+
+DEEP = 1500  # beyond Python's recursion limit: shutil.rmtree and os.path.realpath recurse per level
+
+
+def deep_directory(root: Path, depth: int) -> Path:
+    """root/a/a/.../a/x.txt, made relative to open directories so that no path gets long."""
+    root.mkdir()
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for _ in range(depth):
+            os.mkdir("a", dir_fd=fd)
+            inner = os.open("a", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+            os.close(fd)
+            fd = inner
+        leaf = os.open("x.txt", os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=fd)
+        os.write(leaf, b"x")
+        os.close(leaf)
+    finally:
+        os.close(fd)
+    return root
+
+
+def git_repo_with_file(root: Path, name: str) -> Path:
+    """A repository whose one commit holds the file `name` (any depth), made by fast-import."""
+    root.mkdir()
+    git(root, "init", "-q", "-b", "main")
+    stream = (f"commit refs/heads/main\ncommitter T <t@example.com> 0 +0000\ndata 0\n"
+              f"M 100644 inline {name}\ndata 2\nx\n\n").encode()
+    env = {key: value for key, value in os.environ.items() if not key.startswith("GIT_")}
+    subprocess.run(["git", "-C", str(root), "fast-import", "--quiet"], input=stream, env=env, check=True)
+    return root
+
+
+@pytest.mark.parametrize("kind", ["zip", "tar", "directory", "git"])
+def test_deeply_nested_paths_are_refused_in_every_kind(kind: str, tmp_path: Path, dest: Path) -> None:
+    name = "a/" * DEEP + "x.txt"
+    # A later bad member: without the depth cap, cleaning a 1500-deep dest raised RecursionError.
+    if kind == "zip":
+        source = tmp_path / "deep.zip"
+        with zipfile.ZipFile(source, "w") as zf:
+            zf.writestr(name, "x")
+            zf.writestr("../after.txt", "x")
+    elif kind == "tar":
+        source = tar_with(tmp_path / "deep.tar", [(member(name), b"x"), (member("../after.txt"), b"x")],
+                          mode="w")
+    elif kind == "directory":
+        source = deep_directory(tmp_path / "deep", DEEP)
+    else:
+        source = git_repo_with_file(tmp_path / "deep", name)
+    try:
+        error = assert_refused(source, dest, "nested more than 64 levels deep",
+                               **({"ref": "main"} if kind == "git" else {}))
+    finally:
+        remove_tree(source)  # pytest's own cleanup would recurse 1500 levels
+        remove_tree(dest)
+    assert "'a/a/a/a/" in str(error)
+    assert len(str(error)) < 1000
+
+
+def test_tree_64_levels_deep_is_accepted(tmp_path: Path, dest: Path) -> None:
+    archive = tmp_path / "ok.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("a/" * 63 + "x.txt", "x")
+        zf.writestr("top.txt", "y")  # two top-level entries: nothing is unwrapped
+    stage_submission(str(archive), dest=dest)
+    assert dest.joinpath(*["a"] * 63, "x.txt").read_text() == "x"
+
+
+@pytest.mark.parametrize("kind", ["directory", "tar"])
+def test_long_symlink_chains_are_refused_without_recursing(kind: str, tmp_path: Path, dest: Path) -> None:
+    links = [(f"l{index}", f"l{index - 1}") for index in range(1, 1200)]
+    if kind == "directory":
+        source = tmp_path / "chain"
+        source.mkdir()
+        (source / "l0").write_text("x")
+        for name, target in links:
+            os.symlink(target, source / name)
+    else:
+        source = tar_with(tmp_path / "chain.tar", [(member("l0"), b"x")] + [
+            (member(name, tarfile.SYMTYPE, target), None) for name, target in links], mode="w")
+    assert_refused(source, dest, "leads through more than 40 links")
+
+
+def test_real_path_agrees_with_os_path_realpath(tmp_path: Path) -> None:
+    (tmp_path / "d" / "e").mkdir(parents=True)
+    links = {"rel": "d/e", "abs": str(tmp_path / "d"), "up": "d/e/..", "via": "rel/../e",
+             "dangling": "missing/../../x", "chain": "up/e", "loop": "loop", "to_root": "/"}
+    for name, target in links.items():
+        os.symlink(target, tmp_path / name)
+    for name in [*links, "rel/x/../y", "d/../abs/e", "chain/..", "missing/rel"]:
+        path = str(tmp_path / name)
+        if name == "loop":
+            assert real_path(path) is None  # os.path.realpath gives up and returns the loop as is
+        else:
+            assert real_path(path) == os.path.realpath(path), name
+
+
+def test_deeply_nested_notebook_is_refused(tmp_path: Path, dest: Path) -> None:
+    path = tmp_path / "deep.ipynb"
+    # Valid JSON that json.loads accepts; nbformat converts and validates it recursively.
+    path.write_text('{"nbformat": 4, "nbformat_minor": 5, "cells": [], "metadata": {"x": '
+                    + "[" * 600 + "]" * 600 + "}}")
+    assert_refused(path, dest, "nested too deeply")
+
+
+def repo_with_fifo_blob(root: Path) -> Path:
+    """A repository whose one blob's loose object is a fifo (git blocks opening it); returns the fifo."""
+    root.mkdir()
+    (root / "a.txt").write_text("content\n")
+    git_repo(root)
+    oid = git(root, "rev-parse", "HEAD:a.txt")
+    loose = root / ".git" / "objects" / oid[:2] / oid[2:]
+    loose.unlink()
+    os.mkfifo(loose)
+    return loose
+
+
+def refused_without_hanging(source: Path, dest: Path, match: str, fifo: Path,
+                            **kwargs: object) -> IntakeError:
+    """assert_refused, run in a thread. If staging blocks on `fifo` for a minute, opening it for
+    writing wakes the reader with EOF, so the test fails instead of hanging the suite."""
+    outcome: dict[str, BaseException] = {}
+
+    def run() -> None:
+        try:
+            outcome["error"] = assert_refused(source, dest, match, **kwargs)
+        except BaseException as err:  # re-raised in the test's thread
+            outcome["failure"] = err
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(timeout=60)
+    if thread.is_alive():
+        with suppress(OSError):
+            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        thread.join(timeout=30)
+        pytest.fail("staging blocked on a fifo")
+    if "failure" in outcome:
+        raise outcome["failure"]
+    return outcome["error"]  # type: ignore[return-value]
+
+
+def test_git_object_store_holding_a_fifo_is_refused_before_git_runs(tmp_path: Path, dest: Path) -> None:
+    fifo = repo_with_fifo_blob(tmp_path / "repo")
+    refused_without_hanging(tmp_path / "repo", dest, r"objects/[0-9a-f]{2}/[0-9a-f]+' is not a regular file",
+                            fifo, ref="main")
+
+
+def test_git_that_stops_answering_is_killed_after_the_timeout(tmp_path: Path, dest: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    fifo = repo_with_fifo_blob(tmp_path / "repo")
+    monkeypatch.setattr(harness._git, "GIT_TIMEOUT", 2.0)
+    monkeypatch.setattr(harness._git, "_check_git_dir", lambda git_dir: None)  # let git reach the fifo
+    refused_without_hanging(tmp_path / "repo", dest, "git took more than 2 s to read commit", fifo,
+                            ref="main")
+
+
+@pytest.mark.parametrize(("tamper", "match"), [
+    ("alternates", "keeps objects elsewhere"),
+    ("config-fifo", "config is not a regular file"),
+    ("objects-symlink", "is not a regular file or directory"),
+    ("gitfile", "not a plain directory"),
+])
+def test_git_repository_reading_outside_itself_or_from_special_files_is_refused(
+        tamper: str, match: str, tmp_path: Path, dest: Path) -> None:
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "a.txt").write_text("content\n")
+    git_repo(repo)
+    git_dir = repo / ".git"
+    if tamper == "alternates":
+        (git_dir / "objects" / "info" / "alternates").write_text(f"{tmp_path / 'other' / 'objects'}\n")
+    elif tamper == "config-fifo":
+        (git_dir / "config").unlink()
+        os.mkfifo(git_dir / "config")
+    elif tamper == "objects-symlink":
+        os.symlink("/dev/zero", git_dir / "objects" / "pack" / "evil.pack")
+    else:
+        git_dir.rename(tmp_path / "real.git")
+        (repo / ".git").write_text(f"gitdir: {tmp_path / 'real.git'}\n")
+    assert_refused(repo, dest, match, ref="main")
+
+
+def zip_bytes(count: int) -> bytes:
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as zf:
+        for index in range(count):
+            zf.writestr(f"e{index}.txt", b"")
+    return out.getvalue()
+
+
+def with_zip64_end(data: bytes) -> bytes:
+    """The same zip with a zip64 end record and locator, and the classic end record saying 'see zip64'."""
+    end = data.rfind(b"PK\x05\x06")
+    entries, size, offset = struct.unpack_from("<HLL", data, end + 10)
+    zip64 = struct.pack("<4sQ2H2L4Q", b"PK\x06\x06", 44, 45, 45, 0, 0, entries, entries, size, offset)
+    locator = struct.pack("<4sLQL", b"PK\x06\x07", 0, end, 1)
+    classic = struct.pack("<4s4H2LH", b"PK\x05\x06", 0, 0, 0xFFFF, 0xFFFF, 0xFFFFFFFF, 0xFFFFFFFF, 0)
+    return data[:end] + zip64 + locator + classic
+
+
+def test_zip_listing_more_entries_than_max_files_is_refused_before_zipfile_reads_them(tmp_path: Path) -> None:
+    limits = IntakeLimits(max_files=10)
+    honest = zip_bytes(11)
+    # zipfile walks the central directory by its size and ignores the end record's count.
+    understated = bytearray(honest)
+    struct.pack_into("<HH", understated, honest.rfind(b"PK\x05\x06") + 8, 1, 1)
+    assert len(zipfile.ZipFile(io.BytesIO(understated)).infolist()) == 11
+    # One entry with a 60 KB comment: few entries, but a directory far larger than 10 need.
+    commented = io.BytesIO()
+    with zipfile.ZipFile(commented, "w") as zf:
+        zf.writestr(zipfile.ZipInfo("a.txt"), b"")
+        zf.infolist()[0].comment = b"c" * 60_000
+    too_many = "zip archive lists more than 10 files"
+    cases = {"honest": (honest, too_many), "understated": (understated, too_many),
+             "zip64": (with_zip64_end(honest), too_many),
+             "commented": (commented.getvalue(), "zip archive has a central directory larger than")}
+    for name, (data, match) in cases.items():
+        (tmp_path / f"{name}.zip").write_bytes(data)
+        assert_refused(tmp_path / f"{name}.zip", tmp_path / f"out-{name}", match, limits=limits)
+
+
+def test_zip64_end_record_is_read(tmp_path: Path, dest: Path) -> None:
+    archive = tmp_path / "zip64.zip"
+    archive.write_bytes(with_zip64_end(zip_bytes(3)))
+    assert len(zipfile.ZipFile(archive).infolist()) == 3  # the reference reader agrees it is valid
+    stage_submission(str(archive), dest=dest, limits=IntakeLimits(max_files=10))
+    assert sorted(p.name for p in dest.iterdir()) == ["e0.txt", "e1.txt", "e2.txt"]
+
+
+@pytest.mark.parametrize("kind", ["zip", "tar"])
+def test_archive_file_larger_than_the_limits_allow_is_refused_unopened(kind: str, tmp_path: Path) -> None:
+    limits = IntakeLimits(max_bytes=MiB, max_files=10)
+
+    def archive(name: str, size: int) -> Path:
+        noise = os.urandom(size)  # incompressible: the archive is as large as its content
+        if kind == "tar":
+            return tar_with(tmp_path / f"{name}.tar", [(member("noise.bin"), noise)], mode="w")
+        with zipfile.ZipFile(tmp_path / f"{name}.zip", "w", zipfile.ZIP_STORED) as zf:
+            zf.writestr("noise.bin", noise)
+        return tmp_path / f"{name}.zip"
+
+    assert_refused(archive("big", 3 * MiB), tmp_path / "a", "archive file is larger than", limits=limits)
+    staged = stage_submission(str(archive("fits", MiB)), dest=tmp_path / "b", limits=limits)
+    assert (staged.path / "noise.bin").stat().st_size == MiB
+
+
+@pytest.mark.parametrize("name", ["pipe.zip", "pipe.tar.gz", "pipe.ipynb"])
+def test_fifo_named_like_a_file_source_is_refused(name: str, tmp_path: Path, dest: Path) -> None:
+    os.mkfifo(tmp_path / name)
+    refused_without_hanging(tmp_path / name, dest, "not a regular file", tmp_path / name)
+
+
+@pytest.mark.parametrize("kind", ["zip", "tar"])
+def test_messages_are_one_line_without_control_characters(kind: str, tmp_path: Path, dest: Path) -> None:
+    # A name component too long for the file system: the OS error names the path built from it.
+    name = "\x1b[2J\x1b]0;pwned\x07\nsecond line\r" + "x" * 300
+    if kind == "zip":
+        source = tmp_path / "nasty.zip"
+        with zipfile.ZipFile(source, "w") as zf:
+            zf.writestr(name, "x")
+    else:
+        source = tar_with(tmp_path / "nasty.tar", [(member(name), b"x")], mode="w")
+    error = assert_refused(source, dest, "File name too long")
+    assert not any(ord(char) < 32 or ord(char) == 0x7F for char in str(error))
+    assert "pwned" in str(error)
