@@ -107,9 +107,10 @@ def grade_submission(*, assignment: Assignment, staged: StagedSubmission, runtim
     Candidate failures become statuses. Raises InfraError when the harness itself fails.
     """
     started, t0 = now_iso(), time.monotonic()
+    # Built aside and swapped in whole, so a re-grade that fails leaves the previous result as it was.
     final_dir, result_dir = result_dir, result_dir.with_name(owned_name(f".{result_dir.name}"))
-    (result_dir / "logs").mkdir(parents=True)  # built aside, swapped in whole: a re-grade that
-    run = _Run(image=runtime.image, image_id=runtime.image_id)  # fails leaves the previous result as it was
+    (result_dir / "logs").mkdir(parents=True)
+    run = _Run(image=runtime.image, image_id=runtime.image_id)
     try:
         _check_contract(assignment, staged, runtime, run)
         if run.status is Status.OK:
