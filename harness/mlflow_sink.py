@@ -137,7 +137,8 @@ class MlflowSink:
             location = None
             if self.artifacts is not None:
                 location = (self.artifacts / re.sub(r"[^A-Za-z0-9._-]", "_", name)).as_uri()
-            tags = {"mlgrade.assignment": result.assignment, "mlgrade.version": result.assignment_version}
+            tags = {"mlgrade.assignment": result.assignment, "mlgrade.version": result.assignment_version,
+                    "mlflow.experimentKind": "custom_model_development"}  # the UI's runs view, not GenAI
             try:
                 return self._client.create_experiment(name, artifact_location=location, tags=tags)
             except MlflowException as exc:
