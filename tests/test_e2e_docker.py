@@ -160,3 +160,33 @@ def test_ctrl_c_kills_and_removes_running_containers(tmp_path, signum):
     proc.wait(timeout=60)
     assert proc.returncode != 0
     assert client.containers.list(all=True, filters=mine) == []
+
+
+def test_every_kind_of_source_is_graded_through_the_cli(tmp_path):
+    import shutil
+    import tarfile
+    import zipfile
+
+    probe = REPO / "tests" / "fixtures" / "assignments" / "probe"
+    code = "open('/output/found.txt', 'w').write('hello')\n"
+    folder = tmp_path / "plain"
+    folder.mkdir()
+    (folder / "main.py").write_text(code)
+    with zipfile.ZipFile(tmp_path / "zipped.zip", "w") as archive:
+        archive.write(folder / "main.py", "zipped/main.py")
+    with tarfile.open(tmp_path / "tarred.tar.gz", "w:gz") as archive:
+        archive.add(folder / "main.py", "main.py")
+    repo = tmp_path / "repo"
+    shutil.copytree(folder, repo)
+    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@example.invalid"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "."], check=True)
+    subprocess.run([*git, "commit", "-qm", "one"], check=True)
+    sources = [str(folder), str(tmp_path / "zipped.zip"), str(tmp_path / "tarred.tar.gz"), f"file://{repo}#HEAD"]
+    proc = run_cli("grade", str(probe), *sources, "--json", "--no-mlflow", "--results", str(tmp_path / "r"))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = json_lines(proc.stdout)
+    assert set(lines) == {"plain", "zipped", "tarred", "repo"}
+    assert all(line["status"] == "ok" and line["total_score"] == 100 for line in lines.values())
+    keys = {line["key"] for line in lines.values()}
+    assert len(keys) == 4  # one result per candidate, though the code is the same
