@@ -1,0 +1,357 @@
+"""Open-loop HTTP load generator: the instrument behind the endpoint assignment's latency criterion.
+
+Request i is scheduled at t0 + i/rate whatever the server does, and its latency runs from that
+scheduled time to the end of the response. A server that stalls therefore cannot hide the stall by
+slowing the client down (coordinated omission, which closed-loop tools such as wrk suffer from).
+Latencies go into an HdrHistogram in microseconds (1 us .. 60 s, 3 significant digits).
+
+The client is a small HTTP/1.1 keep-alive client over asyncio streams, with a pool of persistent
+connections: a due request waits for a free connection and its latency keeps counting meanwhile.
+Only loopback addresses are accepted: the generator never sends traffic anywhere else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from hdrh.histogram import HdrHistogram
+
+LOWEST_US = 1
+HIGHEST_US = 60_000_000
+SIGNIFICANT_DIGITS = 3
+MAX_REQUESTS = 2_000_000  # a bound on one run, whatever the arguments
+_MAX_RESPONSE_BODY = 1 << 20  # a larger answer is a protocol error (candidate servers are untrusted)
+_SPIN_S = 0.001  # below this, the scheduler yields instead of sleeping: epoll timers round up to 1 ms
+_IO_ERRORS = (OSError, EOFError, asyncio.LimitOverrunError, ValueError)  # ValueError: bad HTTP
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    """One open-loop run, measured window only (warm-up excluded). Latencies in milliseconds.
+
+    `completed` counts full HTTP responses of any status; `errors` counts non-2xx responses plus
+    connection and protocol failures; `timeouts` counts requests not answered within the timeout of
+    their scheduled time. Percentiles are NaN when nothing completed.
+    """
+
+    rate: float  # target requests per second
+    duration_s: float
+    scheduled: int
+    sent: int
+    completed: int
+    errors: int
+    timeouts: int
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    p999_ms: float
+    max_ms: float
+    mean_ms: float
+    achieved_rate: float  # responses per second over the measured window
+    lag_p99_ms: float  # p99 of (actual send time - scheduled time): the generator's own delay
+    uncorrected_p50_ms: float  # from the actual send time: what a closed-loop tool would report
+    uncorrected_p99_ms: float
+    histogram: str  # base64 HdrHistogram of the corrected latencies (us), for artifacts
+
+    @property
+    def error_rate(self) -> float:
+        """Failed (error or timeout) share of the scheduled requests; 1.0 when none was scheduled."""
+        return (self.errors + self.timeouts) / self.scheduled if self.scheduled else 1.0
+
+
+def new_histogram() -> HdrHistogram:
+    return HdrHistogram(LOWEST_US, HIGHEST_US, SIGNIFICANT_DIGITS)
+
+
+def record_seconds(histogram: HdrHistogram, seconds: float) -> None:
+    """Record a duration, clamped into the trackable range (0 -> 1 us, beyond 60 s -> 60 s)."""
+    histogram.record_value(min(max(round(seconds * 1e6), LOWEST_US), HIGHEST_US))
+
+
+def percentiles_from(histogram: HdrHistogram) -> dict[str, float]:
+    """p50, p90, p99, p999, max and mean of a microsecond histogram, in milliseconds (NaN if empty)."""
+    keys = ("p50", "p90", "p99", "p999", "max", "mean")
+    if histogram.get_total_count() == 0:
+        return dict.fromkeys(keys, math.nan)
+    values = histogram.get_percentile_to_value_dict([50.0, 90.0, 99.0, 99.9])
+    out = {key: values[pct] / 1000 for key, pct in zip(keys, (50.0, 90.0, 99.0, 99.9), strict=False)}
+    out["max"] = histogram.get_max_value() / 1000
+    out["mean"] = histogram.get_mean_value() / 1000
+    return out
+
+
+@dataclass
+class _Recorder:
+    """Counters and histograms for the requests scheduled at or after `window_start`."""
+
+    window_start: float
+    latency: HdrHistogram = field(default_factory=new_histogram)
+    lag: HdrHistogram = field(default_factory=new_histogram)
+    uncorrected: HdrHistogram = field(default_factory=new_histogram)
+    sent: int = 0
+    completed: int = 0
+    http_errors: int = 0
+    io_errors: int = 0
+    timeouts: int = 0
+    last_done: float = 0.0
+
+    def on_sent(self, scheduled: float, sent: float) -> None:
+        if scheduled >= self.window_start:
+            self.sent += 1
+            record_seconds(self.lag, sent - scheduled)
+
+    def on_response(self, scheduled: float, sent: float, done: float, status: int) -> None:
+        if scheduled >= self.window_start:
+            self.completed += 1
+            self.http_errors += not 200 <= status < 300
+            self.last_done = done
+            record_seconds(self.latency, done - scheduled)
+            record_seconds(self.uncorrected, done - sent)
+
+    def on_failure(self, scheduled: float, *, timeout: bool) -> None:
+        if scheduled >= self.window_start:
+            if timeout:
+                self.timeouts += 1
+            else:
+                self.io_errors += 1
+
+    def result(self, *, rate: float, duration_s: float, scheduled: int) -> LoadResult:
+        # anything neither answered nor failed by the end (only if the run was cut short) timed out
+        missing = scheduled - self.completed - self.io_errors - self.timeouts
+        span = max(duration_s, self.last_done - self.window_start)
+        pct, uncorrected = percentiles_from(self.latency), percentiles_from(self.uncorrected)
+        return LoadResult(
+            rate=rate, duration_s=duration_s, scheduled=scheduled, sent=self.sent,
+            completed=self.completed, errors=self.http_errors + self.io_errors,
+            timeouts=self.timeouts + max(missing, 0),
+            p50_ms=pct["p50"], p90_ms=pct["p90"], p99_ms=pct["p99"], p999_ms=pct["p999"],
+            max_ms=pct["max"], mean_ms=pct["mean"], achieved_rate=self.completed / span,
+            lag_p99_ms=percentiles_from(self.lag)["p99"],
+            uncorrected_p50_ms=uncorrected["p50"], uncorrected_p99_ms=uncorrected["p99"],
+            histogram=self.latency.encode().decode("ascii"),
+        )
+
+
+def _read_head(raw: bytes) -> tuple[int, dict[str, str], bool]:
+    """Status, lower-cased headers and HTTP/1.1-ness of a response head. Raises ValueError."""
+    lines = raw.decode("latin-1").split("\r\n")
+    version, status, *_ = lines[0].split(" ", 2)
+    if not version.startswith("HTTP/1."):
+        raise ValueError(f"not an HTTP/1.x response: {lines[0][:60]!r}")
+    headers = {}
+    for line in lines[1:]:
+        name, sep, value = line.partition(":")
+        if sep:
+            headers[name.strip().lower()] = value.strip().lower()
+    return int(status), headers, version == "HTTP/1.1"
+
+
+async def _read_chunked(reader: asyncio.StreamReader) -> None:
+    total = 0
+    while True:
+        size = int((await reader.readuntil(b"\r\n")).split(b";", 1)[0], 16)
+        total += size
+        if total > _MAX_RESPONSE_BODY:
+            raise ValueError("chunked response body too large")
+        if size == 0:
+            while await reader.readuntil(b"\r\n") != b"\r\n":  # trailers
+                pass
+            return
+        await reader.readexactly(size + 2)
+
+
+class _Connection:
+    """One persistent HTTP/1.1 connection, opened lazily and again after any failure."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def ensure_open(self) -> None:
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+
+    async def exchange(self, payload: bytes) -> int:
+        """Send a request and read the whole response; returns its status. Raises _IO_ERRORS."""
+        self.writer.write(payload)
+        await self.writer.drain()
+        while True:
+            status, headers, http11 = _read_head(await self.reader.readuntil(b"\r\n\r\n"))
+            if not 100 <= status < 200:  # skip interim answers such as 100 Continue
+                break
+        keep_alive = ("close" not in headers.get("connection", "") if http11
+                      else "keep-alive" in headers.get("connection", ""))
+        if "chunked" in headers.get("transfer-encoding", ""):
+            await _read_chunked(self.reader)
+        elif "content-length" in headers:
+            length = int(headers["content-length"])
+            if not 0 <= length <= _MAX_RESPONSE_BODY:
+                raise ValueError(f"bad content-length {length}")
+            await self.reader.readexactly(length)
+        elif status not in (204, 304):
+            keep_alive = False  # the body runs to the end of the connection
+            if len(await self.reader.read(_MAX_RESPONSE_BODY + 1)) > _MAX_RESPONSE_BODY:
+                raise ValueError("response body too large")
+        if not keep_alive:
+            self.close()
+        return status
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+        self.reader = self.writer = None
+
+
+async def _one_request(conn: _Connection, payload: bytes, scheduled: float, timeout_s: float,
+                       rec: _Recorder) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = scheduled + timeout_s
+    if loop.time() >= deadline:  # expired while waiting for a free connection
+        rec.on_failure(scheduled, timeout=True)
+        return
+    try:
+        async with asyncio.timeout_at(deadline):
+            await conn.ensure_open()
+            sent = loop.time()
+            rec.on_sent(scheduled, sent)
+            status = await conn.exchange(payload)
+    except TimeoutError:
+        conn.close()  # the answer may still arrive: the connection's state is unknown
+        rec.on_failure(scheduled, timeout=True)
+    except _IO_ERRORS:
+        conn.close()
+        rec.on_failure(scheduled, timeout=False)
+    else:
+        rec.on_response(scheduled, sent, loop.time(), status)
+
+
+async def _worker(conn: _Connection, queue: asyncio.Queue[float], payload: bytes, timeout_s: float,
+                  rec: _Recorder) -> None:
+    while True:
+        scheduled = await queue.get()
+        try:
+            await _one_request(conn, payload, scheduled, timeout_s, rec)
+        finally:
+            queue.task_done()
+
+
+async def _schedule(queue: asyncio.Queue[float], t0: float, rate: float, total: int) -> None:
+    """Put request i's scheduled time on the queue at t0 + i/rate (never earlier)."""
+    loop = asyncio.get_running_loop()
+    for i in range(total):
+        due = t0 + i / rate
+        wait = due - loop.time()
+        if wait > _SPIN_S:
+            await asyncio.sleep(wait - _SPIN_S)
+        while loop.time() < due:
+            await asyncio.sleep(0)  # yield to the workers until due: finer than the loop's 1 ms timers
+        queue.put_nowait(due)
+
+
+def check_loopback(host: str) -> None:
+    """Raises ValueError unless `host` is a loopback IP literal (127.0.0.0/8 or ::1)."""
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        raise ValueError(f"load generator only targets loopback IP addresses, not {host!r}")
+
+
+def _build_request(host: str, port: int, path: str, body: bytes, method: str) -> bytes:
+    if not path.startswith("/") or any(c in path for c in " \r\n"):
+        raise ValueError(f"bad request path {path!r}")
+    authority = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    head = f"{method} {path} HTTP/1.1\r\nHost: {authority}\r\n"
+    if body or method not in ("GET", "HEAD"):
+        head += f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+    return (head + "\r\n").encode("ascii") + body
+
+
+def _validate(rate: float, duration_s: float, warmup_s: float, timeout_s: float, connections: int) -> int:
+    """The number of requests to schedule. Raises ValueError on unusable arguments."""
+    if not (rate > 0 and duration_s > 0 and warmup_s >= 0 and timeout_s > 0 and connections >= 1):
+        raise ValueError("need rate > 0, duration_s > 0, warmup_s >= 0, timeout_s > 0, connections >= 1")
+    total = math.ceil((warmup_s + duration_s) * rate)
+    if total > MAX_REQUESTS:
+        raise ValueError(f"{total} requests in one run is over the bound of {MAX_REQUESTS}")
+    return total
+
+
+async def run_open_loop(*, host: str = "127.0.0.1", port: int, path: str, body: bytes, rate: float,
+                        duration_s: float, warmup_s: float, timeout_s: float, connections: int,
+                        method: str | None = None) -> LoadResult:
+    """Send `rate` requests per second for warmup_s + duration_s and measure the last duration_s.
+
+    `method` defaults to POST with a body and GET without. Raises ValueError for a non-loopback
+    host or unusable arguments; server failures are counted in the result, never raised.
+    """
+    check_loopback(host)
+    total = _validate(rate, duration_s, warmup_s, timeout_s, connections)
+    payload = _build_request(host, port, path, body, method or ("POST" if body else "GET"))
+    loop = asyncio.get_running_loop()
+    conns = [_Connection(host, port) for _ in range(connections)]
+    try:  # open the pool before t0 so connection set-up does not show as schedule lag
+        async with asyncio.timeout(timeout_s):
+            await asyncio.gather(*(c.ensure_open() for c in conns), return_exceptions=True)
+    except TimeoutError:
+        pass  # the workers retry
+    t0 = loop.time() + 0.01
+    rec = _Recorder(window_start=t0 + warmup_s)
+    queue: asyncio.Queue[float] = asyncio.Queue()
+    workers = [asyncio.create_task(_worker(c, queue, payload, timeout_s, rec)) for c in conns]
+    try:
+        await _schedule(queue, t0, rate, total)
+        try:  # every request ends by its own deadline; this bound is a backstop
+            async with asyncio.timeout_at(t0 + warmup_s + duration_s + timeout_s + 1.0):
+                await queue.join()
+        except TimeoutError:
+            pass
+    finally:
+        for task in workers:
+            task.cancel()
+        await asyncio.gather(*workers, return_exceptions=True)
+        for conn in conns:
+            conn.close()
+    scheduled = total - math.ceil(warmup_s * rate)
+    return rec.result(rate=rate, duration_s=duration_s, scheduled=scheduled)
+
+
+def meets_objective(result: LoadResult, *, p99_ms: float, max_error_rate: float) -> bool:
+    """True when p99 is within the objective and the error rate at most the limit (NaN p99 fails)."""
+    return result.scheduled > 0 and result.error_rate <= max_error_rate and result.p99_ms <= p99_ms
+
+
+def capacity_search(measure: Callable[[float], LoadResult], *, low: float, high: float, p99_ms: float,
+                    max_error_rate: float = 0.01, steps: int) -> tuple[float, list[tuple[float, LoadResult]]]:
+    """The highest measured rate meeting both objectives, and the (rate, result) curve sorted by rate.
+
+    Measures `low` first (0.0 is returned if it fails: capacity below the range), then bisects
+    geometrically between the best passing and the lowest failing rate for the other steps - 1
+    measurements, so the answer is within a factor (high/low) ** (1 / 2 ** (steps - 1)) of the
+    true capacity when that lies in [low, high]. Raises ValueError on unusable arguments.
+    """
+    if not (0 < low < high and steps >= 1):
+        raise ValueError("need 0 < low < high and steps >= 1")
+    curve: list[tuple[float, LoadResult]] = []
+
+    def passes(rate: float) -> bool:
+        result = measure(rate)
+        curve.append((rate, result))
+        return meets_objective(result, p99_ms=p99_ms, max_error_rate=max_error_rate)
+
+    if not passes(low):
+        return 0.0, curve
+    best, ceiling = low, high
+    for _ in range(steps - 1):
+        mid = math.sqrt(best * ceiling)
+        if passes(mid):
+            best = mid
+        else:
+            ceiling = mid
+    return best, sorted(curve, key=lambda point: point[0])

@@ -1,0 +1,179 @@
+"""The open-loop load generator: percentile maths, coordinated omission, capacity search, loopback guard.
+
+Servers here are the loopback stub (graders/_http_stub.py) in a background thread; nothing leaves
+127.0.0.1 and every run is bounded by its schedule plus its timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pytest
+from hdrh.histogram import HdrHistogram
+
+from graders._http_stub import StubConfig, stub_in_thread
+from graders._loadgen import (
+    LoadResult,
+    capacity_search,
+    new_histogram,
+    percentiles_from,
+    record_seconds,
+    run_open_loop,
+)
+
+
+def _run(port: int, rate: float, *, duration_s: float, warmup_s: float = 0.2, timeout_s: float = 1.0,
+         connections: int = 4) -> LoadResult:
+    return asyncio.run(run_open_loop(port=port, path="/predict", body=b'{"instances": [[1.0]]}', rate=rate,
+                                     duration_s=duration_s, warmup_s=warmup_s, timeout_s=timeout_s,
+                                     connections=connections))
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_percentiles_match_numpy_on_a_synthetic_distribution(seed):
+    # Reference: numpy's percentile (method="inverted_cdf", the nearest-rank definition HdrHistogram
+    # uses) on the same samples; HdrHistogram with 3 significant digits is exact to within 0.1 %.
+    rng = np.random.default_rng(seed)
+    uniform = rng.uniform(0.001, 1.0, 20_000)  # 1 .. 1000 ms, in seconds
+    tail = rng.uniform(2.0, 5.0, 300)  # a slow mode that owns the top 1.5 %
+    samples = np.concatenate([uniform, tail])
+    hist = new_histogram()
+    for value in samples:
+        record_seconds(hist, float(value))
+    got = percentiles_from(hist)
+    for key, pct in (("p50", 50), ("p90", 90), ("p99", 99), ("p999", 99.9)):
+        expected_ms = np.percentile(samples, pct, method="inverted_cdf") * 1000
+        assert got[key] == pytest.approx(expected_ms, rel=2e-3, abs=2e-3), key
+    assert got["max"] == pytest.approx(samples.max() * 1000, rel=2e-3)
+    assert got["mean"] == pytest.approx(samples.mean() * 1000, rel=2e-3)
+
+
+def test_empty_histogram_gives_nan_percentiles():
+    assert all(np.isnan(v) for v in percentiles_from(new_histogram()).values())
+
+
+def test_records_are_clamped_to_the_trackable_range():
+    hist = new_histogram()
+    record_seconds(hist, 0.0)
+    record_seconds(hist, 120.0)  # beyond 60 s
+    assert hist.get_total_count() == 2
+    assert hist.get_max_value() == pytest.approx(60_000_000, rel=1e-3)
+
+
+def test_stall_shows_in_the_corrected_p99_but_not_from_the_send_time():
+    # 200 req/s for 3 s (600 requests); the stub freezes once for 1 s, so ~200 scheduled requests
+    # wait up to 1 s. With 2 connections only 2 requests are *in flight* during the stall, so latency
+    # from the actual send (a closed-loop view) keeps its p99 at the normal sub-millisecond level.
+    with stub_in_thread(StubConfig(stall_at_s=1.0, stall_s=1.0)) as port:
+        result = _run(port, 200, duration_s=3.0, warmup_s=0.3, timeout_s=2.0, connections=2)
+    assert result.errors == 0 and result.timeouts == 0
+    assert result.completed == result.scheduled == 600
+    assert result.p99_ms >= 500
+    assert result.max_ms >= 800
+    assert result.uncorrected_p99_ms < result.p99_ms / 10
+    assert result.p50_ms < result.p99_ms / 10  # most requests never met the stall
+
+
+def test_result_histogram_round_trips():
+    with stub_in_thread(StubConfig()) as port:
+        result = _run(port, 100, duration_s=0.5)
+    assert result.completed == result.scheduled == 50
+    assert result.errors == result.timeouts == 0
+    decoded = HdrHistogram.decode(result.histogram)
+    assert decoded.get_total_count() == result.completed
+
+
+def test_capacity_search_finds_a_serial_servers_capacity():
+    # The stub blocks 5 ms per request and serves one at a time: capacity is just under 200 req/s.
+    # Below it latency stays near 5 ms; above it the queue grows by (rate - 200) requests a second,
+    # so p99 passes 50 ms within a fraction of a second. The search must land in 120..260.
+    with stub_in_thread(StubConfig(service_s=0.005)) as port:
+        capacity, curve = capacity_search(
+            lambda rate: _run(port, rate, duration_s=0.8, warmup_s=0.2, timeout_s=0.5),
+            low=50, high=800, p99_ms=50, steps=5)
+    assert 120 <= capacity <= 260, [(round(r), p.p99_ms, p.error_rate) for r, p in curve]
+    assert len(curve) == 5
+    rates = [rate for rate, _ in curve]
+    assert rates == sorted(rates)
+    assert any(rate > capacity and (p.p99_ms > 50 or p.error_rate > 0.01) for rate, p in curve)
+
+
+def test_capacity_search_reports_zero_when_even_low_fails():
+    calls = []
+
+    def failing(rate: float) -> LoadResult:
+        calls.append(rate)
+        return LoadResult(rate=rate, duration_s=1, scheduled=10, sent=10, completed=0, errors=10, timeouts=0,
+                          p50_ms=float("nan"), p90_ms=float("nan"), p99_ms=float("nan"),
+                          p999_ms=float("nan"), max_ms=float("nan"), mean_ms=float("nan"),
+                          achieved_rate=0.0, lag_p99_ms=0.0, uncorrected_p50_ms=float("nan"),
+                          uncorrected_p99_ms=float("nan"), histogram="")
+
+    capacity, curve = capacity_search(failing, low=10, high=100, p99_ms=50, steps=4)
+    assert capacity == 0.0 and calls == [10] and len(curve) == 1
+
+
+def test_connection_refused_counts_as_errors_not_exceptions():
+    with stub_in_thread(StubConfig()) as port:
+        pass  # the port is closed now
+    result = _run(port, 50, duration_s=0.2, warmup_s=0.0, timeout_s=0.5, connections=1)
+    assert result.completed == 0
+    assert result.errors + result.timeouts == result.scheduled == 10
+    assert result.error_rate == 1.0
+
+
+@pytest.mark.parametrize("host", ["10.0.0.1", "192.168.1.1", "8.8.8.8", "localhost", "example.com", "::"])
+def test_non_loopback_host_is_refused(host):
+    with pytest.raises(ValueError, match="loopback"):
+        asyncio.run(run_open_loop(host=host, port=80, path="/", body=b"", rate=1, duration_s=1, warmup_s=0,
+                                  timeout_s=1, connections=1))
+
+
+@pytest.mark.parametrize("kwargs", [{"rate": 0}, {"connections": 0}, {"duration_s": -1}, {"rate": 1e9}])
+def test_unusable_arguments_are_refused(kwargs):
+    args = {"port": 80, "path": "/", "body": b"", "rate": 1.0, "duration_s": 1.0, "warmup_s": 0.0,
+            "timeout_s": 1.0, "connections": 1, **kwargs}
+    with pytest.raises(ValueError):
+        asyncio.run(run_open_loop(**args))
+
+
+_ANSWERS = {
+    "chunked": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4\r\n{\"a\"\r\n3\r\n:1}\r\n0\r\n\r\n",
+    "http10-close": b"HTTP/1.0 200 OK\r\nContent-Type: application/json\r\n\r\n{\"a\":1}",
+    "server-error": b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 2\r\n\r\n{}",
+    "not-http": b"SSH-2.0-OpenSSH\r\n\r\n",
+    "huge-length": b"HTTP/1.1 200 OK\r\nContent-Length: 99999999999\r\n\r\n",
+    "silent": b"",
+}
+
+
+async def _against_raw_server(answer: bytes) -> LoadResult:
+    """A raw server that reads one request head at a time and writes `answer` (closing after HTTP/1.0)."""
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while await reader.readuntil(b"\r\n\r\n"):
+                await reader.readexactly(22)  # the test body
+                if answer:
+                    writer.write(answer)
+                if answer.startswith(b"HTTP/1.0"):
+                    break
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    async with server:
+        return await run_open_loop(port=port, path="/predict", body=b'{"instances": [[1.0]]}', rate=40,
+                                   duration_s=0.25, warmup_s=0.0, timeout_s=0.3, connections=2)
+
+
+@pytest.mark.parametrize(("name", "completed", "errors", "timeouts"), [
+    ("chunked", 10, 0, 0), ("http10-close", 10, 0, 0), ("server-error", 10, 10, 0),
+    ("not-http", 0, 10, 0), ("huge-length", 0, 10, 0), ("silent", 0, 0, 10),
+])
+def test_response_kinds_are_classified(name, completed, errors, timeouts):
+    result = asyncio.run(_against_raw_server(_ANSWERS[name]))
+    assert (result.completed, result.errors, result.timeouts) == (completed, errors, timeouts)
+    assert result.scheduled == 10
