@@ -1,0 +1,354 @@
+"""Synthetic checkout A/B-test data for the `abtest` assignment.
+
+Trusted code, run by the harness on the host: `materialize(root, hidden_dir)` writes
+
+    root/public/{experiment.csv,history.csv,design.json}       public seed, a modest true lift
+    root/hidden_runs/<run>/{experiment.csv,...}                 runs `null`, `clear_win`, `srm`
+    root/truth/<run>/truth.json                                 true effects, for public and hidden runs
+
+The hidden runs' seeds and effects derive from the integer in `hidden_dir/seed.txt`; when that
+file is missing it is created with a fresh 128-bit random seed (mode 0600), so every install
+draws its own hidden runs. The generative model is described in README.md next to this file;
+numpy is the only dependency. Raises ValueError when an existing seed file does not hold one
+integer, or holds one that is public or too small to stay secret (below `MIN_SECRET_SEED`).
+"""
+
+# No `from __future__ import annotations`: the harness may load this file without registering it
+# in sys.modules, and dataclasses then cannot resolve string annotations.
+import datetime as dt
+import hashlib
+import json
+import os
+import secrets
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+PUBLIC_SEED = 20260302
+SEED_FILE = "seed.txt"
+SEED_BITS = 128
+# The data cache's folder name hashes the seed and a sandbox can read its mount paths, so a seed
+# below this could be found by trying them all; 2**64 tries are too many.
+MIN_SECRET_SEED = 2**64
+N_USERS = 140_000  # 14 days at DAILY_USERS
+DAILY_USERS = 10_000
+EXPERIMENT_DAYS = 14
+HISTORY_DAYS = 56
+START_DATE = "2026-03-02"  # a Monday
+PUBLIC_LIFT_CONV, PUBLIC_LIFT_REVENUE = 0.04, 0.05
+CONCENTRATION = 0.6  # Beta(a + b): small = users differ a lot in how often they buy
+USER_VALUE_SIGMA = 0.8  # log-sd of a user's typical order value
+ORDER_SIGMA = 0.3  # log-sd of one order around the user's typical value
+PRE_PERIODS = 4  # the pre-period is 8 weeks, four experiment-length windows
+WEEKDAY_FACTOR = (1.00, 1.02, 1.00, 0.98, 0.94, 1.02, 1.04)  # Monday..Sunday
+MDE_CHOICES, ALPHA_CHOICES, POWER_CHOICES = (0.05, 0.08, 0.10), (0.05, 0.01), (0.8, 0.9)
+RUNS = ("null", "clear_win", "srm")
+SRM_RULE = "treatment users who did not convert are lost from the log (a logging bug)"
+
+
+@dataclass(frozen=True)
+class Truth:
+    """What produced one run; written only to the hidden truth folder."""
+
+    n_assigned: int  # users assigned before any were lost
+    baseline_conversion: float  # population conversion rate in control
+    baseline_revenue_per_user: float  # population revenue per user in control
+    true_lift_conv: float  # relative lift of the conversion rate
+    true_diff_conv: float  # absolute lift of the conversion rate
+    true_lift_revenue: float  # relative lift of revenue per user
+    srm: float  # share of treatment users dropped
+    dropped: int
+    srm_rule: str
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """One experiment log, a row per user, sorted by exposure date then user id."""
+
+    user_id: np.ndarray  # str
+    variant: np.ndarray  # "control" / "treatment"
+    exposure_date: np.ndarray  # ISO date str
+    pre_metric: np.ndarray  # pre-period revenue
+    converted: np.ndarray  # 0/1
+    revenue: np.ndarray  # 0 unless converted
+    truth: Truth
+
+
+@dataclass(frozen=True)
+class Design:
+    """Inputs of the design questions (all visible to the candidate)."""
+
+    baseline_conversion: float
+    baseline_revenue_per_user: float
+    revenue_std: float  # per user, over one experiment-length window
+    mde_relative: float
+    alpha: float
+    power: float
+    daily_traffic_eligible: int
+    arms: int = 2
+    allocation: float = 1.0
+    two_sided: bool = True
+
+
+@dataclass(frozen=True)
+class History:
+    """Daily traffic and outcomes before the experiment, and the design inputs drawn from them."""
+
+    date: np.ndarray  # ISO date str
+    visitors: np.ndarray
+    conversions: np.ndarray
+    revenue: np.ndarray
+    design: Design
+
+
+@dataclass(frozen=True)
+class _Population:
+    baseline_conversion: float
+    mean_order: float
+
+    @property
+    def revenue_per_user(self) -> float:
+        return self.baseline_conversion * self.mean_order
+
+    @property
+    def revenue_std(self) -> float:
+        # y = B * m * e with E[m] = mean_order, log-sd USER_VALUE_SIGMA; E[e] = 1, log-sd ORDER_SIGMA
+        second = self.revenue_per_user * self.mean_order * np.exp(USER_VALUE_SIGMA**2 + ORDER_SIGMA**2)
+        return float(np.sqrt(second - self.revenue_per_user**2))
+
+
+def _population(seed: int) -> _Population:
+    """The seed's site: its baseline conversion and mean order value (shared by history and log)."""
+    rng = np.random.default_rng([seed, 1])
+    return _Population(round(float(rng.uniform(0.04, 0.06)), 4), round(float(rng.uniform(40, 80)), 2))
+
+
+def _dates(start: str, days: int) -> np.ndarray:
+    first = dt.date.fromisoformat(start)
+    return np.array([(first + dt.timedelta(days=i)).isoformat() for i in range(days)])
+
+
+def _weekday_weights(dates: np.ndarray) -> np.ndarray:
+    return np.array([WEEKDAY_FACTOR[dt.date.fromisoformat(d).weekday()] for d in dates])
+
+
+def _orders(rng: np.random.Generator, typical: np.ndarray) -> np.ndarray:
+    """One order per entry of `typical`: lognormal noise with mean 1 around it."""
+    return typical * np.exp(rng.normal(-ORDER_SIGMA**2 / 2, ORDER_SIGMA, typical.size))
+
+
+def _treated_rate(p: np.ndarray, p0: float, lift: float) -> np.ndarray:
+    """Per-user conversion under treatment, whose population mean is exactly p0 * (1 + lift)."""
+    if lift <= 0:
+        return p * (1 + lift)
+    # a positive lift converts a share c of each user's non-conversions: stays below 1
+    return 1 - (1 - p) * (1 - p0 * lift / (1 - p0))
+
+
+def _check_args(n_users: int, lift_conv: float, lift_revenue: float, srm: float, p0: float) -> None:
+    if n_users < 100:
+        raise ValueError(f"n_users must be at least 100, not {n_users}")
+    if not (-1 < lift_conv and p0 * (1 + lift_conv) < 1 and lift_revenue > -1):
+        raise ValueError(f"lifts out of range: conversion {lift_conv}, revenue {lift_revenue}")
+    if not 0 <= srm < 0.5:
+        raise ValueError(f"srm must lie in [0, 0.5), not {srm}")
+
+
+def _drop(rng: np.random.Generator, treated: np.ndarray, converted: np.ndarray, srm: float) -> np.ndarray:
+    """Mask of users kept: `srm` of the treatment arm is lost, only among non-converters."""
+    lost = round(srm * int(treated.sum()))
+    candidates = np.flatnonzero(treated & (converted == 0))
+    keep = np.ones(treated.size, dtype=bool)
+    keep[rng.choice(candidates, size=lost, replace=False)] = False
+    return keep
+
+
+def simulate(*, seed: int, n_users: int, true_lift_conv: float, true_lift_revenue: float,
+             srm: float = 0.0, start_date: str = START_DATE, days: int = EXPERIMENT_DAYS) -> Experiment:
+    """Draw one experiment log (see README.md for the model).
+
+    Raises ValueError if n_users < 100, a lift leaves the rates outside (0, 1) or revenue
+    negative, srm lies outside [0, 0.5), or start_date is not an ISO date.
+    """
+    pop = _population(seed)
+    p0 = pop.baseline_conversion
+    _check_args(n_users, true_lift_conv, true_lift_revenue, srm, p0)
+    rng = np.random.default_rng([seed, 0])
+    dates = _dates(start_date, days)
+    weights = _weekday_weights(dates)
+    day = rng.choice(days, size=n_users, p=weights / weights.sum())
+    p = rng.beta(p0 * CONCENTRATION, (1 - p0) * CONCENTRATION, n_users)
+    typical = np.exp(rng.normal(np.log(pop.mean_order) - USER_VALUE_SIGMA**2 / 2, USER_VALUE_SIGMA, n_users))
+    pre = np.zeros(n_users)
+    for _ in range(PRE_PERIODS):
+        pre += (rng.random(n_users) < p) * _orders(rng, typical)
+    treated = rng.random(n_users) < 0.5
+    rate = np.where(treated, _treated_rate(p, p0, true_lift_conv), p)
+    converted = (rng.random(n_users) < rate).astype(int)
+    # the order value carries the part of the revenue lift the conversion lift does not explain
+    value_lift = np.where(treated, (1 + true_lift_revenue) / (1 + true_lift_conv), 1.0)
+    revenue = converted * _orders(rng, typical * value_lift)
+    keep = _drop(rng, treated, converted, srm)
+    # random ids, so neither gaps nor order reveal who was lost or which arm a user is in
+    ids = np.char.mod("u%09d", rng.choice(10**9, size=n_users, replace=False))
+    order = np.lexsort((ids[keep], day[keep]))
+    truth = Truth(n_assigned=n_users, baseline_conversion=p0,
+                  baseline_revenue_per_user=round(pop.revenue_per_user, 6), true_lift_conv=true_lift_conv,
+                  true_diff_conv=round(p0 * true_lift_conv, 8), true_lift_revenue=true_lift_revenue,
+                  srm=srm, dropped=int((~keep).sum()), srm_rule=SRM_RULE if srm > 0 else "")
+    return Experiment(user_id=ids[keep][order],
+                      variant=np.where(treated, "treatment", "control")[keep][order],
+                      exposure_date=dates[day][keep][order], pre_metric=np.round(pre[keep][order], 2),
+                      converted=converted[keep][order], revenue=np.round(revenue[keep][order], 2),
+                      truth=truth)
+
+
+def history(*, seed: int, days: int = HISTORY_DAYS, end_date: str = "2026-03-01",
+            daily_users: int = DAILY_USERS) -> History:
+    """Daily visitors, conversions and revenue for the `days` up to `end_date`, and design inputs.
+
+    Raises ValueError if days < 7, daily_users < 100 or end_date is not an ISO date.
+    """
+    if days < 7 or daily_users < 100:
+        raise ValueError(f"need days >= 7 and daily_users >= 100, not {days} and {daily_users}")
+    pop = _population(seed)
+    rng = np.random.default_rng([seed, 2])
+    start = dt.date.fromisoformat(end_date) - dt.timedelta(days=days - 1)
+    dates = _dates(start.isoformat(), days)
+    mean = daily_users * _weekday_weights(dates) * np.exp(rng.normal(0, 0.04, days))
+    visitors = rng.poisson(mean)
+    conversions = rng.binomial(visitors, pop.baseline_conversion)
+    typical = np.exp(rng.normal(np.log(pop.mean_order) - USER_VALUE_SIGMA**2 / 2, USER_VALUE_SIGMA,
+                                int(conversions.sum())))
+    per_order = _orders(rng, typical)
+    day_of_order = np.repeat(np.arange(days), conversions)
+    revenue = np.round(np.bincount(day_of_order, weights=per_order, minlength=days), 2)
+    design = Design(
+        baseline_conversion=round(float(conversions.sum() / visitors.sum()), 4),
+        baseline_revenue_per_user=round(float(revenue.sum() / visitors.sum()), 2),
+        revenue_std=round(pop.revenue_std, 2),
+        mde_relative=float(rng.choice(MDE_CHOICES)), alpha=float(rng.choice(ALPHA_CHOICES)),
+        power=float(rng.choice(POWER_CHOICES)), daily_traffic_eligible=round(float(visitors.mean())),
+    )
+    return History(date=dates, visitors=visitors, conversions=conversions, revenue=revenue, design=design)
+
+
+def write_csv(path: Path, columns: dict[str, np.ndarray]) -> None:
+    """Write equal-length string columns as a CSV with a header line."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rows = map(",".join, zip(*columns.values(), strict=True))
+    path.write_text(",".join(columns) + "\n" + "\n".join(rows) + "\n", encoding="utf-8")
+
+
+def _write_json(path: Path, payload: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+
+
+def write_dataset(root: Path, experiment: Experiment, history: History, *,
+                  truth_dir: Path | None = None) -> None:
+    """Write experiment.csv, history.csv and design.json under `root` (no true effects there),
+    and the truth to `truth_dir/truth.json` when given. Raises OSError if a file cannot be written.
+    """
+    e = experiment
+    write_csv(root / "experiment.csv", {
+        "user_id": e.user_id, "variant": e.variant, "exposure_date": e.exposure_date,
+        "pre_metric": np.char.mod("%.2f", e.pre_metric), "converted": np.char.mod("%d", e.converted),
+        "revenue": np.char.mod("%.2f", e.revenue)})
+    h = history
+    write_csv(root / "history.csv", {
+        "date": h.date, "visitors": np.char.mod("%d", h.visitors),
+        "conversions": np.char.mod("%d", h.conversions), "revenue": np.char.mod("%.2f", h.revenue)})
+    _write_json(root / "design.json", asdict(h.design))
+    if truth_dir is not None:
+        _write_json(truth_dir / "truth.json", asdict(e.truth))
+
+
+def create_seed(path: Path) -> None:
+    """Write a fresh secret seed to `path` (mode 0600) unless a file is already there.
+
+    The file appears whole or not at all, and a seed written meanwhile by another process is
+    kept (a hard link never replaces an existing file). Raises OSError if it cannot be written.
+    """
+    seed = 0
+    while seed < MIN_SECRET_SEED:  # redrawn with probability 2**-64; keeps read_seed's promise
+        seed = secrets.randbits(SEED_BITS)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".seed-")  # mkstemp creates it 0600
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(f"{seed}\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass
+    finally:
+        os.unlink(tmp)
+
+
+def read_seed(hidden_dir: Path) -> int:
+    """The secret seed in `hidden_dir/seed.txt`, created first if missing (see `create_seed`).
+
+    Raises ValueError if the file does not hold one integer, or holds the public seed or one
+    below `MIN_SECRET_SEED`; OSError if it cannot be created or read.
+    """
+    path = hidden_dir / SEED_FILE
+    if not path.exists():
+        create_seed(path)
+    text = path.read_text(encoding="utf-8").strip()
+    rotate = f"delete {path} and the data cache (results/.cache/) to draw new hidden runs"
+    if not (text.isascii() and text.isdigit() and len(text) <= 100):
+        raise ValueError(f"{path}: expected one non-negative integer of at most 100 digits (the "
+                         f"secret seed), got {text[:40]!r}; fix it, or {rotate}")
+    seed = int(text)
+    if seed == PUBLIC_SEED or seed < MIN_SECRET_SEED:
+        raise ValueError(f"{path}: the secret seed is public or below 2**64, so candidates could "
+                         f"rebuild the hidden runs; {rotate}")
+    return seed
+
+
+def prepare(hidden_dir: Path) -> None:
+    """Create this install's secret seed if there is none (before the harness fingerprints it)."""
+    read_seed(hidden_dir)
+
+
+def run_seed(secret: int, name: str) -> int:
+    """A 128-bit seed for hidden run `name`, derived from the secret (one-way)."""
+    return int.from_bytes(hashlib.sha256(f"abtest:{secret}:{name}".encode()).digest()[:16], "big")
+
+
+def hidden_effects(seed: int, name: str) -> dict[str, float]:
+    """The true effects of hidden run `name` (one of RUNS), drawn from its seed.
+
+    Raises ValueError for an unknown run name.
+    """
+    rng = np.random.default_rng([seed, 3])
+    if name == "null":
+        return {"true_lift_conv": 0.0, "true_lift_revenue": 0.0, "srm": 0.0}
+    if name == "clear_win":
+        return {"true_lift_conv": round(float(rng.uniform(0.12, 0.18)), 3),
+                "true_lift_revenue": round(float(rng.uniform(0.10, 0.18)), 3), "srm": 0.0}
+    if name == "srm":  # no real effect: the lost non-converters fake a win
+        return {"true_lift_conv": 0.0, "true_lift_revenue": 0.0,
+                "srm": round(float(rng.uniform(0.04, 0.06)), 3)}
+    raise ValueError(f"unknown hidden run {name!r}; expected one of {RUNS}")
+
+
+def materialize(root: Path, hidden_dir: Path) -> None:
+    """Write the public dataset, the hidden runs and their truth under `root` (see module docstring).
+
+    Raises ValueError (see `read_seed`) for a malformed, public or weak secret seed; OSError if a
+    file cannot be written.
+    """
+    secret = read_seed(hidden_dir)  # refuses a bad seed before anything is written
+    public = simulate(seed=PUBLIC_SEED, n_users=N_USERS, true_lift_conv=PUBLIC_LIFT_CONV,
+                      true_lift_revenue=PUBLIC_LIFT_REVENUE)
+    write_dataset(root / "public", public, history(seed=PUBLIC_SEED), truth_dir=root / "truth" / "public")
+    for name in RUNS:
+        seed = run_seed(secret, name)
+        run = simulate(seed=seed, n_users=N_USERS, **hidden_effects(seed, name))
+        write_dataset(root / "hidden_runs" / name, run, history(seed=seed), truth_dir=root / "truth" / name)

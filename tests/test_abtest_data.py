@@ -1,0 +1,180 @@
+"""The abtest data generator: determinism, no truth in visible files, and planted effects found.
+
+The planted effects are checked with the harness's reference statistics (graders/_abstats.py,
+itself tested against published figures in tests/test_abstats.py). The CUPED check uses the
+identity of Deng, Xu, Kohavi and Walker (WSDM 2013, "Improving the sensitivity of online
+controlled experiments by utilizing pre-experiment data", section 3.2): with the optimal theta
+the variance falls by the factor 1 - corr(x, y)^2. Tests never touch the repository's `hidden/`
+folder; they give the generator a temporary one.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import importlib.util
+import json
+import stat
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+import pytest
+
+from graders._abstats import cuped, srm_test, two_proportion_test, welch_test
+
+GENERATOR = Path(__file__).resolve().parents[1] / "assignments" / "abtest" / "data" / "generate.py"
+# Drawn once with secrets.randbits(128), not picked.
+SECRET = 124856728094189941987656391770411119511
+OTHER_SECRET = 59762680961794307607054800443212711258
+RUNS = ("null", "clear_win", "srm")
+LOG_COLUMNS = ["user_id", "variant", "exposure_date", "pre_metric", "converted", "revenue"]
+
+
+def _load() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("abtest_generate", GENERATOR)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+generate = _load()
+
+
+def _materialize(root: Path, secret: int) -> Path:
+    (root / "hidden").mkdir(parents=True)
+    (root / "hidden" / "seed.txt").write_text(f"{secret}\n")
+    generate.materialize(root / "data", root / "hidden")
+    return root / "data"
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _materialize(tmp_path_factory.mktemp("abtest"), SECRET)
+
+
+def _folder(data: Path, run: str) -> Path:
+    return data / "public" if run == "public" else data / "hidden_runs" / run
+
+
+@functools.cache
+def _log(data: Path, run: str) -> dict[str, np.ndarray]:
+    with (_folder(data, run) / "experiment.csv").open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    return {"treated": np.array([r["variant"] == "treatment" for r in rows]),
+            "converted": np.array([int(r["converted"]) for r in rows]),
+            "revenue": np.array([float(r["revenue"]) for r in rows]),
+            "pre": np.array([float(r["pre_metric"]) for r in rows])}
+
+
+def _truth(data: Path, run: str) -> dict:
+    return json.loads((data / "truth" / run / "truth.json").read_text())
+
+
+def _files(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def _proportions(log: dict[str, np.ndarray]):
+    t, c = log["treated"], log["converted"]
+    return two_proportion_test(int(c[~t].sum()), int((~t).sum()), int(c[t].sum()), int(t.sum()))
+
+
+def test_same_secret_same_files_and_public_data_ignores_the_secret(data: Path, tmp_path: Path) -> None:
+    again = _files(_materialize(tmp_path / "a", SECRET))
+    assert again == _files(data)
+    other = _files(_materialize(tmp_path / "b", OTHER_SECRET))
+    public = [k for k in again if k.startswith("public/")]
+    assert public and all(other[k] == again[k] for k in public)
+    for run in RUNS:
+        assert other[f"hidden_runs/{run}/experiment.csv"] != again[f"hidden_runs/{run}/experiment.csv"]
+
+
+def test_simulate_is_deterministic_per_seed() -> None:
+    kwargs = {"n_users": 2000, "true_lift_conv": 0.1, "true_lift_revenue": 0.1, "srm": 0.05}
+    a, b = generate.simulate(seed=7, **kwargs), generate.simulate(seed=7, **kwargs)
+    c = generate.simulate(seed=8, **kwargs)
+    assert np.array_equal(a.user_id, b.user_id) and np.array_equal(a.revenue, b.revenue)
+    assert not np.array_equal(a.revenue, c.revenue)
+
+
+def test_visible_files_carry_no_truth(data: Path) -> None:
+    for run in ("public", *RUNS):
+        folder = _folder(data, run)
+        assert sorted(p.name for p in folder.iterdir()) == ["design.json", "experiment.csv", "history.csv"]
+        with (folder / "experiment.csv").open() as fh:
+            assert next(csv.reader(fh)) == LOG_COLUMNS
+        with (folder / "history.csv").open() as fh:
+            assert next(csv.reader(fh)) == ["date", "visitors", "conversions", "revenue"]
+        design = json.loads((folder / "design.json").read_text())
+        assert not [k for k in design if any(w in k for w in ("lift", "effect", "true", "srm", "drop"))]
+        assert {"baseline_conversion", "mde_relative", "alpha", "power", "daily_traffic_eligible",
+                "revenue_std"} <= design.keys()
+        truth = _truth(data, run)  # the truth lives apart, for every run
+        assert {"true_lift_conv", "true_lift_revenue", "srm"} <= truth.keys()
+    assert not list((data / "public").rglob("truth*")) and not list((data / "hidden_runs").rglob("truth*"))
+
+
+def test_srm_flagged_only_on_the_srm_run(data: Path) -> None:
+    for run in ("public", *RUNS):
+        log = _log(data, run)
+        counts = [int((~log["treated"]).sum()), int(log["treated"].sum())]
+        assert srm_test(counts, [1, 1]).flagged == (run == "srm"), run
+    truth, log = _truth(data, "srm"), _log(data, "srm")
+    assert truth["srm"] > 0 and truth["dropped"] == truth["n_assigned"] - log["treated"].size
+    treated = int(log["treated"].sum())
+    assert truth["dropped"] == round(truth["srm"] * (treated + truth["dropped"]))  # lost from treatment
+
+
+def test_clear_win_detected_with_the_true_lift_inside_the_ci(data: Path) -> None:
+    result, truth = _proportions(_log(data, "clear_win")), _truth(data, "clear_win")
+    assert truth["true_lift_conv"] >= 0.1
+    assert result.p_value < 0.01
+    assert result.relative_ci.low <= truth["true_lift_conv"] <= result.relative_ci.high
+    assert result.ci.low <= truth["true_diff_conv"] <= result.ci.high
+
+
+def test_null_run_ci_contains_zero(data: Path) -> None:
+    result, truth = _proportions(_log(data, "null")), _truth(data, "null")
+    assert truth["true_lift_conv"] == 0 and truth["true_lift_revenue"] == 0
+    assert result.ci.low <= 0 <= result.ci.high and result.relative_ci.low <= 0 <= result.relative_ci.high
+    log = _log(data, "null")
+    welch = welch_test(log["revenue"][~log["treated"]], log["revenue"][log["treated"]])
+    assert welch.ci.low <= 0 <= welch.ci.high
+
+
+def test_cuped_on_public_run_cuts_variance_by_corr_squared(data: Path) -> None:
+    log = _log(data, "public")
+    corr = float(np.corrcoef(log["pre"], log["revenue"])[0, 1])
+    assert 0.6 <= corr <= 0.75  # the README's promise: correlation about 0.6 to 0.7
+    result = cuped(log["revenue"], log["pre"], log["treated"].astype(int))
+    assert result.variance_reduction == pytest.approx(corr**2, abs=1e-6)
+    plain = welch_test(log["revenue"][~log["treated"]], log["revenue"][log["treated"]])
+    width = (result.adjusted.ci.high - result.adjusted.ci.low) / (plain.ci.high - plain.ci.low)
+    assert width == pytest.approx(np.sqrt(1 - corr**2), rel=0.05)
+
+
+def test_revenue_is_zero_without_conversion_and_pre_metric_heavy_tailed(data: Path) -> None:
+    log = _log(data, "public")
+    assert np.all(log["revenue"][log["converted"] == 0] == 0)
+    assert np.all(log["revenue"][log["converted"] == 1] > 0)
+    pre = log["pre"][log["pre"] > 0]
+    assert np.quantile(pre, 0.999) > 8 * np.median(pre)
+
+
+def test_missing_seed_file_is_created_private_with_128_bits(tmp_path: Path) -> None:
+    hidden = tmp_path / "hidden"
+    generate.prepare(hidden)
+    path = hidden / "seed.txt"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    seed = int(path.read_text())
+    assert 2**64 <= seed < 2**128
+    generate.prepare(hidden)
+    assert int(path.read_text()) == seed  # an existing seed is kept
+
+
+@pytest.mark.parametrize("text", ["20260302", "12345", "not a seed"])
+def test_public_weak_or_malformed_seed_refused(tmp_path: Path, text: str) -> None:
+    (tmp_path / "seed.txt").write_text(text)
+    with pytest.raises(ValueError, match="seed"):
+        generate.prepare(tmp_path)
