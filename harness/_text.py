@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import re
 
-CONTROL = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|[\x00-\x08\x0b-\x1f\x7f]")  # ANSI sequences, C0 controls
+# ANSI sequences, C0 and C1 controls, and the invisible or direction-reversing characters that
+# could disguise what a reviewer reads (zero-width, bidi embeddings, overrides and isolates).
+CONTROL = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]"
+                     r"|[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069]")
 _WHITESPACE = re.compile(r"\s+")
 
 

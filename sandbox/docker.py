@@ -18,7 +18,7 @@ from docker.types import Mount as DockerMount
 
 from harness.errors import InfraError
 from sandbox._base import RunRequest, RunResult, SandboxBackend, StageStatus
-from sandbox._fs import pid_alive, tree_size
+from sandbox._fs import open_deleted_bytes, pid_alive, tree_size
 
 _DOCKER_FAILURES = (docker.errors.DockerException, requests.exceptions.RequestException, ConnectionError)
 _POLL_S = 0.2
@@ -26,6 +26,11 @@ _DISK_POLL_S = 1.0
 _MAX_ENTRIES = 100_000  # files a stage may create in its writable mounts
 _BACKSTOP_S = 30  # the in-container kill, should the harness itself die mid-stage
 _SIGXFSZ_EXIT = 128 + 25
+_CGROUP_PROCS_FILES = (  # the container's processes: cgroup v1, then the two usual v2 layouts
+    "/sys/fs/cgroup/pids/docker/{id}/cgroup.procs",
+    "/sys/fs/cgroup/system.slice/docker-{id}.scope/cgroup.procs",
+    "/sys/fs/cgroup/docker/{id}/cgroup.procs",
+)
 _CGROUP_PEAK_FILES = (  # cgroup v1, then the two usual v2 layouts
     "/sys/fs/cgroup/memory/docker/{id}/memory.max_usage_in_bytes",
     "/sys/fs/cgroup/system.slice/docker-{id}.scope/memory.peak",
@@ -75,6 +80,7 @@ class _Watchdog(threading.Thread):
         self.peak_memory: int | None = None
         self.done = threading.Event()
         self._writable = [m.source for m in request.mounts if not m.read_only]
+        self._devices = {os.stat(path).st_dev for path in self._writable}
         self.watches_disk = bool(self._writable)
 
     def kill(self, reason: StageStatus, detail: str) -> None:
@@ -102,6 +108,7 @@ class _Watchdog(threading.Thread):
     def check_disk(self, *, kill: bool = True) -> bool:
         cap = self.request.limits.disk_bytes
         used, entries = tree_size(self._writable, max_entries=_MAX_ENTRIES)
+        used += open_deleted_bytes(self._pids(), self._devices)  # deleted but still open: still on disk
         problem = ""
         if entries >= _MAX_ENTRIES:  # past this many the byte count is no longer complete
             problem = f"created more than {_MAX_ENTRIES} files"
@@ -112,6 +119,14 @@ class _Watchdog(threading.Thread):
         elif problem and self.reason is None:  # it hit the file-size limit and died of it
             self.reason, self.detail = StageStatus.DISK_LIMIT, problem
         return bool(problem)
+
+    def _pids(self) -> list[int]:
+        for pattern in _CGROUP_PROCS_FILES:
+            try:
+                return [int(p) for p in Path(pattern.format(id=self.container.id)).read_text().split()]
+            except (OSError, ValueError):
+                continue
+        return []
 
     def _sample_memory(self) -> None:
         for pattern in _CGROUP_PEAK_FILES:
@@ -200,7 +215,7 @@ class DockerBackend(SandboxBackend):
             watchdog.join()
         if container.id in self._cancelled:  # killed by Ctrl-C, not by its own doing: no verdict
             raise InfraError(f"stage {request.name} was cancelled")
-        if state.get("ExitCode") != 0 and watchdog.reason is None and watchdog.watches_disk:
+        if watchdog.reason is None and watchdog.watches_disk:  # an overrun between two checks counts too
             watchdog.check_disk(kill=False)
         seconds = time.monotonic() - started
         status, detail = _classify(state, watchdog)

@@ -55,6 +55,7 @@ WEAKER_ISOLATION = (
 _TICK_S = 0.1
 _INFO_TIMEOUT_S = 30.0  # bwrap reports its child's pid right after clone()
 _DISK_MIN_INTERVAL_S = 0.25
+_DISK_MAX_INTERVAL_S = 2.0  # a tree made slow to walk must not buy a long unwatched window
 _KILL_GRACE_S = 10.0  # after a kill, how long to wait for the output pipe to close
 _MAX_ENTRIES = 200_000
 _READ_CHUNK = 1 << 16
@@ -259,7 +260,7 @@ class _DiskWatch:
             return ""
         used, entries = tree_size(self.paths, max_entries=_MAX_ENTRIES)
         cost = time.monotonic() - now
-        self.next_at = now + max(_DISK_MIN_INTERVAL_S, 20 * cost)
+        self.next_at = now + min(_DISK_MAX_INTERVAL_S, max(_DISK_MIN_INTERVAL_S, 20 * cost))
         if used > self.cap:
             return f"wrote {used} bytes, over the {self.cap} byte disk limit"
         if entries > _MAX_ENTRIES:

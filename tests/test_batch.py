@@ -270,3 +270,10 @@ def test_a_full_host_disk_is_infra_not_the_candidates_error(tmp_path, monkeypatc
     result = report.items[0].result
     assert result.status is Status.INFRA_ERROR and "disk" in result.message
     assert result.total_score is None
+
+
+def test_messages_drop_characters_that_could_disguise_text():
+    from harness._text import one_line
+
+    disguised = "ok\u202e\u200bgnirts\x85\x1b[31mred"
+    assert one_line(disguised) == "ok gnirts red"

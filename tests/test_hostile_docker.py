@@ -88,3 +88,34 @@ def test_escape_attempt_sees_nothing_and_changes_nothing(graded):
     assert SECRET not in log
     assert not (item.folder / "outputs" / "found.txt").exists()  # the symlink was refused
     assert "symlink" in item.result.criteria[0].explanation or item.result.status is Status.OK
+
+
+HIDDEN_WRITER = '''
+import os, time
+handles = []
+for i in range(12):  # 12 x 4 MiB = 48 MiB, three times the 16 MiB cap, none of it visible in the tree
+    path = f"/workspace/hidden{i}"
+    handle = open(path, "wb")
+    os.unlink(path)
+    handle.write(b"0" * (4 << 20))
+    handle.flush()
+    handles.append(handle)
+time.sleep(30)
+'''
+
+
+def test_deleted_but_open_files_count_against_the_disk_cap(tmp_path):
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "main.py").write_text(HIDDEN_WRITER)
+    report = api.grade(PROBE, [str(tmp_path / "sub")], results_dir=tmp_path / "results", log_to_mlflow=False,
+                       retries=0)
+    assert report.items[0].result.status is Status.DISK_LIMIT, report.items[0].result.message
+
+
+def test_an_overrun_that_exits_between_two_checks_is_still_caught(tmp_path):
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "main.py").write_text(
+        "for i in range(6):\n    open(f'/workspace/f{i}', 'wb').write(b'0' * (4 << 20))\n")  # 24 MiB, exits 0
+    report = api.grade(PROBE, [str(tmp_path / "sub")], results_dir=tmp_path / "results", log_to_mlflow=False,
+                       retries=0)
+    assert report.items[0].result.status is Status.DISK_LIMIT, report.items[0].result.message
