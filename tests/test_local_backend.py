@@ -65,10 +65,18 @@ def _wait_for(path: Path, seconds: float = 30.0) -> None:
         time.sleep(0.05)
 
 
-def _assert_stopped(heartbeat: Path) -> None:
+def _assert_stopped(heartbeat: Path, within: float = 10.0) -> None:
+    # A kill takes a moment to reach every process (a last beat may land meanwhile): the stage
+    # must stop within `within` seconds, i.e. two samples 0.5 s apart must agree. Liveness only.
+    deadline = time.monotonic() + within
     beats = heartbeat.stat().st_size
-    time.sleep(0.5)
-    assert heartbeat.stat().st_size == beats, "the stage is still running"
+    while True:
+        time.sleep(0.5)
+        now = heartbeat.stat().st_size
+        if now == beats:
+            return
+        assert time.monotonic() < deadline, "the stage is still running"
+        beats = now
 
 
 # --- construction --------------------------------------------------------------------------
