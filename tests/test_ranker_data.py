@@ -21,6 +21,7 @@ import pytest
 import pytrec_eval
 
 from graders.ranking import RankingGrader
+from harness.secret_seed import create_seed
 from harness.spec import load_assignment
 
 ASSIGNMENT = Path(__file__).resolve().parents[1] / "assignments" / "ranker"
@@ -135,7 +136,7 @@ def test_missing_seed_is_created_secret_and_then_kept(tmp_path: Path) -> None:
 def test_creating_a_seed_never_replaces_one(tmp_path: Path) -> None:
     path = tmp_path / "seed.txt"
     path.write_text("123\n")
-    generate.create_seed(path)  # as if another process had written its seed first
+    create_seed(path)  # as if another process had written its seed first
     assert path.read_text() == "123\n"
     assert [p.name for p in tmp_path.iterdir()] == ["seed.txt"]
 

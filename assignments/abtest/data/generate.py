@@ -18,20 +18,16 @@ integer, or holds one that is public or too small to stay secret (below `MIN_SEC
 import datetime as dt
 import hashlib
 import json
-import os
-import secrets
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
+from harness.secret_seed import secret_seed
+
 PUBLIC_SEED = 20260302
-SEED_FILE = "seed.txt"
-SEED_BITS = 128
 # The data cache's folder name hashes the seed and a sandbox can read its mount paths, so a seed
 # below this could be found by trying them all; 2**64 tries are too many.
-MIN_SECRET_SEED = 2**64
 N_USERS = 140_000  # 14 days at DAILY_USERS
 DAILY_USERS = 10_000
 EXPERIMENT_DAYS = 14
@@ -266,49 +262,9 @@ def write_dataset(root: Path, experiment: Experiment, history: History, *,
         _write_json(truth_dir / "truth.json", asdict(e.truth))
 
 
-def create_seed(path: Path) -> None:
-    """Write a fresh secret seed to `path` (mode 0600) unless a file is already there.
-
-    The file appears whole or not at all, and a seed written meanwhile by another process is
-    kept (a hard link never replaces an existing file). Raises OSError if it cannot be written.
-    """
-    seed = 0
-    while seed < MIN_SECRET_SEED:  # redrawn with probability 2**-64; keeps read_seed's promise
-        seed = secrets.randbits(SEED_BITS)
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".seed-")  # mkstemp creates it 0600
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(f"{seed}\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        try:
-            os.link(tmp, path)
-        except FileExistsError:
-            pass
-    finally:
-        os.unlink(tmp)
-
-
 def read_seed(hidden_dir: Path) -> int:
-    """The secret seed in `hidden_dir/seed.txt`, created first if missing (see `create_seed`).
-
-    Raises ValueError if the file does not hold one integer, or holds the public seed or one
-    below `MIN_SECRET_SEED`; OSError if it cannot be created or read.
-    """
-    path = hidden_dir / SEED_FILE
-    if not path.exists():
-        create_seed(path)
-    text = path.read_text(encoding="utf-8").strip()
-    rotate = f"delete {path} and the data cache (results/.cache/) to draw new hidden runs"
-    if not (text.isascii() and text.isdigit() and len(text) <= 100):
-        raise ValueError(f"{path}: expected one non-negative integer of at most 100 digits (the "
-                         f"secret seed), got {text[:40]!r}; fix it, or {rotate}")
-    seed = int(text)
-    if seed == PUBLIC_SEED or seed < MIN_SECRET_SEED:
-        raise ValueError(f"{path}: the secret seed is public or below 2**64, so candidates could "
-                         f"rebuild the hidden runs; {rotate}")
-    return seed
+    """This install's secret seed (see harness.secret_seed); ValueError if public, weak or malformed."""
+    return secret_seed(hidden_dir, public={PUBLIC_SEED}, what="the hidden runs")
 
 
 def prepare(hidden_dir: Path) -> None:

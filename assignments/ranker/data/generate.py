@@ -15,21 +15,17 @@ one that is public or too small to stay secret (below `MIN_SECRET_SEED`).
 
 # No `from __future__ import annotations`: the harness may load this file without registering it
 # in sys.modules, and dataclasses then cannot resolve string annotations.
-import os
-import secrets
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from harness.secret_seed import secret_seed
+
 PUBLIC_SEED = 20261125
-SEED_FILE = "seed.txt"
 RETIRED_SEEDS = frozenset({934779988})  # once committed to the repository, so public for ever
-SEED_BITS = 128
 # The data cache's folder name hashes the seed with otherwise public inputs, and a sandbox can read
 # its mount paths, so a seed below this could be found by trying them all; 2**64 tries are too many.
-MIN_SECRET_SEED = 2**64
 TRAIN_QUERIES = 3000
 TEST_QUERIES = 1000
 TRAIN_FIRST_QUERY = 1  # train ids q00001..q03000
@@ -199,59 +195,9 @@ def write_csv(path: Path, columns: dict[str, np.ndarray]) -> None:
     path.write_text(",".join(columns) + "\n" + "\n".join(rows) + "\n", encoding="utf-8")
 
 
-def create_seed(path: Path) -> None:
-    """Write a fresh secret seed to `path` (mode 0600) unless a file is already there.
-
-    The file appears whole or not at all, and a seed written meanwhile by another process is
-    kept (a hard link never replaces an existing file). Raises OSError if it cannot be written.
-    """
-    seed = 0
-    while seed < MIN_SECRET_SEED:  # redrawn with probability 2**-64; keeps read_seed's promise
-        seed = secrets.randbits(SEED_BITS)
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".seed-")  # mkstemp creates it 0600
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(f"{seed}\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        try:
-            os.link(tmp, path)
-        except FileExistsError:
-            pass
-    finally:
-        os.unlink(tmp)
-
-
-def _check_secret(path: Path, seed: int) -> None:
-    """Raise ValueError if `seed` is public or small enough to be found by trying every value."""
-    rotate = f"delete {path} and the data cache (results/.cache/) to draw a new secret test set"
-    if seed == PUBLIC_SEED or seed in RETIRED_SEEDS:
-        raise ValueError(f"{path}: {seed} is a public seed, so candidates could rebuild the test "
-                         f"labels; {rotate}")
-    if seed < MIN_SECRET_SEED:
-        raise ValueError(f"{path}: the secret test seed is below 2**64, too weak to keep secret "
-                         f"(candidates could try every smaller seed and rebuild the test labels); "
-                         f"{rotate}")
-
-
 def read_seed(hidden_dir: Path) -> int:
-    """The secret seed in `hidden_dir/seed.txt`, created first if missing (see `create_seed`).
-
-    Raises ValueError if the file exists but does not hold one integer, or holds a public seed or
-    one below `MIN_SECRET_SEED`; OSError if it cannot be created or read.
-    """
-    path = hidden_dir / SEED_FILE
-    if not path.exists():
-        create_seed(path)
-    text = path.read_text(encoding="utf-8").strip()
-    if not (text.isascii() and text.isdigit() and len(text) <= 100):
-        raise ValueError(f"{path}: expected one non-negative integer of at most 100 digits (the "
-                         f"secret test seed), got {text[:40]!r}; fix it, or delete it to draw a new "
-                         "secret test set")
-    seed = int(text)
-    _check_secret(path, seed)
-    return seed
+    """This install's secret seed (see harness.secret_seed); ValueError if public, weak or malformed."""
+    return secret_seed(hidden_dir, public={PUBLIC_SEED, *RETIRED_SEEDS}, what="the test labels")
 
 
 def prepare(hidden_dir: Path) -> None:
