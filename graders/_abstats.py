@@ -214,12 +214,13 @@ def welch_test(a: np.ndarray, b: np.ndarray, *, alpha: float = 0.05) -> MeanResu
     if se == 0:
         raise ValueError("both samples are constant: the Welch test is undefined")
     df = (var_a + var_b) ** 2 / (var_a**2 / (a.size - 1) + var_b**2 / (b.size - 1))
-    diff = float(b.mean() - a.mean())
+    mean_a, mean_b = float(a.mean()), float(b.mean())
+    diff = mean_b - mean_a
     t = diff / se
     t_crit = float(stats.t.ppf(1 - alpha / 2, df))
-    lift, lift_ci = _ratio_lift_ci(float(a.mean()), var_a, float(b.mean()), var_b, z_crit)
+    lift, lift_ci = _ratio_lift_ci(mean_a, var_a, mean_b, var_b, z_crit)
     return MeanResult(
-        mean_a=float(a.mean()), mean_b=float(b.mean()), diff=diff,
+        mean_a=mean_a, mean_b=mean_b, diff=diff,
         ci=Interval(diff - t_crit * se, diff + t_crit * se), t=t, df=float(df),
         p_value=float(2 * stats.t.sf(abs(t), df)), relative_lift=lift, relative_ci=lift_ci,
     )

@@ -28,6 +28,9 @@ def remove_tree(path: Path) -> None:
     shutil.rmtree recurses, so a tree 1000+ levels deep raises RecursionError even with
     ignore_errors; `rm -rf --one-file-system` walks iteratively and stays on this file system.
     """
+    if os.path.islink(path) or os.path.isfile(path):  # rmtree leaves these alone
+        Path(path).unlink(missing_ok=True)
+        return
     try:
         shutil.rmtree(path, ignore_errors=True)
     except RecursionError:
@@ -70,7 +73,7 @@ def replace_folder(new: Path, target: Path) -> None:
     if target.exists():
         target.rename(old)
     new.rename(target)
-    shutil.rmtree(old, ignore_errors=True)
+    remove_tree(old)
 
 
 @contextmanager

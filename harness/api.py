@@ -88,8 +88,6 @@ def grade(assignment: str | Path, submissions: Sequence[str], *, results_dir: Pa
                        backoff_s=backoff_s, log_result=log_result, on_event=on_event,
                        backend_options={"acknowledge_weaker_isolation": allow_weaker_isolation})
     report.tracking_uri = uri
-    report.unlogged = sum(1 for i in report.items if log_result and i.result.status.graded
-                          and i.folder is not None and i.run_id is None)
     return report
 
 
@@ -99,10 +97,7 @@ def results(assignment: str | Path, *, results_dir: Path = DEFAULT_RESULTS,
 
     With `latest_only`, a candidate who submitted several versions appears once, with the newest.
     """
-    loaded = find_assignment(assignment)
-    root = results_dir / loaded.spec.id / loaded.spec.version
-    found = [r for folder in sorted(root.iterdir()) if not folder.name.startswith(".")
-             and (r := load_result(folder)) is not None] if root.is_dir() else []
+    found = [result for _, result in _stored(find_assignment(assignment), results_dir)]
     if latest_only:
         newest: dict[str, SubmissionResult] = {}
         for result in sorted(found, key=lambda r: r.started_at):
@@ -151,13 +146,18 @@ def log_results(assignment: str | Path, *, results_dir: Path = DEFAULT_RESULTS,
     """Feed MLflow from the JSON results on disk (idempotent). Returns how many results were logged."""
     from harness.mlflow_sink import MlflowSink, default_tracking_uri
 
-    loaded = find_assignment(assignment)
-    root = results_dir.resolve() / loaded.spec.id / loaded.spec.version
     sink = MlflowSink(tracking_uri=tracking_uri or default_tracking_uri(results_dir.resolve()))
     logged = 0
-    for folder in sorted(root.iterdir()) if root.is_dir() else []:
-        result = None if folder.name.startswith(".") else load_result(folder)
-        if result is not None and result.status.graded:
+    for folder, result in _stored(find_assignment(assignment), results_dir.resolve()):
+        if result.status.graded:
             sink.log(result, folder)
             logged += 1
     return logged
+
+
+def _stored(assignment: Assignment, results_dir: Path) -> list[tuple[Path, SubmissionResult]]:
+    """(folder, result) for each result saved for the assignment's current version."""
+    root = results_dir / assignment.spec.id / assignment.spec.version
+    folders = sorted(root.iterdir()) if root.is_dir() else []
+    return [(folder, result) for folder in folders
+            if not folder.name.startswith(".") and (result := load_result(folder)) is not None]

@@ -37,8 +37,15 @@ class BatchItem:
 class BatchReport:
     assignment: str
     items: list[BatchItem] = field(default_factory=list)
-    tracking_uri: str | None = None
-    unlogged: int = 0  # graded results MLflow refused: safe on disk, logged by `harness log`
+    tracking_uri: str | None = None  # set when results were logged to MLflow
+
+    @property
+    def unlogged(self) -> int:
+        """Graded results MLflow refused: safe on disk, logged by `harness log`."""
+        if self.tracking_uri is None:
+            return 0
+        return sum(1 for i in self.items
+                   if i.result.status.graded and i.folder is not None and i.run_id is None)
 
     @property
     def exit_code(self) -> int:
@@ -73,14 +80,20 @@ def submission_id(staged: StagedSubmission) -> str:
 
 def _ungraded(ctx: _Context, source: str, status: Status, message: str,
               staged: StagedSubmission | None = None, key: str = "-") -> SubmissionResult:
-    spec = ctx.assignment.spec
+    return ungraded_result(ctx.assignment, source, status, message, staged=staged, key=key,
+                           backend=ctx.runtime.backend.name, versions=grader_versions(ctx.runtime.graders))
+
+
+def ungraded_result(assignment: Assignment, source: str, status: Status, message: str, *,
+                    staged: StagedSubmission | None = None, key: str = "-", backend: str | None = None,
+                    versions: dict[str, str] | None = None) -> SubmissionResult:
+    """A result with no score (infra error, rejected input), for the summary and `--json`."""
     return SubmissionResult(
-        key=key, assignment=spec.id, assignment_version=spec.version, submission=printable(source),
-        submission_id=submission_id(staged) if staged else "-",
-        candidate=staged.candidate if staged else slug(Path(source.rstrip("/")).name),
+        key=key, assignment=assignment.spec.id, assignment_version=assignment.spec.version,
+        submission=printable(source), submission_id=submission_id(staged) if staged else "-",
+        candidate=staged.candidate if staged else slug(_stem(source)),
         content_hash=staged.content_hash if staged else None, status=status, total_score=None,
-        message=message, harness_version=__version__, backend=ctx.runtime.backend.name,
-        grader_versions=grader_versions(ctx.runtime.graders))
+        message=message, harness_version=__version__, backend=backend, grader_versions=versions or {})
 
 
 def _grade_one(ctx: _Context, source: str) -> BatchItem:
@@ -163,10 +176,8 @@ def _unprepared(assignment: Assignment, submissions: Sequence[str], error: Infra
                 on_event: Callable[[Event], None] | None) -> BatchReport:
     report = BatchReport(assignment=assignment.key)
     for source in submissions:
-        result = SubmissionResult(
-            key="-", assignment=assignment.spec.id, assignment_version=assignment.spec.version,
-            submission=source, submission_id="-", candidate=slug(_stem(source)), status=Status.INFRA_ERROR,
-            message=f"not graded: the sandbox could not be prepared: {error}", harness_version=__version__)
+        result = ungraded_result(assignment, source, Status.INFRA_ERROR,
+                                 f"not graded: the sandbox could not be prepared: {error}")
         report.items.append(BatchItem(source, result, None))
         if on_event:
             on_event(("done", report.items[-1]))

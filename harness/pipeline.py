@@ -185,10 +185,9 @@ def _run_stages(assignment: Assignment, staged: StagedSubmission, runtime: Runti
                                  image=run.image or runtime.image, workspace=workspace, output=output)
         _require_free_space(scratch, request.limits.disk_bytes + _DISK_MARGIN, stage.name)
         outcome = runtime.backend.run(request)
-        if outcome.status is not StageStatus.OK:
-            _require_free_space(scratch, _DISK_LOW, stage.name)  # a full host disk is not a verdict
         run.stages.append(_record(stage.name, outcome, result_dir))
         if outcome.status is not StageStatus.OK:
+            _require_free_space(scratch, _DISK_LOW, stage.name)  # a full host disk is not a verdict
             run.status = Status(outcome.status.value)
             run.message = f"stage {stage.name}: {outcome.status.value}: {outcome.detail}".rstrip(": ")
             return

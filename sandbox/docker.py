@@ -26,15 +26,10 @@ _DISK_POLL_S = 1.0
 _MAX_ENTRIES = 100_000  # files a stage may create in its writable mounts
 _BACKSTOP_S = 30  # the in-container kill, should the harness itself die mid-stage
 _SIGXFSZ_EXIT = 128 + 25
-_CGROUP_PROCS_FILES = (  # the container's processes: cgroup v1, then the two usual v2 layouts
-    "/sys/fs/cgroup/pids/docker/{id}/cgroup.procs",
-    "/sys/fs/cgroup/system.slice/docker-{id}.scope/cgroup.procs",
-    "/sys/fs/cgroup/docker/{id}/cgroup.procs",
-)
-_CGROUP_PEAK_FILES = (  # cgroup v1, then the two usual v2 layouts
-    "/sys/fs/cgroup/memory/docker/{id}/memory.max_usage_in_bytes",
-    "/sys/fs/cgroup/system.slice/docker-{id}.scope/memory.peak",
-    "/sys/fs/cgroup/docker/{id}/memory.peak",
+_CGROUP_LAYOUTS = (  # (container's cgroup folder, peak-memory file): v1, then the two usual v2 layouts
+    ("/sys/fs/cgroup/memory/docker/{id}", "memory.max_usage_in_bytes"),
+    ("/sys/fs/cgroup/system.slice/docker-{id}.scope", "memory.peak"),
+    ("/sys/fs/cgroup/docker/{id}", "memory.peak"),
 )
 
 
@@ -81,7 +76,7 @@ class _Watchdog(threading.Thread):
         self.done = threading.Event()
         self._writable = [m.source for m in request.mounts if not m.read_only]
         self._devices = {os.stat(path).st_dev for path in self._writable}
-        self.watches_disk = bool(self._writable)
+        self._cgroup: tuple[Path, str] | None = None  # found on the first read, then kept
 
     def kill(self, reason: StageStatus, detail: str) -> None:
         if self.reason is None:
@@ -100,12 +95,14 @@ class _Watchdog(threading.Thread):
             if now >= self.deadline:
                 self.kill(StageStatus.TIMEOUT, f"killed after the {self.request.limits.timeout_s:g} s limit")
                 return
-            if self._writable and now >= next_disk:
+            if now >= next_disk:
                 next_disk = now + _DISK_POLL_S
                 if self.check_disk():
                     return
 
     def check_disk(self, *, kill: bool = True) -> bool:
+        if not self._writable:
+            return False
         cap = self.request.limits.disk_bytes
         used, entries = tree_size(self._writable, max_entries=_MAX_ENTRIES)
         used += open_deleted_bytes(self._pids(), self._devices)  # deleted but still open: still on disk
@@ -120,22 +117,30 @@ class _Watchdog(threading.Thread):
             self.reason, self.detail = StageStatus.DISK_LIMIT, problem
         return bool(problem)
 
+    def _read_cgroup(self, peak: bool) -> str | None:
+        """The container's cgroup.procs (or its peak-memory file); None once the cgroup is gone."""
+        if self._cgroup is None:
+            for folder, peak_file in _CGROUP_LAYOUTS:
+                path = Path(folder.format(id=self.container.id))
+                if path.is_dir():
+                    self._cgroup = (path, peak_file)
+                    break
+            else:
+                return None
+        folder, peak_file = self._cgroup
+        try:
+            return (folder / (peak_file if peak else "cgroup.procs")).read_text()
+        except OSError:
+            return None
+
     def _pids(self) -> list[int]:
-        for pattern in _CGROUP_PROCS_FILES:
-            try:
-                return [int(p) for p in Path(pattern.format(id=self.container.id)).read_text().split()]
-            except (OSError, ValueError):
-                continue
-        return []
+        text = self._read_cgroup(peak=False)
+        return [int(pid) for pid in text.split() if pid.isdigit()] if text else []
 
     def _sample_memory(self) -> None:
-        for pattern in _CGROUP_PEAK_FILES:
-            try:
-                value = int(Path(pattern.format(id=self.container.id)).read_text())
-            except (OSError, ValueError):
-                continue
-            self.peak_memory = max(self.peak_memory or 0, value)
-            return
+        text = self._read_cgroup(peak=True)
+        if text and text.strip().isdigit():
+            self.peak_memory = max(self.peak_memory or 0, int(text))
 
 
 class DockerBackend(SandboxBackend):
@@ -152,7 +157,6 @@ class DockerBackend(SandboxBackend):
         except _DOCKER_FAILURES as exc:
             raise InfraError(f"docker could not list containers: {exc}") from None
         self._live: dict[str, object] = {}
-        self._cancelled: set[str] = set()
         self._closed = False
         self._lock = threading.Lock()
 
@@ -213,9 +217,9 @@ class DockerBackend(SandboxBackend):
         finally:
             watchdog.done.set()
             watchdog.join()
-        if container.id in self._cancelled:  # killed by Ctrl-C, not by its own doing: no verdict
+        if self._closed:  # killed by Ctrl-C, not by its own doing: no verdict
             raise InfraError(f"stage {request.name} was cancelled")
-        if watchdog.reason is None and watchdog.watches_disk:  # an overrun between two checks counts too
+        if watchdog.reason is None:  # an overrun between two checks counts too
             watchdog.check_disk(kill=False)
         seconds = time.monotonic() - started
         status, detail = _classify(state, watchdog)
@@ -267,7 +271,6 @@ class DockerBackend(SandboxBackend):
         with self._lock:
             self._closed = True
             live = list(self._live.values())
-            self._cancelled.update(c.id for c in live)
         for container in live:
             self._remove(container)
 

@@ -96,7 +96,7 @@ def test_proportions_refuse_bad_inputs(kwargs: dict) -> None:
 
 @pytest.mark.parametrize("std, mde", [(1.0, 0.1), (30.0, 1.5), (2.5, 0.05)])
 def test_continuous_matches_kohavi_rule_of_thumb(std: float, mde: float) -> None:
-    """Kohavi's rule n ~ 16 sigma^2 / delta^2 rounds the exact constant 15.7 up: within 2% below."""
+    """Kohavi's rule n ~ 16 sigma^2 / delta^2 rounds the exact constant 15.7 up: a little below it."""
     rule = 16 * std**2 / mde**2
     n = sample_size_continuous(std=std, mde=mde)
     assert 0.97 * rule <= n <= rule

@@ -277,3 +277,28 @@ def test_messages_drop_characters_that_could_disguise_text():
 
     disguised = "ok\u202e\u200bgnirts\x85\x1b[31mred"
     assert one_line(disguised) == "ok gnirts red"
+
+
+def test_results_show_the_newest_version_per_candidate_unless_all(tmp_path):
+    sub = make_submission(tmp_path / "subs", "reviser")
+    run(tmp_path, [sub], FakeBackend({}))
+    (sub / "run.py").write_text("print('v2')\n")
+    newer = run(tmp_path, [sub], FakeBackend({})).items[0].result
+    latest = api.results(TOY, results_dir=tmp_path / "results")
+    assert [r.content_hash for r in latest] == [newer.content_hash]
+    assert len(api.results(TOY, results_dir=tmp_path / "results", latest_only=False)) == 2
+
+
+def test_log_results_feeds_mlflow_once_and_a_refused_log_exits_as_infra(tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    subs = [make_submission(tmp_path / "subs", n) for n in ("a", "b")]
+    report = run(tmp_path, subs, FakeBackend({}))
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    assert api.log_results(TOY, results_dir=tmp_path / "results", tracking_uri=uri) == 2
+    assert api.log_results(TOY, results_dir=tmp_path / "results", tracking_uri=uri) == 2
+    client = MlflowClient(tracking_uri=uri)
+    experiment = client.get_experiment_by_name("toy@1.0")
+    assert len(client.search_runs([experiment.experiment_id])) == 2  # logged once each
+    report.tracking_uri = uri  # as if logging had been on, and MLflow refused both results
+    assert report.unlogged == 2 and report.exit_code == InfraError.exit_code

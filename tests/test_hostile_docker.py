@@ -87,7 +87,6 @@ def test_escape_attempt_sees_nothing_and_changes_nothing(graded):
     assert "uid=0" not in log
     assert SECRET not in log
     assert not (item.folder / "outputs" / "found.txt").exists()  # the symlink was refused
-    assert "symlink" in item.result.criteria[0].explanation or item.result.status is Status.OK
 
 
 HIDDEN_WRITER = '''

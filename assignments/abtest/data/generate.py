@@ -10,7 +10,8 @@ The hidden runs' seeds and effects derive from the integer in `hidden_dir/seed.t
 file is missing it is created with a fresh 128-bit random seed (mode 0600), so every install
 draws its own hidden runs. The generative model is described in README.md next to this file;
 numpy is the only dependency. Raises ValueError when an existing seed file does not hold one
-integer, or holds one that is public or too small to stay secret (below `MIN_SECRET_SEED`).
+integer, or holds one that is public or too small to stay secret
+(below `harness.secret_seed.MIN_SECRET_SEED`).
 """
 
 # No `from __future__ import annotations`: the harness may load this file without registering it
@@ -26,8 +27,6 @@ import numpy as np
 from harness.secret_seed import secret_seed
 
 PUBLIC_SEED = 20260302
-# The data cache's folder name hashes the seed and a sandbox can read its mount paths, so a seed
-# below this could be found by trying them all; 2**64 tries are too many.
 N_USERS = 140_000  # 14 days at DAILY_USERS
 DAILY_USERS = 10_000
 EXPERIMENT_DAYS = 14

@@ -10,7 +10,7 @@ The secret seed is the integer in `hidden_dir/seed.txt`; when that file is missi
 created with a fresh 128-bit random seed (mode 0600), so every install draws its own test set.
 The generative model is described in README.md next to this file; numpy is the only
 dependency. Raises ValueError when an existing seed file does not hold one integer, or holds
-one that is public or too small to stay secret (below `MIN_SECRET_SEED`).
+one that is public or too small to stay secret (below `harness.secret_seed.MIN_SECRET_SEED`).
 """
 
 # No `from __future__ import annotations`: the harness may load this file without registering it
@@ -24,8 +24,6 @@ from harness.secret_seed import secret_seed
 
 PUBLIC_SEED = 20261125
 RETIRED_SEEDS = frozenset({934779988})  # once committed to the repository, so public for ever
-# The data cache's folder name hashes the seed with otherwise public inputs, and a sandbox can read
-# its mount paths, so a seed below this could be found by trying them all; 2**64 tries are too many.
 TRAIN_QUERIES = 3000
 TEST_QUERIES = 1000
 TRAIN_FIRST_QUERY = 1  # train ids q00001..q03000
