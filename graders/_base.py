@@ -22,6 +22,7 @@ class CriterionResult(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str
+    group: str | None = None  # criteria of a group share one summary column (spec: graders[].group)
     grader: str
     grader_version: str
     score: float = Field(ge=0.0, le=1.0)
@@ -61,10 +62,11 @@ class Grader(ABC):
     version: ClassVar[str] = "1"
     Args: ClassVar[type[BaseModel]]
 
-    def __init__(self, *, name: str, weight: float, args: BaseModel) -> None:
+    def __init__(self, *, name: str, weight: float, args: BaseModel, group: str | None = None) -> None:
         self.name = name
         self.weight = weight
         self.args = args
+        self.group = group
 
     @property
     def grader_name(self) -> str:
@@ -85,7 +87,7 @@ class Grader(ABC):
     def criterion(self, *, score: float, metrics: dict[str, float], explanation: str,
                   details: dict[str, Any] | None = None) -> CriterionResult:
         return CriterionResult(
-            name=self.name, grader=self.grader_name, grader_version=self.version,
+            name=self.name, group=self.group, grader=self.grader_name, grader_version=self.version,
             score=min(1.0, max(0.0, score)), weight=self.weight,
             metrics={k: float(v) for k, v in metrics.items() if math.isfinite(v)},  # JSON has no NaN
             explanation=explanation, details=details or {},

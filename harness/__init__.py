@@ -9,8 +9,9 @@ from importlib import import_module
 __version__ = "0.1.0"
 
 _PUBLIC = {
-    "clean": "harness.api", "find_assignment": "harness.api", "grade": "harness.api",
-    "list_assignments": "harness.api", "log_results": "harness.api", "prepare": "harness.api",
+    "clean": "harness.api", "export_kit": "harness.api", "find_assignment": "harness.api",
+    "grade": "harness.api", "list_assignments": "harness.api", "log_results": "harness.api",
+    "prepare": "harness.api",
     "results": "harness.api",
     "BatchItem": "harness.batch", "BatchReport": "harness.batch",
     "HarnessError": "harness.errors", "ImageBuildError": "harness.errors", "InfraError": "harness.errors",

@@ -119,6 +119,13 @@ def prepare(assignment: str | Path, *, results_dir: Path = DEFAULT_RESULTS,
     return runtime.image or "(local backend: no image)"
 
 
+def export_kit(assignment: str | Path, dest: Path, *, results_dir: Path = DEFAULT_RESULTS) -> list[Path]:
+    """Write what a candidate receives (brief, starter kit, public data) into `dest`; see harness.kit."""
+    from harness.kit import export_kit as _export
+
+    return _export(find_assignment(assignment), dest, cache_root=results_dir.resolve() / ".cache")
+
+
 def clean(*, images: bool = False) -> tuple[int, int]:
     """Remove stage containers whose harness process is gone (after kill -9) and, with `images`,
     the candidates' requirement images (rebuilt on demand). Returns (containers, images) removed."""

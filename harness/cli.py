@@ -18,7 +18,8 @@ from harness.output import Console, progress_callback, summary_table
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="Grade ML take-home submissions in hardened sandboxes; results to JSON and MLflow.")
-assignments_app = typer.Typer(no_args_is_help=True, help="List, show and validate assignment specs.")
+assignments_app = typer.Typer(no_args_is_help=True,
+                              help="List, show and validate assignment specs; export a candidate kit.")
 app.add_typer(assignments_app, name="assignments")
 
 ResultsDir = Annotated[Path, typer.Option("--results", help="Results root (JSON results, MLflow store).")]
@@ -100,13 +101,15 @@ def results(assignment: str, as_json: JsonFlag = False, results_dir: ResultsDir 
 
 
 @app.command()
-def demo(jobs: Annotated[int, typer.Option("--jobs", "-j", min=1)] = 2,
+def demo(assignment: Annotated[str, typer.Argument(help="Assignment whose examples to grade.")] = "ranker",
+         jobs: Annotated[int, typer.Option("--jobs", "-j", min=1)] = 2,
          results_dir: ResultsDir = api.DEFAULT_RESULTS,
          force: Annotated[bool, typer.Option("--force", help="Re-grade the examples.")] = False) -> None:
-    """Grade the ranker's example submissions and print the leaderboard."""
+    """Grade an assignment's example submissions (default: ranker) and print the leaderboard."""
     with _harness_errors():
-        examples = sorted(p for p in (api.find_assignment("ranker").dir / "examples").iterdir() if p.is_dir())
-    grade("ranker", [str(p) for p in examples], jobs=jobs, force=force, ref=None, as_json=False,
+        folder = api.find_assignment(assignment).dir / "examples"
+        examples = sorted(p for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
+    grade(assignment, [str(p) for p in examples], jobs=jobs, force=force, ref=None, as_json=False,
           results_dir=results_dir, tracking_uri=None, mlflow=True, backend=None, allow_weaker_isolation=False,
           retries=2)
 
@@ -172,6 +175,19 @@ def assignments_show(assignment: str) -> None:
     with _harness_errors():
         loaded = api.find_assignment(assignment)
     typer.echo(loaded.spec.model_dump_json(indent=2))
+
+
+@assignments_app.command("kit")
+def assignments_kit(
+    assignment: str,
+    dest: Annotated[Path, typer.Argument(help="A new (or empty) folder to write the kit into.")],
+    results_dir: ResultsDir = api.DEFAULT_RESULTS,
+) -> None:
+    """Write the candidate kit: the brief, the starter kit and the public data (never hidden data)."""
+    with _harness_errors():
+        written = api.export_kit(assignment, dest, results_dir=results_dir)
+    for path in written:
+        typer.echo(str(path))
 
 
 @assignments_app.command("validate")

@@ -27,7 +27,7 @@ from urllib.parse import urlsplit, urlunsplit
 from harness._text import one_line
 from harness.errors import InfraError
 from harness.report import render_report
-from harness.results import RESULT_FILE, SubmissionResult
+from harness.results import RESULT_FILE, SubmissionResult, group_scores
 
 RESULT_KEY_TAG = "mlgrade.result_key"
 SUBMISSION_TAG = "mlgrade.submission_id"
@@ -36,7 +36,7 @@ ARTIFACTS_DIR = "mlartifacts"  # next to a sqlite database, so nothing lands in 
 NOTE_CHARS = 5000
 UI_HOST, UI_PORT = "127.0.0.1", 5000
 ARTIFACT_FILES = (RESULT_FILE, "report.md")
-ARTIFACT_DIRS = ("logs", "outputs", "artifacts")
+ARTIFACT_DIRS = ("logs", "outputs", "artifacts", "review")
 
 _KEY = re.compile(r"^[A-Za-z0-9_-]{1,128}$")  # result keys are hex; anything else is not quoted in filters
 _BAD_NAME_CHAR = re.compile(r"[^A-Za-z0-9_\-. /]")
@@ -227,6 +227,9 @@ def _metrics(result: SubmissionResult, timestamp: int) -> list[Any]:
     from mlflow.entities import Metric
 
     values: dict[str, Any] = {"total_score": result.total_score}
+    for group, score in group_scores(result.criteria).items():
+        if group not in {c.name for c in result.criteria}:  # a real group, not a lone criterion
+            values[f"group.{group}"] = score / 100
     for c in result.criteria:
         values[f"score.{c.name}"] = c.score
         values |= {f"{c.name}.{metric}": value for metric, value in c.metrics.items()}

@@ -21,7 +21,7 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-from harness.results import Status, SubmissionResult, leaderboard
+from harness.results import Status, SubmissionResult, group_scores, leaderboard
 
 _STYLE = {Status.OK: "green", Status.INFRA_ERROR: "bold red", Status.REJECTED: "bold red"}
 
@@ -47,13 +47,13 @@ def _score(value: float | None) -> str:
 def summary_table(results: list[SubmissionResult], *, skipped: set[str] | None = None) -> Table:
     """Leaderboard. Candidate-controlled text is shown as plain text, never as markup."""
     ordered = leaderboard(results)
-    criteria = list(dict.fromkeys(c.name for r in ordered for c in r.criteria))
+    criteria = list(dict.fromkeys(g for r in ordered for g in group_scores(r.criteria)))
     table = Table(title="Results", title_justify="left")
     for name in ["#", "candidate", "status", "total", *criteria, "seconds", "note"]:
         table.add_column(name, justify="right" if name in ("#", "total", "seconds") else "left",
                          overflow="fold", max_width=60 if name == "note" else None)
     for rank, r in enumerate(ordered, 1):
-        scores = {c.name: f"{100 * c.score:.0f}" for c in r.criteria}
+        scores = {name: f"{score:.0f}" for name, score in group_scores(r.criteria).items()}
         note = ("already graded; " if skipped and r.submission_id in skipped else "") + r.message
         status = Text(r.status.value, style=_STYLE.get(r.status, "yellow"))
         table.add_row(str(rank), Text(r.candidate), status,

@@ -18,6 +18,7 @@ from harness._workdirs import owned_name, remove_tree, replace_folder
 from harness.data import DataSets
 from harness.errors import HarnessError, InfraError, SpecError
 from harness.intake import StagedSubmission
+from harness.notebook_html import render_notebook
 from harness.report import render_report
 from harness.results import (
     StageRecord,
@@ -28,19 +29,23 @@ from harness.results import (
     total_score,
     write_atomic,
 )
-from harness.spec import Assignment, StageSpec
+from harness.spec import RUN_INPUT, Assignment, StageSpec
 from sandbox import (
+    RUNNERS_DIR,
+    RUNNERS_MOUNT,
     Mount,
     OutputRefused,
     RunRequest,
     RunResult,
     SandboxBackend,
     StageStatus,
+    copy_workspace,
     make_writable_dir,
     read_bounded,
 )
 
 REQUIREMENTS_FILE = "requirements.txt"
+REVIEW_DIR = "review"  # the submission's files a reviewer reads (spec: review_files)
 _DISK_MARGIN = 256 << 20  # free space kept beyond a stage's own disk limit
 _DISK_LOW = 64 << 20  # below this after a failed stage, the host disk (not the stage) is to blame
 _REQUIREMENTS_MAX = 64 << 10
@@ -74,7 +79,7 @@ def build_graders(assignment: Assignment) -> list[Grader]:
             problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
             raise SpecError(f"{assignment.dir / 'assignment.yaml'}: graders.{index}.args "
                             f"({gspec.name}): {problems}") from None
-        built = cls(name=gspec.name, weight=gspec.weight, args=args)
+        built = cls(name=gspec.name, weight=gspec.weight, args=args, group=gspec.group)
         try:
             built.check_spec(assignment.spec)
         except SpecError as exc:
@@ -113,6 +118,7 @@ def grade_submission(*, assignment: Assignment, staged: StagedSubmission, runtim
     run = _Run(image=runtime.image, image_id=runtime.image_id)
     try:
         _check_contract(assignment, staged, runtime, run)
+        _copy_review_files(assignment, staged, result_dir)
         if run.status is Status.OK:
             _run_stages(assignment, staged, runtime, run, result_dir, scratch)
         criteria = _score(assignment, staged, runtime, run, result_dir)
@@ -139,7 +145,10 @@ def grade_submission(*, assignment: Assignment, staged: StagedSubmission, runtim
 
 
 def _check_contract(assignment: Assignment, staged: StagedSubmission, runtime: Runtime, run: _Run) -> None:
-    missing = [f for f in assignment.spec.required_files if not (staged.path / f).is_file()]
+    spec = assignment.spec
+    missing = [f for f in spec.required_files if not (staged.path / f).is_file()]
+    if spec.required_one_of and not any((staged.path / f).is_file() for f in spec.required_one_of):
+        missing.append(f"one of {' or '.join(spec.required_one_of)}")
     if missing:
         run.status, run.message = Status.INVALID, f"required files missing: {', '.join(missing)}"
         return
@@ -158,17 +167,52 @@ def _check_contract(assignment: Assignment, staged: StagedSubmission, runtime: R
         run.status, run.message = Status.INVALID, f"requirements.txt: {exc}"
 
 
+def _copy_review_files(assignment: Assignment, staged: StagedSubmission, result_dir: Path) -> None:
+    """Copy the files the spec names for reviewers (bounded, no links) into `review/`; a missing
+    or refused one becomes a note in `review/MISSING.txt`, never a failure."""
+    notes = []
+    root = staged.path.resolve()
+    for name, cap in assignment.spec.review_files.items():
+        if root not in (staged.path / name).resolve().parents:  # a linked folder on the way out
+            notes.append(f"{name}: outside the submission")
+            continue
+        try:
+            data = read_bounded(staged.path / name, cap)
+        except OutputRefused as exc:
+            notes.append(f"{name}: {exc.reason}")
+            continue
+        target = result_dir / REVIEW_DIR / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
+    if notes:
+        write_atomic(result_dir / REVIEW_DIR / "MISSING.txt", "\n".join(notes) + "\n")
+
+
 def _stage_request(assignment: Assignment, stage: StageSpec, *, staged: StagedSubmission, runtime: Runtime,
-                   image: str, workspace: Path, output: Path) -> RunRequest:
+                   image: str, workspace: Path, output: Path, run_data: str | None = None) -> RunRequest:
     mounts = [Mount(staged.path, "/submission"), Mount(workspace, "/workspace", read_only=False),
-              Mount(output, "/output", read_only=False)]
+              Mount(output, "/output", read_only=False), Mount(RUNNERS_DIR, RUNNERS_MOUNT)]
     mounts += [Mount(runtime.data.visible[name], f"/data/{name}") for name in stage.data]
+    if run_data is not None:  # the run's name is not passed in: the stage cannot tell which run it is
+        mounts.append(Mount(runtime.data.visible[run_data], f"/data/{RUN_INPUT}"))
     threads = str(max(1, math.floor(assignment.spec.limits.cpus)))
     env = (("OMP_NUM_THREADS", threads), ("OPENBLAS_NUM_THREADS", threads), ("MKL_NUM_THREADS", threads),
            ("MLGRADE_STAGE", stage.name), ("HOME", "/tmp"))  # noqa: S108 - in the sandbox; root is read-only
     return RunRequest(name=stage.name, command=stage.command, image=image, mounts=tuple(mounts),
                       limits=assignment.spec.stage_limits(stage), env=env, workdir="/submission",
                       labels=(("mlgrade.assignment", assignment.key),))
+
+
+@dataclass(frozen=True)
+class _Step:
+    """One container: a stage, or one run of a stage that has runs."""
+
+    stage: StageSpec
+    run: str | None = None
+
+    @property
+    def label(self) -> str:
+        return self.stage.name if self.run is None else f"{self.stage.name}/{self.run}"
 
 
 def _run_stages(assignment: Assignment, staged: StagedSubmission, runtime: Runtime, run: _Run,
@@ -179,19 +223,43 @@ def _run_stages(assignment: Assignment, staged: StagedSubmission, runtime: Runti
     workspace = scratch / "workspace"
     make_writable_dir(workspace, uid, gid)
     for stage in assignment.spec.stages:
-        output = scratch / f"output-{stage.name}"
-        make_writable_dir(output, uid, gid)
-        request = _stage_request(assignment, stage, staged=staged, runtime=runtime,
-                                 image=run.image or runtime.image, workspace=workspace, output=output)
-        _require_free_space(scratch, request.limits.disk_bytes + _DISK_MARGIN, stage.name)
-        outcome = runtime.backend.run(request)
-        run.stages.append(_record(stage.name, outcome, result_dir))
-        if outcome.status is not StageStatus.OK:
-            _require_free_space(scratch, _DISK_LOW, stage.name)  # a full host disk is not a verdict
-            run.status = Status(outcome.status.value)
-            run.message = f"stage {stage.name}: {outcome.status.value}: {outcome.detail}".rstrip(": ")
+        steps = [_Step(stage, r) for r in stage.runs] or [_Step(stage)]
+        failed = [step for step in steps
+                  if not _run_step(assignment, step, staged, runtime, run, result_dir, scratch, workspace)]
+        if failed:
+            first = run.stages[[s.name for s in run.stages].index(failed[0].label)]
+            run.status = Status(first.status)
+            which = f" on runs {', '.join(s.run or '' for s in failed)}" if stage.runs else ""
+            run.message = f"stage {stage.name}{which}: {first.status}: {first.detail}".rstrip(": ")
             return
-        _collect_outputs(stage, output, result_dir, run)
+
+
+def _run_step(assignment: Assignment, step: _Step, staged: StagedSubmission, runtime: Runtime, run: _Run,
+              result_dir: Path, scratch: Path, workspace: Path) -> bool:
+    """Run one container and collect its outputs; False if it did not finish cleanly."""
+    uid, gid = runtime.backend.run_as
+    slug = step.label.replace("/", "-")
+    output = scratch / f"output-{slug}"
+    make_writable_dir(output, uid, gid)
+    if step.run is not None:  # nothing one run writes is seen by another
+        private = scratch / f"workspace-{slug}"
+        copy_workspace(workspace, private, uid, gid)
+    request = _stage_request(assignment, step.stage, staged=staged, runtime=runtime,
+                             image=run.image or runtime.image, run_data=step.run,
+                             workspace=private if step.run is not None else workspace, output=output)
+    _require_free_space(scratch, request.limits.disk_bytes + _DISK_MARGIN, step.label)
+    outcome = runtime.backend.run(request)
+    if step.run is not None:
+        remove_tree(private)
+    run.stages.append(_record(step.label, outcome, result_dir))
+    if outcome.status is not StageStatus.OK:
+        _require_free_space(scratch, _DISK_LOW, step.label)  # a full host disk is not a verdict
+    ok = outcome.status is StageStatus.OK
+    failure = None if ok else f"{outcome.status.value}: {outcome.detail}".rstrip(": ")
+    if ok or step.run is not None:
+        _collect_outputs(step, output, result_dir, run, failure=failure)
+    remove_tree(output)
+    return ok
 
 
 def _require_free_space(path: Path, needed: int, stage: str) -> None:
@@ -205,29 +273,42 @@ def _require_free_space(path: Path, needed: int, stage: str) -> None:
 
 def _record(name: str, outcome: RunResult, result_dir: Path) -> StageRecord:
     log_file = f"logs/{name}.log"
+    (result_dir / log_file).parent.mkdir(parents=True, exist_ok=True)
     (result_dir / log_file).write_text(outcome.log, encoding="utf-8", errors="replace")
     return StageRecord(name=name, status=outcome.status.value, exit_code=outcome.exit_code,
                        seconds=round(outcome.seconds, 3), peak_memory_bytes=outcome.peak_memory_bytes,
                        log_file=log_file, log_truncated=outcome.log_truncated, detail=outcome.detail)
 
 
-def _collect_outputs(stage: StageSpec, output: Path, result_dir: Path, run: _Run) -> None:
-    """Copy each declared output out of the stage's folder: bounded, no links, regular files only."""
-    for name, cap in stage.outputs.items():
+def _collect_outputs(step: _Step, output: Path, result_dir: Path, run: _Run, *, failure: str | None) -> None:
+    """Copy each declared output out of the stage's folder: bounded, no links, regular files only.
+
+    A failed run's outputs are not graded, but its notebooks are kept for reviewers (executed up
+    to the error, they show what went wrong).
+    """
+    prefix = "" if step.run is None else f"{step.run}/"
+    for name, cap in step.stage.outputs.items():
+        key = prefix + name
+        if failure and not name.endswith(".ipynb"):
+            run.outputs[key] = OutputFile(name=key, path=None,
+                                          problem=f"not graded: stage {step.label} failed ({failure})")
+            continue
         try:
             data = read_bounded(output / name, cap)
         except OutputRefused as exc:
-            run.outputs[name] = OutputFile(name=name, path=None, problem=f"{name}: {exc.reason}")
+            run.outputs[key] = OutputFile(name=key, path=None, problem=f"{name}: {exc.reason}")
             continue
-        target = result_dir / "outputs" / name
+        target = result_dir / "outputs" / key
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(data)
-        run.outputs[name] = OutputFile(name=name, path=target)
+        run.outputs[key] = OutputFile(name=key, path=target)
+        if name.endswith(".ipynb"):
+            render_notebook(target, target.with_suffix(".html"))
 
 
 def _score(assignment: Assignment, staged: StagedSubmission, runtime: Runtime, run: _Run,
            result_dir: Path) -> list:
-    declared = {n for s in assignment.spec.stages for n in s.outputs}
+    declared = {key for stage in assignment.spec.stages for key in stage.output_keys()}
     outputs = {n: run.outputs.get(n) or OutputFile(n, None, _why_missing(run)) for n in declared}
     criteria = []
     for grader in runtime.graders:
@@ -235,7 +316,7 @@ def _score(assignment: Assignment, staged: StagedSubmission, runtime: Runtime, r
         artifacts.mkdir(parents=True, exist_ok=True)
         ctx = GradingContext(submission_dir=staged.path, outputs=outputs, hidden=runtime.data.hidden,
                              visible=runtime.data.visible, assignment_dir=assignment.dir,
-                             artifacts_dir=artifacts, stage_statuses={s.name: s.status for s in run.stages},
+                             artifacts_dir=artifacts, stage_statuses=_stage_statuses(run.stages),
                              stages=tuple(s.name for s in assignment.spec.stages))
         try:
             criteria.append(grader.grade(ctx))
@@ -243,7 +324,20 @@ def _score(assignment: Assignment, staged: StagedSubmission, runtime: Runtime, r
             raise
         except Exception as exc:  # a grader bug is the harness's failure, never the candidate's zero
             raise InfraError(f"grader {grader.name!r} crashed: {exc.__class__.__name__}: {exc}") from exc
+        if not any(artifacts.iterdir()):
+            artifacts.rmdir()  # most graders write nothing: keep the result folder readable
     return criteria
+
+
+def _stage_statuses(records: list[StageRecord]) -> dict[str, str]:
+    """Status per record ("answer/first") and per stage ("answer": its first failed run, else ok)."""
+    statuses: dict[str, str] = {}
+    for record in records:
+        statuses[record.name] = record.status
+        stage = record.name.split("/")[0]
+        if statuses.get(stage, "ok") == "ok":
+            statuses[stage] = record.status
+    return statuses
 
 
 def _why_missing(run: _Run) -> str:

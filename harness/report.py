@@ -127,7 +127,8 @@ def _criteria_table(criteria: list[CriterionResult]) -> str:
     lines = ["## Criteria", "", _row("Criterion", "Grader", "Score", "Weight", "Explanation"),
              _row("---", "---", "---:", "---:", "---")]
     for c in criteria:
-        lines.append(_row(_text(c.name), _text(f"{c.grader} v{c.grader_version}"), f"{c.score:.3f}",
+        name = f"{c.group} / {c.name}" if c.group else c.name
+        lines.append(_row(_text(name), _text(f"{c.grader} v{c.grader_version}"), f"{c.score:.3f}",
                           _num(c.weight), _text(c.explanation, 1000)))
     return "\n".join(lines)
 

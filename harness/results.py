@@ -125,6 +125,14 @@ def total_score(criteria: list[CriterionResult]) -> float:
     return round(100.0 * sum(c.score * c.weight for c in criteria) / weight, 2)
 
 
+def group_scores(criteria: list[CriterionResult]) -> dict[str, float]:
+    """Score (0-100) per group, in first-seen order; an ungrouped criterion is its own group."""
+    groups: dict[str, list[CriterionResult]] = {}
+    for c in criteria:
+        groups.setdefault(c.group or c.name, []).append(c)
+    return {name: total_score(members) for name, members in groups.items()}
+
+
 def write_atomic(path: Path, text: str) -> None:
     """Write `text` so that readers see the old file or the whole new one, even after SIGKILL."""
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -29,6 +29,7 @@ _NAME = r"^[a-z][a-z0-9_-]{0,62}$"
 _NAME_RE = re.compile(_NAME)
 _PATH_PART = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$")
 _FILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+RUN_INPUT = "input"  # a stage run's data set is mounted at /data/input
 SECRETS_DIR = "hidden"  # the assignment folder's secrets (harness/data.py passes it to the generator)
 
 
@@ -110,6 +111,7 @@ class DataSpec(_Strict):
     generator: RelPath | None = None  # file in the assignment folder defining materialize(root, hidden_dir)
     visible: dict[Name, RelPath] = Field(default_factory=dict)  # name -> subfolder; mountable at /data/<name>
     hidden: dict[Name, RelPath] = Field(default_factory=dict)  # name -> subfolder; graders only
+    public: tuple[Name, ...] = ()  # visible data sets that go to candidates (`harness assignments kit`)
 
     @field_validator("visible")
     @classmethod
@@ -122,6 +124,9 @@ class DataSpec(_Strict):
 
     @model_validator(mode="after")
     def _disjoint(self) -> DataSpec:
+        unknown = sorted(set(self.public) - set(self.visible))
+        if unknown:
+            raise ValueError(f"public data sets {unknown} are not visible data sets {sorted(self.visible)}")
         for hname, hpath in self.hidden.items():
             for vname, vpath in self.visible.items():
                 h, v = PurePosixPath(hpath), PurePosixPath(vpath)
@@ -137,7 +142,23 @@ class StageSpec(_Strict):
     command: tuple[str, ...] = Field(min_length=1)
     timeout: float = Field(gt=0, le=24 * 3600)  # wall seconds
     data: tuple[str, ...] = ()  # visible data sets mounted read-only at /data/<name>
+    #: Run the stage once per data set named here, each in a fresh container with that data set at
+    #: /data/input and a private copy of /workspace; outputs are then collected as "<run>/<file>".
+    runs: tuple[str, ...] = ()
     outputs: dict[FileName, Size] = Field(default_factory=dict)  # file in /output -> max bytes read back
+
+    @field_validator("runs")
+    @classmethod
+    def _distinct_runs(cls, runs: tuple[str, ...]) -> tuple[str, ...]:
+        if len(set(runs)) != len(runs):
+            raise ValueError(f"runs repeat: {list(runs)}")
+        return runs
+
+    def output_keys(self) -> list[str]:
+        """How graders find this stage's outputs: "<file>", or "<run>/<file>" for each run."""
+        if not self.runs:
+            return list(self.outputs)
+        return [f"{run}/{name}" for run in self.runs for name in self.outputs]
 
     @field_validator("command", mode="before")
     @classmethod
@@ -149,6 +170,7 @@ class StageSpec(_Strict):
 
 class GraderSpec(_Strict):
     name: Name  # criterion name
+    group: Name | None = None  # criteria of a group share one column in the summary table
     grader: str  # registered grader
     weight: float = Field(gt=0)
     args: dict[str, Any] = Field(default_factory=dict)
@@ -165,8 +187,18 @@ class AssignmentSpec(_Strict):
     limits: LimitsSpec = LimitsSpec()
     data: DataSpec = DataSpec()
     required_files: tuple[RelPath, ...] = ()  # relative to the submission's root
+    required_one_of: tuple[RelPath, ...] = ()  # at least one of these must exist (e.g. notebook or script)
+    review_files: dict[RelPath, Size] = Field(default_factory=dict)  # copied (capped) for reviewers
     stages: tuple[StageSpec, ...] = Field(min_length=1)
     graders: tuple[GraderSpec, ...] = Field(min_length=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_extensions(cls, raw: Any) -> Any:
+        """Top-level keys starting with `x-` hold YAML anchors for reuse; the harness ignores them."""
+        if isinstance(raw, dict):
+            return {k: v for k, v in raw.items() if not (isinstance(k, str) and k.startswith("x-"))}
+        return raw
 
     @field_validator("version", mode="before")
     @classmethod
@@ -182,14 +214,17 @@ class AssignmentSpec(_Strict):
         if len(set(names)) != len(names):
             raise ValueError(f"stage names repeat: {names}")
         for stage in self.stages:
-            unknown = set(stage.data) - set(self.data.visible)
+            unknown = (set(stage.data) | set(stage.runs)) - set(self.data.visible)
             if unknown:
                 hint = " (hidden data can never be mounted)" if unknown & set(self.data.hidden) else ""
                 raise ValueError(f"stage {stage.name!r} mounts unknown data {sorted(unknown)}{hint}; "
                                  f"visible data sets: {sorted(self.data.visible)}")
+            if stage.runs and RUN_INPUT in stage.data:
+                raise ValueError(f"stage {stage.name!r} has runs, which use /data/{RUN_INPUT}: "
+                                 f"rename the data set {RUN_INPUT!r}")
         owner: dict[str, str] = {}
         for stage in self.stages:
-            for output in stage.outputs:
+            for output in stage.output_keys():
                 if output in owner:
                     raise ValueError(f"output {output!r} is declared by stages {owner[output]!r} and "
                                      f"{stage.name!r}; each output file belongs to one stage")
@@ -227,6 +262,8 @@ class _UniqueKeyLoader(yaml.SafeLoader):
 def _no_duplicates(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
     seen: set = set()
     for key_node, _ in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *anchor`: merged keys may be overridden
+            continue
         key = loader.construct_object(key_node, deep=deep)
         if key in seen:
             raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)

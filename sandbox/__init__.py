@@ -1,7 +1,18 @@
 """Sandbox backends: the interface, the docker and local backends, and image recipes."""
 
-from sandbox._base import Limits, Mount, RunRequest, RunResult, SandboxBackend, StageStatus
-from sandbox._fs import OutputRefused, make_writable_dir, pid_alive, read_bounded, tree_size
+from sandbox._base import (
+    RUNNERS_DIR,
+    RUNNERS_MOUNT,
+    Limits,
+    Mount,
+    RunRequest,
+    RunResult,
+    SandboxBackend,
+    StageStatus,
+)
+from sandbox._fs import OutputRefused, copy_workspace, make_writable_dir, pid_alive, read_bounded, tree_size
 
-__all__ = ["Limits", "Mount", "OutputRefused", "RunRequest", "RunResult", "SandboxBackend", "StageStatus",
-           "make_writable_dir", "pid_alive", "read_bounded", "tree_size"]
+__all__ = ["RUNNERS_DIR", "RUNNERS_MOUNT", "Limits", "Mount", "OutputRefused", "RunRequest", "RunResult",
+           "SandboxBackend", "StageStatus", "copy_workspace", "make_writable_dir", "pid_alive",
+           "read_bounded",
+           "tree_size"]

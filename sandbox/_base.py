@@ -13,6 +13,10 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
 
+#: Harness-side helper scripts (e.g. the notebook runner), mounted read-only into every stage.
+RUNNERS_DIR = Path(__file__).parent / "runners"
+RUNNERS_MOUNT = "/opt/mlgrade"
+
 
 class StageStatus(enum.StrEnum):
     OK = "ok"

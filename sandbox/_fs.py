@@ -7,6 +7,7 @@ never blocks on a fifo, and never reads more than the caller's cap.
 from __future__ import annotations
 
 import os
+import shutil
 import stat
 from collections.abc import Sequence
 from pathlib import Path
@@ -99,6 +100,43 @@ def _entry_size(entry: os.DirEntry, stack: list[str]) -> int:
         return entry.stat(follow_symlinks=False).st_size
     except OSError:
         return 0
+
+
+def copy_workspace(source: Path, dest: Path, uid: int, gid: int) -> None:
+    """Copy a stage-written tree for another stage: folders, regular files and links (as links).
+
+    Nothing is followed and anything else (FIFOs, sockets, devices) is left out, so a hostile
+    tree can neither block the copy nor point it outside `source`. Copies belong to uid:gid
+    (the sandbox user) when the harness runs as root. Raises OSError.
+    """
+    make_writable_dir(dest, uid, gid)
+    stack = [(os.fspath(source), os.fspath(dest))]
+    while stack:
+        src_dir, dst_dir = stack.pop()
+        with os.scandir(src_dir) as listing:
+            for entry in listing:
+                target = os.path.join(dst_dir, entry.name)
+                if entry.is_symlink():
+                    os.symlink(os.readlink(entry.path), target)
+                elif entry.is_dir(follow_symlinks=False):
+                    make_writable_dir(Path(target), uid, gid)
+                    stack.append((entry.path, target))
+                elif entry.is_file(follow_symlinks=False):
+                    _copy_file(entry.path, target)
+                else:
+                    continue
+                if os.geteuid() == 0:
+                    os.chown(target, uid, gid, follow_symlinks=False)
+
+
+def _copy_file(source: str, target: str) -> None:
+    fd = os.open(source, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    try:
+        with os.fdopen(fd, "rb", closefd=False) as src, open(target, "xb") as dst:
+            shutil.copyfileobj(src, dst, 1 << 20)
+    finally:
+        os.close(fd)
+    os.chmod(target, 0o644)
 
 
 def make_writable_dir(path: Path, uid: int, gid: int) -> None:

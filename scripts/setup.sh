@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Make this machine ready to grade: the Python package, a Docker engine if none answers, and the
-# ranker's images and data. Idempotent; safe to re-run. Needs root only to install and start Docker.
+# assignments' images and data. Idempotent; safe to re-run. Needs root only to install and start Docker.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
@@ -38,6 +38,8 @@ if ! daemon_answers; then
   for _ in $(seq 60); do daemon_answers && break; sleep 1; done
   daemon_answers || { echo "setup: dockerd did not answer; see /var/log/dockerd.log" >&2; exit 1; }
 fi
-# The base image (debootstrap, about 50 s once) and the ranker image and data; cached by hash.
-"$PYTHON" -m harness prepare ranker >&2
-echo "setup: ready (package installed, Docker answers, ranker image built)" >&2
+# The base image (debootstrap, about 50 s once), then each assignment's image and data; cached by hash.
+for assignment in ranker abtest; do
+  "$PYTHON" -m harness prepare "$assignment" >&2
+done
+echo "setup: ready (package installed, Docker answers, assignment images built)" >&2

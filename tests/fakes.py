@@ -96,3 +96,24 @@ def make_submission(root: Path, name: str, files: dict[str, str] | None = None) 
     for rel, text in {"run.py": "print('hi')\n", "NAME": name, **(files or {})}.items():
         (folder / rel).write_text(text)
     return folder
+
+
+class RunAnswerArgs(BaseModel):
+    answer_file: str = "answer.txt"
+    run: str
+
+
+@grader("run_answer")
+class RunAnswerGrader(Grader):
+    """Fake grader for tests of stage runs: 1 if `<run>/answer.txt` matches the hidden line."""
+
+    version = "1"
+    Args = RunAnswerArgs
+
+    def grade(self, ctx: GradingContext) -> CriterionResult:
+        out = ctx.outputs[f"{self.args.run}/{self.args.answer_file}"]
+        if out.path is None:
+            return self.criterion(score=0, metrics={}, explanation=f"no answer: {out.problem}")
+        lines = (ctx.hidden["answers"] / "answers.txt").read_text().splitlines()
+        right = f"{self.args.run}={out.path.read_text().strip()}" in lines
+        return self.criterion(score=float(right), metrics={}, explanation="compared")

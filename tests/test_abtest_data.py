@@ -12,54 +12,29 @@ from __future__ import annotations
 
 import csv
 import functools
-import importlib.util
 import json
 import stat
 from pathlib import Path
-from types import ModuleType
 
 import numpy as np
 import pytest
 
 from graders._abstats import cuped, srm_test, two_proportion_test, welch_test
+from tests.abtest_runs import SECRET, generate, materialize_runs, run_folder
 
-GENERATOR = Path(__file__).resolve().parents[1] / "assignments" / "abtest" / "data" / "generate.py"
-# Drawn once with secrets.randbits(128), not picked.
-SECRET = 124856728094189941987656391770411119511
 OTHER_SECRET = 59762680961794307607054800443212711258
-RUNS = ("null", "clear_win", "srm")
+RUNS = ("no_effect", "clear_win", "srm")
 LOG_COLUMNS = ["user_id", "variant", "exposure_date", "pre_metric", "converted", "revenue"]
-
-
-def _load() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("abtest_generate", GENERATOR)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-generate = _load()
-
-
-def _materialize(root: Path, secret: int) -> Path:
-    (root / "hidden").mkdir(parents=True)
-    (root / "hidden" / "seed.txt").write_text(f"{secret}\n")
-    generate.materialize(root / "data", root / "hidden")
-    return root / "data"
 
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _materialize(tmp_path_factory.mktemp("abtest"), SECRET)
-
-
-def _folder(data: Path, run: str) -> Path:
-    return data / "public" if run == "public" else data / "hidden_runs" / run
+    return materialize_runs(tmp_path_factory.mktemp("abtest"))
 
 
 @functools.cache
 def _log(data: Path, run: str) -> dict[str, np.ndarray]:
-    with (_folder(data, run) / "experiment.csv").open(newline="") as fh:
+    with (run_folder(data, run) / "experiment.csv").open(newline="") as fh:
         rows = list(csv.DictReader(fh))
     return {"treated": np.array([r["variant"] == "treatment" for r in rows]),
             "converted": np.array([int(r["converted"]) for r in rows]),
@@ -81,9 +56,9 @@ def _proportions(log: dict[str, np.ndarray]):
 
 
 def test_same_secret_same_files_and_public_data_ignores_the_secret(data: Path, tmp_path: Path) -> None:
-    again = _files(_materialize(tmp_path / "a", SECRET))
+    again = _files(materialize_runs(tmp_path / "a", SECRET))
     assert again == _files(data)
-    other = _files(_materialize(tmp_path / "b", OTHER_SECRET))
+    other = _files(materialize_runs(tmp_path / "b", OTHER_SECRET))
     public = [k for k in again if k.startswith("public/")]
     assert public and all(other[k] == again[k] for k in public)
     for run in RUNS:
@@ -100,7 +75,7 @@ def test_simulate_is_deterministic_per_seed() -> None:
 
 def test_visible_files_carry_no_truth(data: Path) -> None:
     for run in ("public", *RUNS):
-        folder = _folder(data, run)
+        folder = run_folder(data, run)
         assert sorted(p.name for p in folder.iterdir()) == ["design.json", "experiment.csv", "history.csv"]
         with (folder / "experiment.csv").open() as fh:
             assert next(csv.reader(fh)) == LOG_COLUMNS
@@ -135,10 +110,10 @@ def test_clear_win_detected_with_the_true_lift_inside_the_ci(data: Path) -> None
 
 
 def test_null_run_ci_contains_zero(data: Path) -> None:
-    result, truth = _proportions(_log(data, "null")), _truth(data, "null")
+    result, truth = _proportions(_log(data, "no_effect")), _truth(data, "no_effect")
     assert truth["true_lift_conv"] == 0 and truth["true_lift_revenue"] == 0
     assert result.ci.low <= 0 <= result.ci.high and result.relative_ci.low <= 0 <= result.relative_ci.high
-    log = _log(data, "null")
+    log = _log(data, "no_effect")
     welch = welch_test(log["revenue"][~log["treated"]], log["revenue"][log["treated"]])
     assert welch.ci.low <= 0 <= welch.ci.high
 

@@ -8,8 +8,8 @@ import harness
 def test_public_names_resolve():
     assert set(harness.__all__) == {
         "__version__", "BatchItem", "BatchReport", "HarnessError", "ImageBuildError", "InfraError",
-        "IntakeError", "SpecError", "Status", "SubmissionResult", "clean", "find_assignment", "grade",
-        "list_assignments", "log_results", "prepare", "results"}
+        "IntakeError", "SpecError", "Status", "SubmissionResult", "clean", "export_kit", "find_assignment",
+        "grade", "list_assignments", "log_results", "prepare", "results"}
     for name in harness.__all__:
         assert getattr(harness, name) is not None
 

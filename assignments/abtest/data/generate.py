@@ -3,7 +3,7 @@
 Trusted code, run by the harness on the host: `materialize(root, hidden_dir)` writes
 
     root/public/{experiment.csv,history.csv,design.json}       public seed, a modest true lift
-    root/hidden_runs/<run>/{experiment.csv,...}                 runs `null`, `clear_win`, `srm`
+    root/hidden_runs/<run>/{experiment.csv,...}                 runs `no_effect`, `clear_win`, `srm`
     root/truth/<run>/truth.json                                 true effects, for public and hidden runs
 
 The hidden runs' seeds and effects derive from the integer in `hidden_dir/seed.txt`; when that
@@ -39,7 +39,7 @@ ORDER_SIGMA = 0.3  # log-sd of one order around the user's typical value
 PRE_PERIODS = 4  # the pre-period is 8 weeks, four experiment-length windows
 WEEKDAY_FACTOR = (1.00, 1.02, 1.00, 0.98, 0.94, 1.02, 1.04)  # Monday..Sunday
 MDE_CHOICES, ALPHA_CHOICES, POWER_CHOICES = (0.05, 0.08, 0.10), (0.05, 0.01), (0.8, 0.9)
-RUNS = ("null", "clear_win", "srm")
+RUNS = ("no_effect", "clear_win", "srm")
 SRM_RULE = "treatment users who did not convert are lost from the log (a logging bug)"
 
 
@@ -282,14 +282,14 @@ def hidden_effects(seed: int, name: str) -> dict[str, float]:
     Raises ValueError for an unknown run name.
     """
     rng = np.random.default_rng([seed, 3])
-    if name == "null":
+    if name == "no_effect":
         return {"true_lift_conv": 0.0, "true_lift_revenue": 0.0, "srm": 0.0}
     if name == "clear_win":
         return {"true_lift_conv": round(float(rng.uniform(0.12, 0.18)), 3),
                 "true_lift_revenue": round(float(rng.uniform(0.10, 0.18)), 3), "srm": 0.0}
     if name == "srm":  # no real effect: the lost non-converters fake a win
         return {"true_lift_conv": 0.0, "true_lift_revenue": 0.0,
-                "srm": round(float(rng.uniform(0.04, 0.06)), 3)}
+                "srm": round(float(rng.uniform(0.08, 0.10)), 3)}
     raise ValueError(f"unknown hidden run {name!r}; expected one of {RUNS}")
 
 

@@ -1,0 +1,109 @@
+"""Run a submission's entry point inside the sandbox: a notebook (papermill-style parameters) or a script.
+
+    python /opt/mlgrade/run.py [--param NAME=VALUE]... [--executed PATH] ENTRY [ENTRY...]
+
+The first ENTRY that exists (relative to the working directory) runs:
+* `*.ipynb`: a cell `NAME = 'VALUE'` per parameter is inserted after the cell tagged `parameters`
+  (at the top if there is none), the notebook runs top to bottom with nbclient on the `python3`
+  kernel, and the executed notebook is written to PATH after every cell, so a reviewer sees how
+  far it got even when a later cell fails or the stage is killed. Exit 0, or 1 on an error.
+* `*.py`: replaced by `python ENTRY --name-with-dashes VALUE ...`; its exit code is the stage's.
+No ENTRY found: exit 2. This file runs with the sandbox's Python; it imports only the standard
+library and, for notebooks, nbformat and nbclient.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+
+PARAMETERS_TAG = "parameters"
+INJECTED_TAG = "injected-parameters"
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="run.py")
+    parser.add_argument("--param", action="append", default=[], metavar="NAME=VALUE")
+    parser.add_argument("--executed", help="where the executed notebook is written")
+    parser.add_argument("entries", nargs="+")
+    args = parser.parse_args(argv)
+    params = [_parse_param(p, parser) for p in args.param]
+    entry = next((e for e in args.entries if os.path.isfile(e)), None)
+    if entry is None:
+        print(f"run.py: none of {', '.join(args.entries)} found in the submission", file=sys.stderr)
+        return 2
+    if entry.endswith(".ipynb"):
+        return _run_notebook(entry, params, args.executed)
+    script_args = [a for name, value in params for a in (f"--{name.replace('_', '-')}", value)]
+    sys.stdout.flush()
+    os.execv(sys.executable, [sys.executable, entry, *script_args])  # noqa: S606 - the stage's own command
+    return 1  # not reached
+
+
+def _parse_param(text: str, parser: argparse.ArgumentParser) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if not sep or not name.isidentifier():
+        parser.error(f"--param {text!r}: expected NAME=VALUE with NAME a Python identifier")
+    return name, value
+
+
+def _inject(notebook, params: list[tuple[str, str]]) -> None:
+    from nbformat.v4 import new_code_cell
+
+    source = "# Parameters injected by the grading harness\n"
+    source += "".join(f"{name} = {value!r}\n" for name, value in params)
+    cell = new_code_cell(source, metadata={"tags": [INJECTED_TAG]})
+    tagged = [i for i, cell in enumerate(notebook.cells)
+              if PARAMETERS_TAG in cell.get("metadata", {}).get("tags", [])]
+    notebook.cells.insert(tagged[0] + 1 if tagged else 0, cell)
+
+
+def _write(notebook, path: str | None) -> None:
+    """Write atomically, so the harness never reads half a notebook."""
+    if not path:
+        return
+    import nbformat
+
+    folder = os.path.dirname(path) or "."
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".executed-", suffix=".ipynb")
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        nbformat.write(notebook, handle)
+    os.replace(tmp, path)
+
+
+def _run_notebook(entry: str, params: list[tuple[str, str]], executed: str | None) -> int:
+    import nbformat
+    from jupyter_client.manager import KernelManager
+    from nbclient import NotebookClient
+
+    scratch = tempfile.gettempdir()  # the sandbox's private /tmp: the rest of the root is read-only
+    for var, default in (("JUPYTER_RUNTIME_DIR", "jupyter-runtime"), ("IPYTHONDIR", "ipython"),
+                         ("MPLCONFIGDIR", "matplotlib")):
+        os.environ.setdefault(var, os.path.join(scratch, default))
+    os.environ.setdefault("MPLBACKEND", "Agg")
+    try:
+        notebook = nbformat.read(entry, as_version=4)
+    except Exception as exc:  # noqa: BLE001 - the candidate's file: say why and fail the stage
+        print(f"run.py: {entry} is not a readable notebook: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    _inject(notebook, params)
+    # IPC sockets in the private /tmp rather than TCP ports: nothing listens on the network at all
+    kernel = KernelManager(kernel_name="python3", transport="ipc", ip=os.path.join(scratch, "kernel"))
+    client = NotebookClient(notebook, km=kernel, timeout=None, allow_errors=False,
+                            resources={"metadata": {"path": os.getcwd()}},
+                            on_cell_executed=lambda **_: _write(notebook, executed))
+    try:
+        client.execute()
+    except Exception as exc:  # noqa: BLE001 - CellExecutionError, DeadKernelError, ...
+        _write(notebook, executed)
+        print(f"run.py: {entry} failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    _write(notebook, executed)
+    print(f"run.py: {entry} ran to the end ({len(notebook.cells)} cells)", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

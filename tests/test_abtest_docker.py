@@ -1,0 +1,88 @@
+"""The A/B-test assignment end to end: the real CLI, Docker, the notebook runner, the hidden re-runs
+and a real MLflow store, read back. The examples' order is what a reviewer would give them."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import REPO, run_cli
+from tests.test_e2e_docker import json_lines, mlflow_runs
+
+pytestmark = [pytest.mark.docker, pytest.mark.slow]
+EXAMPLES = REPO / "assignments" / "abtest" / "examples"
+HIDDEN_RUNS = ("no_effect", "clear_win", "srm")
+
+
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory):
+    results = tmp_path_factory.mktemp("abtest-results")
+    subs = sorted(str(p) for p in EXAMPLES.iterdir() if p.is_dir())
+    proc = run_cli("grade", "abtest", *subs, "--jobs", "2", "--json", "--results", str(results))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return results, json_lines(proc.stdout)
+
+
+def test_examples_order_as_a_reviewer_would(graded):
+    _, lines = graded
+    total = {name: line["total_score"] for name, line in lines.items()}
+    assert set(total) == {"good_notebook", "good_script", "no_srm", "classic_mistakes", "hardcoded", "raises"}
+    # Both correct submissions are near full marks, whichever form they take.
+    assert min(total["good_notebook"], total["good_script"]) >= 90
+    # Sound statistics without the SRM check: loses the SRM fields and ships the broken experiment.
+    assert 50 <= total["no_srm"] < min(total["good_notebook"], total["good_script"]) - 10
+    # One-sided tests, pooled variance, peeking: below the one who only forgot a check.
+    assert total["classic_mistakes"] < total["no_srm"] - 10
+    # Answers pasted from the public data are worth next to nothing on the hidden re-runs; the
+    # classic mistakes still earn the SRM check (1.5 + 0.5 of 18.5 weight, about 8-11 points).
+    assert total["hardcoded"] < 5 < total["classic_mistakes"]
+    assert lines["raises"]["status"] == "error" and total["raises"] == 0
+
+
+def test_the_hidden_reruns_are_graded_and_the_public_run_is_not(graded):
+    _, lines = graded
+    hard = lines["hardcoded"]
+    assert hard["status"] == "ok"  # it ran fine everywhere; its answers just do not follow the data
+    decision = hard["criteria"]["decision"]
+    assert decision["score"] == 0  # a constant call earns nothing
+    good = lines["good_script"]["criteria"]
+    assert good["srm_detected"]["score"] == 1 and good["decision"]["score"] == 1
+    no_srm = lines["no_srm"]["criteria"]
+    assert no_srm["srm_detected"]["score"] == 0 and no_srm["conversion_p_value"]["score"] == 1
+
+
+def test_result_folder_has_each_run_the_rendered_notebook_and_the_recommendation(graded):
+    results, _ = graded
+    from harness.results import load_result
+
+    folders = {load_result(p.parent).candidate: p.parent for p in results.glob("abtest/*/*/result.json")}
+    notebook = folders["good_notebook"]
+    result = load_result(notebook)
+    assert [s.name for s in result.stages] == [f"analyze/{r}" for r in ("public", *HIDDEN_RUNS)]
+    for run in ("public", *HIDDEN_RUNS):
+        assert (notebook / "outputs" / run / "answers.json").is_file()
+        assert "<html" in (notebook / "outputs" / run / "executed.html").read_text()[:2000].lower()
+    assert (notebook / "review" / "recommendation.md").stat().st_size > 0
+    details = next(c for c in result.criteria if c.name == "design_conversion_n").details
+    assert all(run in str(details["runs"]) for run in HIDDEN_RUNS)  # each hidden run, explained
+    assert "public" not in str(details["runs"])  # the public run is never graded
+    raises = folders["raises"]
+    assert "KeyError" in (raises / "outputs" / "public" / "executed.html").read_text()
+    report = (raises / "report.md").read_text()
+    assert "error" in report and "analyze/public" in report
+
+
+def test_mlflow_shows_per_field_criteria_groups_and_the_notebook(graded):
+    results, _ = graded
+    from mlflow.tracking import MlflowClient
+
+    runs = {r.info.run_name: r for r in mlflow_runs(results, "abtest@1.0")}
+    assert set(runs) >= {"good_notebook", "good_script", "no_srm", "classic_mistakes", "hardcoded", "raises"}
+    metrics = runs["good_notebook"].data.metrics
+    assert {"score.design_conversion_n", "score.conversion_ci_abs", "score.srm_detected", "score.decision",
+            "group.design", "group.conversion", "analyze/srm.seconds"} <= set(metrics)
+    client = MlflowClient(tracking_uri=f"sqlite:///{results}/mlflow.db")
+    run_id = runs["good_notebook"].info.run_id
+    public = {a.path for a in client.list_artifacts(run_id, "outputs/public")}
+    assert "outputs/public/executed.html" in public
+    assert "review/recommendation.md" in {a.path for a in client.list_artifacts(run_id, "review")}
+    assert "decision" in runs["good_notebook"].data.tags["mlflow.note.content"]

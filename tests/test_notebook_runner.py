@@ -1,0 +1,75 @@
+"""The in-sandbox entry-point runner (sandbox/runners/run.py), run here with the host's Python and a
+real Jupyter kernel; the Docker path is exercised by tests/test_abtest_docker.py."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+from sandbox import RUNNERS_DIR
+
+RUNNER = RUNNERS_DIR / "run.py"
+
+
+def run(cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {"PATH": os.environ["PATH"], "HOME": str(cwd)}
+    return subprocess.run([sys.executable, str(RUNNER), *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=120, check=False)
+
+
+def notebook(path: Path, *cells) -> None:
+    nbformat.write(new_notebook(cells=list(cells)), path)
+
+
+@pytest.mark.slow
+def test_parameters_are_injected_after_the_tagged_cell_and_the_executed_notebook_is_kept(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    notebook(tmp_path / "analysis.ipynb",
+             new_markdown_cell("# Analysis"),
+             new_code_cell("data_dir = 'default'\noutput_dir = '.'", metadata={"tags": ["parameters"]}),
+             new_code_cell("import pathlib\npathlib.Path(output_dir, 'seen.txt').write_text(data_dir)"))
+    done = run(tmp_path, "--param", "data_dir=/data/input", "--param", f"output_dir={out}",
+               "--executed", str(out / "executed.ipynb"), "analysis.ipynb", "analyze.py")
+    assert done.returncode == 0, done.stderr
+    assert (out / "seen.txt").read_text() == "/data/input"  # the injected value won over the default
+    executed = nbformat.read(out / "executed.ipynb", as_version=4)
+    tags = [c.metadata.get("tags", []) for c in executed.cells]
+    assert tags[2] == ["injected-parameters"]  # right after the `parameters` cell
+    assert executed.cells[3].execution_count is not None
+
+
+@pytest.mark.slow
+def test_a_failing_cell_fails_the_stage_and_the_notebook_shows_the_error(tmp_path):
+    notebook(tmp_path / "analysis.ipynb", new_code_cell("x = 1"), new_code_cell("raise KeyError('convertd')"),
+             new_code_cell("never = True"))
+    done = run(tmp_path, "--executed", str(tmp_path / "executed.ipynb"), "analysis.ipynb")
+    assert done.returncode == 1 and "KeyError" in done.stderr
+    executed = nbformat.read(tmp_path / "executed.ipynb", as_version=4)
+    error = executed.cells[2].outputs[0]  # cell 0 is the injected (empty) parameters cell
+    assert error.output_type == "error" and error.ename == "KeyError"
+    assert executed.cells[3].execution_count is None  # stopped at the error
+
+
+def test_a_script_gets_the_parameters_as_options(tmp_path):
+    (tmp_path / "analyze.py").write_text("import json, sys\nprint(json.dumps(sys.argv[1:]))\n")
+    done = run(tmp_path, "--param", "data_dir=/data/input", "--param", "output_dir=/output",
+               "analysis.ipynb", "analyze.py")
+    assert done.returncode == 0
+    assert json.loads(done.stdout) == ["--data-dir", "/data/input", "--output-dir", "/output"]
+
+
+def test_no_entry_point_and_a_broken_notebook_are_clear_failures(tmp_path):
+    done = run(tmp_path, "analysis.ipynb", "analyze.py")
+    assert done.returncode == 2 and "none of analysis.ipynb, analyze.py" in done.stderr
+    (tmp_path / "analysis.ipynb").write_text("{not json")
+    done = run(tmp_path, "analysis.ipynb")
+    assert done.returncode == 1 and "not a readable notebook" in done.stderr
+    assert run(tmp_path, "--param", "bad name=1", "analysis.ipynb").returncode == 2

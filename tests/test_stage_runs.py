@@ -1,0 +1,168 @@
+"""Stages with `runs`: one container per data set, isolated from each other, outputs per run.
+
+Played by the fake backend (tests/fakes.py); the Docker path is covered by the abtest end-to-end
+test (tests/test_abtest_docker.py).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from harness import api
+from harness.errors import HarnessError, SpecError
+from harness.results import Status
+from harness.spec import AssignmentSpec
+from sandbox import RunResult, StageStatus
+from tests.fakes import FIXTURES, FakeBackend, install_fake_backend, make_submission
+
+MULTIRUN = FIXTURES / "assignments" / "multirun"
+
+
+def _mount(request, target: str) -> Path:
+    return next(m.source for m in request.mounts if m.target == target)
+
+
+def fit(request, output):
+    base = (_mount(request, "/data/shared") / "base.txt").read_text()
+    (_mount(request, "/workspace") / "model.txt").write_text(base)
+    return RunResult(status=StageStatus.OK, exit_code=0, seconds=0.01, log="fit\n")
+
+
+def answer(seen: list, *, fail_on: str | None = None, answers_on_failure: bool = False):
+    """Writes model + value; records what each run could see of the others' workspace writes."""
+
+    def play(request, output):
+        value = (_mount(request, "/data/input") / "value.txt").read_text()
+        workspace = _mount(request, "/workspace")
+        seen.append((value, sorted(p.name for p in workspace.iterdir()), dict(request.env)))
+        (workspace / f"left-by-{value}.txt").write_text("x")
+        model = (workspace / "model.txt").read_text()
+        if value == fail_on:
+            (output / "executed.ipynb").write_text('{"cells": []}')
+            if answers_on_failure:
+                (output / "answer.txt").write_text(str(int(model) + int(value)))
+            return RunResult(status=StageStatus.ERROR, exit_code=1, seconds=0.01, log="boom\n",
+                             detail="exit 1")
+        (output / "answer.txt").write_text(str(int(model) + int(value)))
+        return RunResult(status=StageStatus.OK, exit_code=0, seconds=0.01, log=f"run {value}\n")
+
+    return play
+
+
+def grade(tmp_path, backend, files=None):
+    install_fake_backend(backend)
+    sub = make_submission(tmp_path / "subs", "cand", {"main.py": "", **(files or {})})
+    report = api.grade(MULTIRUN, [str(sub)], results_dir=tmp_path / "results", backend="fake",
+                       backoff_s=0.0, log_to_mlflow=False)
+    return report.items[0]
+
+
+def test_each_run_gets_its_data_and_a_private_copy_of_the_workspace(tmp_path):
+    seen: list = []
+    item = grade(tmp_path, FakeBackend({("cand", "fit"): fit, ("cand", "answer"): answer(seen)}))
+    result = item.result
+    assert result.status is Status.OK and result.total_score == 100.0
+    assert [v for v, _, _ in seen] == ["1", "2", "3"]
+    # every run sees the fit stage's model and nothing another run wrote
+    assert all(files == ["model.txt"] for _, files, _ in seen)
+    # nothing in the environment names the run
+    assert all(not any(r in str(env) for r in ("first", "second", "third")) for _, _, env in seen)
+    assert [s.name for s in result.stages] == ["fit", "answer/first", "answer/second", "answer/third"]
+    assert (item.folder / "outputs" / "third" / "answer.txt").read_text() == "13"
+    assert "run 2" in (item.folder / "logs" / "answer" / "second.log").read_text()
+
+
+def test_a_failed_run_fails_the_submission_but_the_other_runs_are_graded(tmp_path):
+    seen: list = []
+    play = answer(seen, fail_on="2", answers_on_failure=True)
+    item = grade(tmp_path, FakeBackend({("cand", "fit"): fit, ("cand", "answer"): play}))
+    result = item.result
+    assert len(seen) == 3  # the third run still ran
+    assert result.status is Status.ERROR and "on runs second" in result.message
+    scores = {c.name: c.score for c in result.criteria}
+    assert scores["third"] == 1.0
+    # what the failed run wrote is not graded, but its notebook is kept (and rendered) for reviewers
+    assert scores["second"] == 0.0
+    second = next(c for c in result.criteria if c.name == "second")
+    assert "not graded" in second.explanation and "answer/second failed" in second.explanation
+    assert not (item.folder / "outputs" / "second" / "answer.txt").exists()
+    assert (item.folder / "outputs" / "second" / "executed.html").is_file()
+
+
+def test_groups_share_a_summary_column(tmp_path):
+    from harness.results import group_scores
+
+    seen: list = []
+    result = grade(tmp_path, FakeBackend({("cand", "fit"): fit,
+                                          ("cand", "answer"): answer(seen, fail_on="3")})).result
+    assert group_scores(result.criteria) == {"runs": 50.0, "completion": 50.0}  # fit ok, answer not
+    assert next(c for c in result.criteria if c.name == "second").group == "runs"
+
+
+def test_one_of_the_entry_points_is_required(tmp_path):
+    backend = FakeBackend({})
+    install_fake_backend(backend)
+    sub = make_submission(tmp_path / "subs", "cand")  # neither main.ipynb nor main.py
+    report = api.grade(MULTIRUN, [str(sub)], results_dir=tmp_path / "results", backend="fake",
+                       backoff_s=0.0, log_to_mlflow=False)
+    result = report.items[0].result
+    assert result.status is Status.INVALID and "one of main.ipynb or main.py" in result.message
+    assert backend.calls == []
+
+
+def test_review_files_are_copied_and_links_are_not_followed(tmp_path):
+    seen: list = []
+    backend = FakeBackend({("cand", "fit"): fit, ("cand", "answer"): answer(seen)})
+    item = grade(tmp_path, backend, files={"NOTES.md": "we should ship"})
+    assert (item.folder / "review" / "NOTES.md").read_text() == "we should ship"
+    sub = make_submission(tmp_path / "subs", "linked", {"main.py": "", "inner.md": "x"})
+    (sub / "NOTES.md").symlink_to("inner.md")  # inside the submission, so intake keeps it
+    report = api.grade(MULTIRUN, [str(sub)], results_dir=tmp_path / "results", backend="fake",
+                       backoff_s=0.0, log_to_mlflow=False)
+    folder = report.items[0].folder
+    assert not (folder / "review" / "NOTES.md").exists()
+    assert "NOTES.md: symlink" in (folder / "review" / "MISSING.txt").read_text()
+
+
+def _spec(**stage):
+    return {"schema_version": 1, "id": "x", "version": "1", "title": "x", "brief": "B.md",
+            "data": {"visible": {"a": "a", "input": "i"}},
+            "stages": [{"name": "s", "command": ["true"], "timeout": 1, **stage}],
+            "graders": [{"name": "c", "grader": "completion", "weight": 1}]}
+
+
+@pytest.mark.parametrize(("stage", "message"), [
+    ({"runs": ["a", "missing"]}, "unknown data ['missing']"),
+    ({"runs": ["a", "a"]}, "runs repeat"),
+    ({"runs": ["a"], "data": ["input"]}, "/data/input"),
+])
+def test_bad_runs_are_spec_errors(stage, message):
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        AssignmentSpec.model_validate(_spec(**stage))
+
+
+def test_x_keys_hold_anchors_and_are_ignored(tmp_path):
+    from harness.spec import load_spec
+
+    path = tmp_path / "assignment.yaml"
+    path.write_text("schema_version: 1\nid: x\nversion: '1'\ntitle: x\nbrief: B.md\n"
+                    "x-common: &w {weight: 2}\n"
+                    "stages: [{name: s, command: ['true'], timeout: 1}]\n"
+                    "graders: [{name: c, grader: completion, <<: *w}]\n")
+    assert load_spec(path).graders[0].weight == 2
+    path.write_text(path.read_text().replace("x-common", "common"))
+    with pytest.raises(SpecError, match="common"):
+        load_spec(path)
+
+
+def test_the_candidate_kit_has_brief_and_public_data_only(tmp_path):
+    kit = tmp_path / "kit"
+    api.export_kit(MULTIRUN, kit, results_dir=tmp_path / "results")
+    files = sorted(p.relative_to(kit).as_posix() for p in kit.rglob("*") if p.is_file())
+    assert files == ["BRIEF.md", "data/first/value.txt"]  # no other run, no hidden answers
+    with pytest.raises(HarnessError, match="not empty"):
+        api.export_kit(MULTIRUN, kit, results_dir=tmp_path / "results")
