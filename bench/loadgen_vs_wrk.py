@@ -26,7 +26,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from graders._loadgen import LoadResult, run_open_loop  # noqa: E402
+from sandbox import RUNNERS_DIR  # noqa: E402
+
+sys.path.insert(0, str(RUNNERS_DIR))  # the generator runs in the sandbox, where its siblings are top level
+from loadgen import LoadResult, run_open_loop  # noqa: E402
 
 WRK = "/usr/bin/wrk"
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}

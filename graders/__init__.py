@@ -1,6 +1,7 @@
 """Grader plugins. Each registers itself by name; outside packages use the `harness.graders` entry points."""
 
-from graders import abtest, completion, ranking  # noqa: F401 - register "ab_answer", "completion", "ranking"
+# importing registers: "ab_answer", "completion", "endpoint_*", "ranking"
+from graders import abtest, completion, endpoint, ranking  # noqa: F401
 from graders._base import GRADERS, CriterionResult, Grader, GradingContext, OutputFile, grader, linear_score
 
 __all__ = ["GRADERS", "CriterionResult", "Grader", "GradingContext", "OutputFile", "grader", "linear_score"]

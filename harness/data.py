@@ -30,6 +30,11 @@ def _fingerprint(assignment: Assignment) -> str:
     generator = assignment.spec.data.generator
     roots = [assignment.path(generator)] if generator else []
     roots.append(assignment.dir / HIDDEN_DIR)
+    # code the generator may import from the assignment folder (e.g. model/train.py); not what
+    # candidates see or submit
+    roots += sorted(p for p in assignment.dir.rglob("*.py")
+                    if p.parts[len(assignment.dir.parts)] not in ("examples", "starter", HIDDEN_DIR)
+                    and p != (assignment.path(generator) if generator else None))
     for root in roots:
         files = sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else [root]
         for path in files:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -13,12 +11,12 @@ from pydantic import ValidationError
 
 from graders import GRADERS, Grader, GradingContext, OutputFile
 from harness import __version__
+from harness._stages import RunState, run_stages
 from harness._text import printable
 from harness._workdirs import owned_name, remove_tree, replace_folder
 from harness.data import DataSets
 from harness.errors import HarnessError, InfraError, SpecError
 from harness.intake import StagedSubmission
-from harness.notebook_html import render_notebook
 from harness.report import render_report
 from harness.results import (
     StageRecord,
@@ -29,25 +27,15 @@ from harness.results import (
     total_score,
     write_atomic,
 )
-from harness.spec import RUN_INPUT, Assignment, StageSpec
+from harness.spec import Assignment
 from sandbox import (
-    RUNNERS_DIR,
-    RUNNERS_MOUNT,
-    Mount,
     OutputRefused,
-    RunRequest,
-    RunResult,
     SandboxBackend,
-    StageStatus,
-    copy_workspace,
-    make_writable_dir,
     read_bounded,
 )
 
 REQUIREMENTS_FILE = "requirements.txt"
 REVIEW_DIR = "review"  # the submission's files a reviewer reads (spec: review_files)
-_DISK_MARGIN = 256 << 20  # free space kept beyond a stage's own disk limit
-_DISK_LOW = 64 << 20  # below this after a failed stage, the host disk (not the stage) is to blame
 _REQUIREMENTS_MAX = 64 << 10
 
 
@@ -93,18 +81,6 @@ def grader_versions(graders: list[Grader]) -> dict[str, str]:
     return {g.name: f"{g.grader_name}:{g.version}" for g in graders}
 
 
-@dataclass
-class _Run:
-    """Mutable state of one grading."""
-
-    status: Status = Status.OK
-    message: str = ""
-    stages: list[StageRecord] = field(default_factory=list)
-    outputs: dict[str, OutputFile] = field(default_factory=dict)
-    image: str = ""
-    image_id: str | None = None
-
-
 def grade_submission(*, assignment: Assignment, staged: StagedSubmission, runtime: Runtime,
                      key: str, submission_id: str, result_dir: Path, scratch: Path) -> SubmissionResult:
     """Run and score one submission; write result.json (last) and report.md into `result_dir`.
@@ -115,12 +91,12 @@ def grade_submission(*, assignment: Assignment, staged: StagedSubmission, runtim
     # Built aside and swapped in whole, so a re-grade that fails leaves the previous result as it was.
     final_dir, result_dir = result_dir, result_dir.with_name(owned_name(f".{result_dir.name}"))
     (result_dir / "logs").mkdir(parents=True)
-    run = _Run(image=runtime.image, image_id=runtime.image_id)
+    run = RunState(image=runtime.image, image_id=runtime.image_id)
     try:
         _check_contract(assignment, staged, runtime, run)
         _copy_review_files(assignment, staged, result_dir)
         if run.status is Status.OK:
-            _run_stages(assignment, staged, runtime, run, result_dir, scratch)
+            run_stages(assignment, staged, runtime, run, result_dir, scratch)
         criteria = _score(assignment, staged, runtime, run, result_dir)
     except BaseException:
         remove_tree(result_dir)
@@ -144,7 +120,8 @@ def grade_submission(*, assignment: Assignment, staged: StagedSubmission, runtim
     return result
 
 
-def _check_contract(assignment: Assignment, staged: StagedSubmission, runtime: Runtime, run: _Run) -> None:
+def _check_contract(assignment: Assignment, staged: StagedSubmission, runtime: Runtime,
+                    run: RunState) -> None:
     spec = assignment.spec
     missing = [f for f in spec.required_files if not (staged.path / f).is_file()]
     if spec.required_one_of and not any((staged.path / f).is_file() for f in spec.required_one_of):
@@ -188,125 +165,7 @@ def _copy_review_files(assignment: Assignment, staged: StagedSubmission, result_
         write_atomic(result_dir / REVIEW_DIR / "MISSING.txt", "\n".join(notes) + "\n")
 
 
-def _stage_request(assignment: Assignment, stage: StageSpec, *, staged: StagedSubmission, runtime: Runtime,
-                   image: str, workspace: Path, output: Path, run_data: str | None = None) -> RunRequest:
-    mounts = [Mount(staged.path, "/submission"), Mount(workspace, "/workspace", read_only=False),
-              Mount(output, "/output", read_only=False), Mount(RUNNERS_DIR, RUNNERS_MOUNT)]
-    mounts += [Mount(runtime.data.visible[name], f"/data/{name}") for name in stage.data]
-    if run_data is not None:  # the run's name is not passed in: the stage cannot tell which run it is
-        mounts.append(Mount(runtime.data.visible[run_data], f"/data/{RUN_INPUT}"))
-    threads = str(max(1, math.floor(assignment.spec.limits.cpus)))
-    env = (("OMP_NUM_THREADS", threads), ("OPENBLAS_NUM_THREADS", threads), ("MKL_NUM_THREADS", threads),
-           ("MLGRADE_STAGE", stage.name), ("HOME", "/tmp"))  # noqa: S108 - in the sandbox; root is read-only
-    return RunRequest(name=stage.name, command=stage.command, image=image, mounts=tuple(mounts),
-                      limits=assignment.spec.stage_limits(stage), env=env, workdir="/submission",
-                      labels=(("mlgrade.assignment", assignment.key),))
-
-
-@dataclass(frozen=True)
-class _Step:
-    """One container: a stage, or one run of a stage that has runs."""
-
-    stage: StageSpec
-    run: str | None = None
-
-    @property
-    def label(self) -> str:
-        return self.stage.name if self.run is None else f"{self.stage.name}/{self.run}"
-
-
-def _run_stages(assignment: Assignment, staged: StagedSubmission, runtime: Runtime, run: _Run,
-                result_dir: Path, scratch: Path) -> None:
-    uid, gid = runtime.backend.run_as
-    scratch.mkdir(parents=True, exist_ok=True)
-    scratch.chmod(0o755)
-    workspace = scratch / "workspace"
-    make_writable_dir(workspace, uid, gid)
-    for stage in assignment.spec.stages:
-        steps = [_Step(stage, r) for r in stage.runs] or [_Step(stage)]
-        failed = [step for step in steps
-                  if not _run_step(assignment, step, staged, runtime, run, result_dir, scratch, workspace)]
-        if failed:
-            first = run.stages[[s.name for s in run.stages].index(failed[0].label)]
-            run.status = Status(first.status)
-            which = f" on runs {', '.join(s.run or '' for s in failed)}" if stage.runs else ""
-            run.message = f"stage {stage.name}{which}: {first.status}: {first.detail}".rstrip(": ")
-            return
-
-
-def _run_step(assignment: Assignment, step: _Step, staged: StagedSubmission, runtime: Runtime, run: _Run,
-              result_dir: Path, scratch: Path, workspace: Path) -> bool:
-    """Run one container and collect its outputs; False if it did not finish cleanly."""
-    uid, gid = runtime.backend.run_as
-    slug = step.label.replace("/", "-")
-    output = scratch / f"output-{slug}"
-    make_writable_dir(output, uid, gid)
-    if step.run is not None:  # nothing one run writes is seen by another
-        private = scratch / f"workspace-{slug}"
-        copy_workspace(workspace, private, uid, gid)
-    request = _stage_request(assignment, step.stage, staged=staged, runtime=runtime,
-                             image=run.image or runtime.image, run_data=step.run,
-                             workspace=private if step.run is not None else workspace, output=output)
-    _require_free_space(scratch, request.limits.disk_bytes + _DISK_MARGIN, step.label)
-    outcome = runtime.backend.run(request)
-    if step.run is not None:
-        remove_tree(private)
-    run.stages.append(_record(step.label, outcome, result_dir))
-    if outcome.status is not StageStatus.OK:
-        _require_free_space(scratch, _DISK_LOW, step.label)  # a full host disk is not a verdict
-    ok = outcome.status is StageStatus.OK
-    failure = None if ok else f"{outcome.status.value}: {outcome.detail}".rstrip(": ")
-    if ok or step.run is not None:
-        _collect_outputs(step, output, result_dir, run, failure=failure)
-    remove_tree(output)
-    return ok
-
-
-def _require_free_space(path: Path, needed: int, stage: str) -> None:
-    """InfraError unless the file system holding `path` has `needed` bytes free."""
-    stats = os.statvfs(path)
-    free = stats.f_bavail * stats.f_frsize
-    if free < needed:
-        raise InfraError(f"host disk nearly full at {path} ({free >> 20} MiB free, stage {stage} "
-                         f"needs {needed >> 20} MiB): free some space and re-run")
-
-
-def _record(name: str, outcome: RunResult, result_dir: Path) -> StageRecord:
-    log_file = f"logs/{name}.log"
-    (result_dir / log_file).parent.mkdir(parents=True, exist_ok=True)
-    (result_dir / log_file).write_text(outcome.log, encoding="utf-8", errors="replace")
-    return StageRecord(name=name, status=outcome.status.value, exit_code=outcome.exit_code,
-                       seconds=round(outcome.seconds, 3), peak_memory_bytes=outcome.peak_memory_bytes,
-                       log_file=log_file, log_truncated=outcome.log_truncated, detail=outcome.detail)
-
-
-def _collect_outputs(step: _Step, output: Path, result_dir: Path, run: _Run, *, failure: str | None) -> None:
-    """Copy each declared output out of the stage's folder: bounded, no links, regular files only.
-
-    A failed run's outputs are not graded, but its notebooks are kept for reviewers (executed up
-    to the error, they show what went wrong).
-    """
-    prefix = "" if step.run is None else f"{step.run}/"
-    for name, cap in step.stage.outputs.items():
-        key = prefix + name
-        if failure and not name.endswith(".ipynb"):
-            run.outputs[key] = OutputFile(name=key, path=None,
-                                          problem=f"not graded: stage {step.label} failed ({failure})")
-            continue
-        try:
-            data = read_bounded(output / name, cap)
-        except OutputRefused as exc:
-            run.outputs[key] = OutputFile(name=key, path=None, problem=f"{name}: {exc.reason}")
-            continue
-        target = result_dir / "outputs" / key
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(data)
-        run.outputs[key] = OutputFile(name=key, path=target)
-        if name.endswith(".ipynb"):
-            render_notebook(target, target.with_suffix(".html"))
-
-
-def _score(assignment: Assignment, staged: StagedSubmission, runtime: Runtime, run: _Run,
+def _score(assignment: Assignment, staged: StagedSubmission, runtime: Runtime, run: RunState,
            result_dir: Path) -> list:
     declared = {key for stage in assignment.spec.stages for key in stage.output_keys()}
     outputs = {n: run.outputs.get(n) or OutputFile(n, None, _why_missing(run)) for n in declared}
@@ -340,7 +199,7 @@ def _stage_statuses(records: list[StageRecord]) -> dict[str, str]:
     return statuses
 
 
-def _why_missing(run: _Run) -> str:
+def _why_missing(run: RunState) -> str:
     if run.status is Status.OK:
         return "not written by the submission"
     return f"not produced: {run.message}"

@@ -137,6 +137,17 @@ class DataSpec(_Strict):
         return self
 
 
+class ProbeSpec(_Strict):
+    """A harness-owned client run next to a service stage, in the stage's network namespace."""
+
+    command: tuple[str, ...] = Field(min_length=1)
+    timeout: float = Field(gt=0, le=6 * 3600)
+    data: tuple[str, ...] = ()  # visible data sets mounted at /data/<name> in the probe only
+    outputs: dict[FileName, Size] = Field(default_factory=dict)  # read back from the probe's /output
+    cpus: float = Field(1.0, gt=0, le=64)
+    memory: Size = 1 << 30
+
+
 class StageSpec(_Strict):
     name: Name
     command: tuple[str, ...] = Field(min_length=1)
@@ -146,6 +157,9 @@ class StageSpec(_Strict):
     #: /data/input and a private copy of /workspace; outputs are then collected as "<run>/<file>".
     runs: tuple[str, ...] = ()
     outputs: dict[FileName, Size] = Field(default_factory=dict)  # file in /output -> max bytes read back
+    #: Makes the stage a service (e.g. an HTTP server): the probe starts next to it, and the
+    #: service is stopped when the probe ends. The probe's outputs are graded like the stage's.
+    probe: ProbeSpec | None = None
 
     @field_validator("runs")
     @classmethod
@@ -154,10 +168,22 @@ class StageSpec(_Strict):
             raise ValueError(f"runs repeat: {list(runs)}")
         return runs
 
+    @model_validator(mode="after")
+    def _probe_fits(self) -> StageSpec:
+        if self.probe is None:
+            return self
+        if self.runs:
+            raise ValueError(f"stage {self.name!r}: a stage has either runs or a probe, not both")
+        if self.probe.timeout >= self.timeout:
+            raise ValueError(f"stage {self.name!r}: the probe's timeout ({self.probe.timeout:g} s) must be "
+                             f"shorter than the stage's ({self.timeout:g} s), which bounds the service")
+        return self
+
     def output_keys(self) -> list[str]:
         """How graders find this stage's outputs: "<file>", or "<run>/<file>" for each run."""
+        probe = list(self.probe.outputs) if self.probe else []
         if not self.runs:
-            return list(self.outputs)
+            return list(self.outputs) + probe
         return [f"{run}/{name}" for run in self.runs for name in self.outputs]
 
     @field_validator("command", mode="before")
@@ -214,7 +240,8 @@ class AssignmentSpec(_Strict):
         if len(set(names)) != len(names):
             raise ValueError(f"stage names repeat: {names}")
         for stage in self.stages:
-            unknown = (set(stage.data) | set(stage.runs)) - set(self.data.visible)
+            probe_data = set(stage.probe.data) if stage.probe else set()
+            unknown = (set(stage.data) | set(stage.runs) | probe_data) - set(self.data.visible)
             if unknown:
                 hint = " (hidden data can never be mounted)" if unknown & set(self.data.hidden) else ""
                 raise ValueError(f"stage {stage.name!r} mounts unknown data {sorted(unknown)}{hint}; "
@@ -232,6 +259,11 @@ class AssignmentSpec(_Strict):
         criteria = [g.name for g in self.graders]
         if len(set(criteria)) != len(criteria):
             raise ValueError(f"grader names repeat: {criteria}")
+        ungrouped = {g.name for g in self.graders if g.group is None}
+        clash = sorted({g.group for g in self.graders if g.group} & ungrouped)
+        if clash:
+            raise ValueError(f"group {clash[0]!r} has the name of an ungrouped criterion: the summary "
+                             "would merge them; rename one")
         return self
 
     def stage_limits(self, stage: StageSpec) -> Limits:

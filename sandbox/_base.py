@@ -55,6 +55,10 @@ class RunRequest:
     env: tuple[tuple[str, str], ...] = ()  # the only environment the stage gets
     workdir: str = "/submission"
     labels: tuple[tuple[str, str], ...] = ()
+    #: A second sandbox that shares this one's network namespace (and nothing else): it starts
+    #: right after this one, reaches it on 127.0.0.1, and when it exits this one is stopped.
+    #: For a server (this request) measured by a harness-owned client (the probe).
+    probe: RunRequest | None = None
 
 
 @dataclass(frozen=True)
@@ -66,6 +70,7 @@ class RunResult:
     log_truncated: bool = False
     peak_memory_bytes: int | None = None
     detail: str = ""  # a short human explanation of a non-ok status
+    probe: RunResult | None = None  # the probe's own result, when the request had one
 
 
 class SandboxBackend(ABC):
@@ -79,7 +84,10 @@ class SandboxBackend(ABC):
     def run(self, request: RunRequest) -> RunResult:
         """Run one stage to completion. Candidate failures are statuses, not exceptions.
 
-        Raises InfraError when the backend itself fails (daemon gone, image missing).
+        With `request.probe`, the stage is a service: it counts as OK when it is still running
+        at the probe's end (it is then stopped), and the probe's result is `RunResult.probe`.
+        Raises InfraError when the backend itself fails (daemon gone, image missing), and
+        HarnessError when it cannot run a probe.
         """
 
     def cancel_all(self) -> None:  # noqa: B027 - optional hook

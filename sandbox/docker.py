@@ -74,17 +74,28 @@ class _Watchdog(threading.Thread):
         self.detail = ""
         self.peak_memory: int | None = None
         self.done = threading.Event()
+        self.stopped = False  # set when the harness stops a running service after its probe
         self._writable = [m.source for m in request.mounts if not m.read_only]
         self._devices = {os.stat(path).st_dev for path in self._writable}
         self._cgroup: tuple[Path, str] | None = None  # found on the first read, then kept
 
     def kill(self, reason: StageStatus, detail: str) -> None:
-        if self.reason is None:
+        if self.reason is None and not self.stopped:
             self.reason, self.detail = reason, detail
         try:
             self.container.kill()
         except _DOCKER_FAILURES:
             pass  # already gone
+
+    def stop_service(self) -> None:
+        """Stop a service whose probe has ended. One still running then has done its job (OK);
+        one that had exited or been killed keeps that verdict."""
+        try:
+            self.container.reload()
+            self.stopped = self.reason is None and bool(self.container.attrs["State"].get("Running"))
+            self.container.kill()
+        except _DOCKER_FAILURES:
+            pass  # already gone (it exited on its own, or by a limit)
 
     def run(self) -> None:
         next_disk = 0.0
@@ -160,7 +171,7 @@ class DockerBackend(SandboxBackend):
         self._closed = False
         self._lock = threading.Lock()
 
-    def _create(self, request: RunRequest):
+    def _create(self, request: RunRequest, network_mode: str):
         lim = request.limits
         return self.client.containers.create(
             # The harness's watchdog enforces the time limit; `timeout` inside is a backstop
@@ -171,7 +182,7 @@ class DockerBackend(SandboxBackend):
             user=f"{self.run_as[0]}:{self.run_as[1]}", working_dir=request.workdir,
             environment=dict(request.env),
             labels={"mlgrade": "stage", "mlgrade.owner": _OWNER, **dict(request.labels)},
-            network_mode="none", mem_limit=lim.memory_bytes, memswap_limit=lim.memory_bytes,
+            network_mode=network_mode, mem_limit=lim.memory_bytes, memswap_limit=lim.memory_bytes,
             nano_cpus=int(lim.cpus * 1e9), pids_limit=lim.pids, read_only=True,
             tmpfs={"/tmp": f"rw,nosuid,nodev,size={lim.tmpfs_bytes},mode=1777"},  # noqa: S108 - in the container
             cap_drop=["ALL"], security_opt=["no-new-privileges"], ipc_mode="private",
@@ -183,11 +194,15 @@ class DockerBackend(SandboxBackend):
         )
 
     def run(self, request: RunRequest) -> RunResult:
+        return self._run(request, "none")
+
+    def _run(self, request: RunRequest, network_mode: str) -> RunResult:
+        """Run one container; "none" is its own empty network namespace, "container:<id>" another's."""
         started = time.monotonic()
         if self._closed:
             raise InfraError(f"stage {request.name} not started: the batch was cancelled")
         try:
-            container = self._create(request)
+            container = self._create(request, network_mode)
         except docker.errors.ImageNotFound:
             raise InfraError(f"image {request.image!r} is not present; build it first") from None
         except _DOCKER_FAILURES as exc:
@@ -211,12 +226,15 @@ class DockerBackend(SandboxBackend):
         container.start()
         watchdog = _Watchdog(container, request)
         watchdog.start()
+        probe = _Probe(self, request.probe, container, watchdog) if request.probe else None
         try:
             log, truncated = self._read_capped(stream, request.limits.output_bytes, watchdog)
             state = self._wait(container, watchdog)
         finally:
             watchdog.done.set()
             watchdog.join()
+            if probe is not None:
+                probe.join()
         if self._closed:  # killed by Ctrl-C, not by its own doing: no verdict
             raise InfraError(f"stage {request.name} was cancelled")
         if watchdog.reason is None:  # an overrun between two checks counts too
@@ -225,7 +243,8 @@ class DockerBackend(SandboxBackend):
         status, detail = _classify(state, watchdog)
         return RunResult(status=status, exit_code=state.get("ExitCode"), seconds=seconds,
                          log=log.decode("utf-8", errors="replace"), log_truncated=truncated,
-                         peak_memory_bytes=watchdog.peak_memory, detail=detail)
+                         peak_memory_bytes=watchdog.peak_memory, detail=detail,
+                         probe=probe.outcome() if probe is not None else None)
 
     @staticmethod
     def _read_capped(stream, cap: int, watchdog: _Watchdog) -> tuple[bytes, bool]:
@@ -279,8 +298,46 @@ class DockerBackend(SandboxBackend):
         self.client.close()
 
 
+class _Probe(threading.Thread):
+    """Runs a probe container in the service's network namespace, then stops the service."""
+
+    def __init__(self, backend: DockerBackend, request: RunRequest, service, watchdog: _Watchdog) -> None:
+        super().__init__(daemon=True, name=f"probe-{request.name}")
+        self.backend, self.request, self.service, self.watchdog = backend, request, service, watchdog
+        self.result: RunResult | None = None
+        self.error: BaseException | None = None
+        self.start()
+
+    def run(self) -> None:
+        try:
+            self.result = self.backend._run(self.request, f"container:{self.service.id}")
+        except InfraError as exc:
+            if self._service_running():
+                self.error = exc
+            # else the service died before the probe could join it: no probe, the service's verdict
+        except BaseException as exc:  # noqa: BLE001 - handed to the stage's thread in outcome()
+            self.error = exc
+        finally:
+            self.watchdog.stop_service()
+
+    def _service_running(self) -> bool:
+        try:
+            self.service.reload()
+            return bool(self.service.attrs["State"].get("Running"))
+        except _DOCKER_FAILURES:
+            return False
+
+    def outcome(self) -> RunResult | None:
+        """The probe's result; None when the service was gone before the probe could start."""
+        if self.error is not None:
+            raise self.error
+        return self.result
+
+
 def _classify(state: dict, watchdog: _Watchdog) -> tuple[StageStatus, str]:
     code = state.get("ExitCode")
+    if watchdog.stopped and watchdog.reason is None:
+        return StageStatus.OK, ""  # a service still up when its probe ended, then stopped by us
     if watchdog.reason is not None:
         return watchdog.reason, watchdog.detail
     if code == _SIGXFSZ_EXIT:

@@ -191,6 +191,8 @@ class LocalBackend(SandboxBackend):
 def _check_request(request: RunRequest) -> None:
     if not request.command:
         raise HarnessError(f"stage {request.name}: empty command")
+    if request.probe is not None:  # its sandboxes unshare the network: nothing could reach the service
+        raise HarnessError(f"stage {request.name} is a service with a probe: use the docker backend")
     if not PurePosixPath(request.workdir).is_absolute() or ".." in PurePosixPath(request.workdir).parts:
         raise HarnessError(f"stage {request.name}: workdir {request.workdir!r} is not absolute")
     targets = [m.target for m in request.mounts]

@@ -39,7 +39,7 @@ if ! daemon_answers; then
   daemon_answers || { echo "setup: dockerd did not answer; see /var/log/dockerd.log" >&2; exit 1; }
 fi
 # The base image (debootstrap, about 50 s once), then each assignment's image and data; cached by hash.
-for assignment in ranker abtest; do
+for assignment in ranker abtest endpoint; do
   "$PYTHON" -m harness prepare "$assignment" >&2
 done
 echo "setup: ready (package installed, Docker answers, assignment images built)" >&2

@@ -153,3 +153,23 @@ def test_public_weak_or_malformed_seed_refused(tmp_path: Path, text: str) -> Non
     (tmp_path / "seed.txt").write_text(text)
     with pytest.raises(ValueError, match="seed"):
         generate.prepare(tmp_path)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("secret", [SECRET, OTHER_SECRET, 250437406457935838395474003386431219477])
+def test_hidden_runs_are_clear_cut_for_any_secret(secret: int) -> None:
+    # The conditions are re-checked here with statsmodels and scipy, independently of the generator.
+    from scipy.stats import chisquare, ttest_ind
+    from statsmodels.stats.proportion import proportions_ztest
+
+    for name in RUNS:
+        _, run = generate.clear_cut_run(secret, name)
+        treated = run.variant == "treatment"
+        counts = [int((~treated).sum()), int(treated.sum())]
+        assert (chisquare(counts).pvalue < 1e-6) == (name == "srm"), name
+        _, p_conv = proportions_ztest([run.converted[treated].sum(), run.converted[~treated].sum()],
+                                      [counts[1], counts[0]])
+        p_rev = ttest_ind(run.revenue[treated], run.revenue[~treated], equal_var=False).pvalue
+        assert not 0.025 < p_conv < 0.1 and not 0.025 < p_rev < 0.1, name
+        if name == "clear_win":
+            assert p_conv < 0.025

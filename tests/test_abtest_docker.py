@@ -3,6 +3,8 @@ and a real MLflow store, read back. The examples' order is what a reviewer would
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from tests.conftest import REPO, run_cli
@@ -86,3 +88,25 @@ def test_mlflow_shows_per_field_criteria_groups_and_the_notebook(graded):
     assert "outputs/public/executed.html" in public
     assert "review/recommendation.md" in {a.path for a in client.list_artifacts(run_id, "review")}
     assert "decision" in runs["good_notebook"].data.tags["mlflow.note.content"]
+
+
+def test_a_run_cannot_tell_which_run_it_is_from_its_mounts(tmp_path):
+    """Mount sources are visible inside the sandbox (/proc/self/mountinfo): they must not name the run."""
+    sub = tmp_path / "sniffer"
+    sub.mkdir()
+    (sub / "analyze.py").write_text(
+        "import json, pathlib, sys\n"
+        "out = pathlib.Path(sys.argv[sys.argv.index('--output-dir') + 1])\n"
+        "mounts = sorted(line.split()[3] for line in open('/proc/self/mountinfo'))\n"
+        "(out / 'answers.json').write_text(json.dumps({'mounts': mounts}))\n")
+    results = tmp_path / "results"
+    proc = run_cli("grade", "abtest", str(sub), "--no-mlflow", "--results", str(results))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    folder = next(results.glob("abtest/*/sniffer*"))
+    seen = {run: json.loads((folder / "outputs" / run / "answers.json").read_text())["mounts"]
+            for run in ("public", *HIDDEN_RUNS)}
+    # the same mount sources in every run, but for the container's own (random) id
+    ours = {run: tuple(m for m in mounts if "docker" not in m) for run, mounts in seen.items()}
+    assert len(set(ours.values())) == 1 and any("/input-run" in m for m in ours["srm"])
+    text = json.dumps(seen)
+    assert not [run for run in ("public", *HIDDEN_RUNS) if f"/{run}" in text or f"-{run}" in text]

@@ -1,5 +1,6 @@
 """The open-loop load generator: percentile maths, coordinated omission, capacity search, loopback guard.
 
+The generator is sandbox/runners/loadgen.py, imported as the sandbox does (tests/runner_stubs.py).
 Servers here are the loopback stub (graders/_http_stub.py) in a background thread; nothing leaves
 127.0.0.1 and every run is bounded by its schedule plus its timeout.
 """
@@ -13,11 +14,15 @@ import pytest
 from hdrh.histogram import HdrHistogram
 
 from graders._http_stub import StubConfig, stub_in_thread
-from graders._loadgen import (
+from tests.runner_stubs import RUNNERS_DIR  # noqa: F401 - imported first: puts the runners on sys.path
+
+# isort: split
+from loadgen import (
     LoadResult,
     capacity_search,
     new_histogram,
     percentiles_from,
+    rate_grid,
     record_seconds,
     run_open_loop,
 )
@@ -84,34 +89,79 @@ def test_result_histogram_round_trips():
     assert decoded.get_total_count() == result.completed
 
 
+@pytest.mark.slow
 def test_capacity_search_finds_a_serial_servers_capacity():
-    # The stub blocks 5 ms per request and serves one at a time: capacity is just under 200 req/s.
-    # Below it latency stays near 5 ms; above it the queue grows by (rate - 200) requests a second,
-    # so p99 passes 50 ms within a fraction of a second. The search must land in 120..260.
+    # The stub blocks 5 ms per request and serves one at a time, so it completes at most 200
+    # requests/s (a little fewer with per-request overhead). Arrivals are evenly spaced (open loop),
+    # so below that rate no queue forms and p99 stays near 5 ms: every grid rate up to 141/s passes
+    # on an idle machine. Above it the backlog grows by (rate - 200) requests/s, each adding 5 ms,
+    # so over a 1.2 s step (warm-up included) p99 passes 50 ms once rate > 200 * (1 + 0.05 / 1.2),
+    # about 210/s. The reported capacity is a passing rate, hence <= ~210 < 250; after two
+    # refinements between 141 and 200 it is at least 141 on an idle machine, and the band's lower
+    # end 100 leaves room for a noisy shared one.
+    async def search():
+        return await capacity_search(
+            lambda rate: run_open_loop(port=port, path="/predict", body=b'{"instances": [[1.0]]}', rate=rate,
+                                       duration_s=1.0, warmup_s=0.2, timeout_s=0.5, connections=4),
+            low=50, high=800, p99_ms=50, factor=2 ** 0.5, refine=2, settle_s=0.1)
+
     with stub_in_thread(StubConfig(service_s=0.005)) as port:
-        capacity, curve = capacity_search(
-            lambda rate: _run(port, rate, duration_s=0.8, warmup_s=0.2, timeout_s=0.5),
-            low=50, high=800, p99_ms=50, steps=5)
-    assert 120 <= capacity <= 260, [(round(r), p.p99_ms, p.error_rate) for r, p in curve]
-    assert len(curve) == 5
-    rates = [rate for rate, _ in curve]
+        found = asyncio.run(search())
+    summary = [(round(rate), p.p99_ms, p.error_rate) for rate, p in found.curve]
+    assert 100 <= found.capacity <= 250, summary
+    assert not found.capped
+    rates = [rate for rate, _ in found.curve]
     assert rates == sorted(rates)
-    assert any(rate > capacity and (p.p99_ms > 50 or p.error_rate > 0.01) for rate, p in curve)
+    grid = rate_grid(50, 800, 2 ** 0.5)
+    assert max(rates) < 800 and set(grid) & set(rates) == {r for r in grid if r <= max(rates)}, summary
+    assert any(rate > found.capacity and (p.p99_ms > 50 or p.error_rate > 0.01) for rate, p in found.curve)
+
+
+def _result(rate: float, p99_ms: float) -> LoadResult:
+    nan = float("nan")
+    return LoadResult(rate=rate, duration_s=1, scheduled=10, sent=10, completed=10, errors=0, timeouts=0,
+                      p50_ms=p99_ms / 2, p90_ms=nan, p99_ms=p99_ms, p999_ms=nan, max_ms=nan, mean_ms=nan,
+                      achieved_rate=rate, lag_p99_ms=0.0, uncorrected_p50_ms=nan, uncorrected_p99_ms=nan,
+                      histogram="")
+
+
+def _search(capacity: float, **kwargs):
+    """Search a synthetic server that meets the objective exactly up to `capacity`; records the calls."""
+    calls = []
+
+    async def measure(rate: float) -> LoadResult:
+        calls.append(rate)
+        return _result(rate, 10.0 if rate <= capacity else float("nan"))
+
+    args = {"low": 10, "high": 160, "p99_ms": 50, "factor": 2.0, "refine": 2, **kwargs}
+    return asyncio.run(capacity_search(measure, **args)), calls
+
+
+def test_capacity_search_sweeps_up_stops_at_the_first_failure_then_bisects():
+    found, calls = _search(50)
+    # grid 10, 20, 40, 80 (fails: the sweep stops), then sqrt(40*80) = 56.6 fails, sqrt(40*56.6) = 47.6 passes
+    assert calls[:4] == [10, 20, 40, 80] and len(calls) == 6
+    assert calls[4] == pytest.approx(56.57, abs=0.01) and calls[5] == pytest.approx(47.57, abs=0.01)
+    assert found.capacity == pytest.approx(47.57, abs=0.01) and not found.capped
+    assert [rate for rate, _ in found.curve] == sorted(calls)
 
 
 def test_capacity_search_reports_zero_when_even_low_fails():
-    calls = []
+    found, calls = _search(5)
+    assert found.capacity == 0.0 and calls == [10] and len(found.curve) == 1
 
-    def failing(rate: float) -> LoadResult:
-        calls.append(rate)
-        return LoadResult(rate=rate, duration_s=1, scheduled=10, sent=10, completed=0, errors=10, timeouts=0,
-                          p50_ms=float("nan"), p90_ms=float("nan"), p99_ms=float("nan"),
-                          p999_ms=float("nan"), max_ms=float("nan"), mean_ms=float("nan"),
-                          achieved_rate=0.0, lag_p99_ms=0.0, uncorrected_p50_ms=float("nan"),
-                          uncorrected_p99_ms=float("nan"), histogram="")
 
-    capacity, curve = capacity_search(failing, low=10, high=100, p99_ms=50, steps=4)
-    assert capacity == 0.0 and calls == [10] and len(curve) == 1
+def test_capacity_search_says_when_every_rate_passed():
+    found, calls = _search(1e9)
+    assert calls == [10, 20, 40, 80, 160] and found.capacity == 160 and found.capped
+
+
+@pytest.mark.parametrize(("low", "high", "factor"), [(25, 1600, 2 ** 0.5), (10, 100, 3), (1, 2, 1.5)])
+def test_rate_grid_is_geometric_and_spans_the_range(low, high, factor):
+    grid = rate_grid(low, high, factor)
+    assert grid[0] == pytest.approx(low) and grid[-1] == pytest.approx(high)
+    ratios = [b / a for a, b in zip(grid, grid[1:], strict=False)]
+    assert all(r == pytest.approx(ratios[0]) for r in ratios) and ratios[0] <= factor * (1 + 1e-9)
 
 
 def test_connection_refused_counts_as_errors_not_exceptions():

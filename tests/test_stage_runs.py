@@ -36,7 +36,8 @@ def answer(seen: list, *, fail_on: str | None = None, answers_on_failure: bool =
     def play(request, output):
         value = (_mount(request, "/data/input") / "value.txt").read_text()
         workspace = _mount(request, "/workspace")
-        seen.append((value, sorted(p.name for p in workspace.iterdir()), dict(request.env)))
+        sources = tuple(str(m.source) for m in request.mounts)
+        seen.append((value, sorted(p.name for p in workspace.iterdir()), dict(request.env), sources))
         (workspace / f"left-by-{value}.txt").write_text("x")
         model = (workspace / "model.txt").read_text()
         if value == fail_on:
@@ -64,11 +65,12 @@ def test_each_run_gets_its_data_and_a_private_copy_of_the_workspace(tmp_path):
     item = grade(tmp_path, FakeBackend({("cand", "fit"): fit, ("cand", "answer"): answer(seen)}))
     result = item.result
     assert result.status is Status.OK and result.total_score == 100.0
-    assert [v for v, _, _ in seen] == ["1", "2", "3"]
+    assert sorted(v for v, *_ in seen) == ["1", "2", "3"]
     # every run sees the fit stage's model and nothing another run wrote
-    assert all(files == ["model.txt"] for _, files, _ in seen)
-    # nothing in the environment names the run
-    assert all(not any(r in str(env) for r in ("first", "second", "third")) for _, _, env in seen)
+    assert all(files == ["model.txt"] for _, files, *_ in seen)
+    # nothing in the environment or the mount sources (visible in /proc/self/mountinfo) names the run
+    assert all(not any(r in str(env) for r in ("first", "second", "third")) for _, _, env, _ in seen)
+    assert len({sources for *_, sources in seen}) == 1
     assert [s.name for s in result.stages] == ["fit", "answer/first", "answer/second", "answer/third"]
     assert (item.folder / "outputs" / "third" / "answer.txt").read_text() == "13"
     assert "run 2" in (item.folder / "logs" / "answer" / "second.log").read_text()
@@ -166,3 +168,13 @@ def test_the_candidate_kit_has_brief_and_public_data_only(tmp_path):
     assert files == ["BRIEF.md", "data/first/value.txt"]  # no other run, no hidden answers
     with pytest.raises(HarnessError, match="not empty"):
         api.export_kit(MULTIRUN, kit, results_dir=tmp_path / "results")
+
+
+def test_a_group_may_not_take_the_name_of_an_ungrouped_criterion():
+    from pydantic import ValidationError
+
+    spec = _spec()
+    spec["graders"] = [{"name": "c", "grader": "completion", "weight": 1},
+                       {"name": "d", "group": "c", "grader": "completion", "weight": 1}]
+    with pytest.raises(ValidationError, match="group 'c' has the name of an ungrouped criterion"):
+        AssignmentSpec.model_validate(spec)

@@ -304,6 +304,37 @@ def materialize(root: Path, hidden_dir: Path) -> None:
                       true_lift_revenue=PUBLIC_LIFT_REVENUE)
     write_dataset(root / "public", public, history(seed=PUBLIC_SEED), truth_dir=root / "truth" / "public")
     for name in RUNS:
-        seed = run_seed(secret, name)
-        run = simulate(seed=seed, n_users=N_USERS, **hidden_effects(seed, name))
+        seed, run = clear_cut_run(secret, name)
         write_dataset(root / "hidden_runs" / name, run, history(seed=seed), truth_dir=root / "truth" / name)
+
+
+def clear_cut_run(secret: int, name: str, *, attempts: int = 50) -> tuple[int, Experiment]:
+    """Draw hidden run `name` until it tests what it is meant to, and no p-value sits near alpha.
+
+    Each attempt derives a new seed from the secret (`<name>`, then `<name>#1`, ...), so the
+    result stays a function of the secret. A run is clear-cut when none of its conversion,
+    revenue and CUPED p-values lies within a factor 2 of 0.05 (a sound method may land on either
+    side of alpha there), and no_effect and clear_win do not trip the SRM check while srm trips
+    it at p < 1e-6. Raises ValueError if no attempt qualifies (not seen in practice).
+    """
+    for attempt in range(attempts):
+        seed = run_seed(secret, name if attempt == 0 else f"{name}#{attempt}")
+        run = simulate(seed=seed, n_users=N_USERS, **hidden_effects(seed, name))
+        if _clear_cut(run, srm_planted=name == "srm"):
+            return seed, run
+    raise ValueError(f"no clear-cut draw of hidden run {name!r} in {attempts} attempts")
+
+
+def _clear_cut(run: Experiment, *, srm_planted: bool) -> bool:
+    from graders._abstats import cuped, srm_test, two_proportion_test, welch_test
+
+    treated = run.variant == "treatment"
+    counts = [int((~treated).sum()), int(treated.sum())]
+    srm_p = srm_test(counts, [1, 1]).p_value
+    if (srm_p < 1e-6) != srm_planted or (not srm_planted and srm_p < 0.01):
+        return False
+    conv = two_proportion_test(int(run.converted[~treated].sum()), counts[0],
+                               int(run.converted[treated].sum()), counts[1])
+    revenue = welch_test(run.revenue[~treated], run.revenue[treated])
+    adjusted = cuped(run.revenue, run.pre_metric, treated.astype(int)).adjusted
+    return all(not 0.025 < p < 0.1 for p in (conv.p_value, revenue.p_value, adjusted.p_value))

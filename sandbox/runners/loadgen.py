@@ -5,28 +5,32 @@ scheduled time to the end of the response. A server that stalls therefore cannot
 slowing the client down (coordinated omission, which closed-loop tools such as wrk suffer from).
 Latencies go into an HdrHistogram in microseconds (1 us .. 60 s, 3 significant digits).
 
-The client is a small HTTP/1.1 keep-alive client over asyncio streams, with a pool of persistent
-connections: a due request waits for a free connection and its latency keeps counting meanwhile.
-Only loopback addresses are accepted: the generator never sends traffic anywhere else.
+The client is http11's bounded HTTP/1.1 keep-alive connection, in a pool: a due request waits for a
+free connection and its latency keeps counting meanwhile. Only loopback addresses are accepted:
+the generator never sends traffic anywhere else. Runs inside the sandbox (standard library and
+hdrhistogram only) and on the host; sibling modules are imported as top-level modules.
 """
 
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import math
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 from hdrh.histogram import HdrHistogram
+from http11 import Connection, build_request, check_loopback
 
 LOWEST_US = 1
 HIGHEST_US = 60_000_000
 SIGNIFICANT_DIGITS = 3
 MAX_REQUESTS = 2_000_000  # a bound on one run, whatever the arguments
-_MAX_RESPONSE_BODY = 1 << 20  # a larger answer is a protocol error (candidate servers are untrusted)
 _SPIN_S = 0.001  # below this, the scheduler yields instead of sleeping: epoll timers round up to 1 ms
-_IO_ERRORS = (OSError, EOFError, asyncio.LimitOverrunError, ValueError)  # ValueError: bad HTTP
+_IO_ERRORS = (OSError, EOFError, ValueError)  # http11's ClosedEarly and ProtocolError among them
+
+__all__ = ["HIGHEST_US", "LOWEST_US", "CapacitySearch", "LoadResult", "capacity_search", "check_loopback",
+           "meets_objective", "new_histogram", "percentiles_from", "rate_grid", "record_seconds",
+           "run_open_loop"]
 
 
 @dataclass(frozen=True)
@@ -136,78 +140,7 @@ class _Recorder:
         )
 
 
-def _read_head(raw: bytes) -> tuple[int, dict[str, str], bool]:
-    """Status, lower-cased headers and HTTP/1.1-ness of a response head. Raises ValueError."""
-    lines = raw.decode("latin-1").split("\r\n")
-    version, status, *_ = lines[0].split(" ", 2)
-    if not version.startswith("HTTP/1."):
-        raise ValueError(f"not an HTTP/1.x response: {lines[0][:60]!r}")
-    headers = {}
-    for line in lines[1:]:
-        name, sep, value = line.partition(":")
-        if sep:
-            headers[name.strip().lower()] = value.strip().lower()
-    return int(status), headers, version == "HTTP/1.1"
-
-
-async def _read_chunked(reader: asyncio.StreamReader) -> None:
-    total = 0
-    while True:
-        size = int((await reader.readuntil(b"\r\n")).split(b";", 1)[0], 16)
-        total += size
-        if total > _MAX_RESPONSE_BODY:
-            raise ValueError("chunked response body too large")
-        if size == 0:
-            while await reader.readuntil(b"\r\n") != b"\r\n":  # trailers
-                pass
-            return
-        await reader.readexactly(size + 2)
-
-
-class _Connection:
-    """One persistent HTTP/1.1 connection, opened lazily and again after any failure."""
-
-    def __init__(self, host: str, port: int) -> None:
-        self.host, self.port = host, port
-        self.reader: asyncio.StreamReader | None = None
-        self.writer: asyncio.StreamWriter | None = None
-
-    async def ensure_open(self) -> None:
-        if self.writer is None:
-            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
-
-    async def exchange(self, payload: bytes) -> int:
-        """Send a request and read the whole response; returns its status. Raises _IO_ERRORS."""
-        self.writer.write(payload)
-        await self.writer.drain()
-        while True:
-            status, headers, http11 = _read_head(await self.reader.readuntil(b"\r\n\r\n"))
-            if not 100 <= status < 200:  # skip interim answers such as 100 Continue
-                break
-        keep_alive = ("close" not in headers.get("connection", "") if http11
-                      else "keep-alive" in headers.get("connection", ""))
-        if "chunked" in headers.get("transfer-encoding", ""):
-            await _read_chunked(self.reader)
-        elif "content-length" in headers:
-            length = int(headers["content-length"])
-            if not 0 <= length <= _MAX_RESPONSE_BODY:
-                raise ValueError(f"bad content-length {length}")
-            await self.reader.readexactly(length)
-        elif status not in (204, 304):
-            keep_alive = False  # the body runs to the end of the connection
-            if len(await self.reader.read(_MAX_RESPONSE_BODY + 1)) > _MAX_RESPONSE_BODY:
-                raise ValueError("response body too large")
-        if not keep_alive:
-            self.close()
-        return status
-
-    def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
-        self.reader = self.writer = None
-
-
-async def _one_request(conn: _Connection, payload: bytes, scheduled: float, timeout_s: float,
+async def _one_request(conn: Connection, payload: bytes, scheduled: float, timeout_s: float,
                        rec: _Recorder) -> None:
     loop = asyncio.get_running_loop()
     deadline = scheduled + timeout_s
@@ -216,10 +149,10 @@ async def _one_request(conn: _Connection, payload: bytes, scheduled: float, time
         return
     try:
         async with asyncio.timeout_at(deadline):
-            await conn.ensure_open()
+            await conn.open()
             sent = loop.time()
             rec.on_sent(scheduled, sent)
-            status = await conn.exchange(payload)
+            status = (await conn.exchange(payload)).status
     except TimeoutError:
         conn.close()  # the answer may still arrive: the connection's state is unknown
         rec.on_failure(scheduled, timeout=True)
@@ -230,18 +163,18 @@ async def _one_request(conn: _Connection, payload: bytes, scheduled: float, time
         rec.on_response(scheduled, sent, loop.time(), status)
 
 
-async def _worker(conn: _Connection, queue: asyncio.Queue[float], payload: bytes, timeout_s: float,
-                  rec: _Recorder) -> None:
+async def _worker(conn: Connection, queue: asyncio.Queue[tuple[float, int]], payloads: list[bytes],
+                  timeout_s: float, rec: _Recorder) -> None:
     while True:
-        scheduled = await queue.get()
+        scheduled, index = await queue.get()
         try:
-            await _one_request(conn, payload, scheduled, timeout_s, rec)
+            await _one_request(conn, payloads[index % len(payloads)], scheduled, timeout_s, rec)
         finally:
             queue.task_done()
 
 
-async def _schedule(queue: asyncio.Queue[float], t0: float, rate: float, total: int) -> None:
-    """Put request i's scheduled time on the queue at t0 + i/rate (never earlier)."""
+async def _schedule(queue: asyncio.Queue[tuple[float, int]], t0: float, rate: float, total: int) -> None:
+    """Put request i (its scheduled time and index) on the queue at t0 + i/rate (never earlier)."""
     loop = asyncio.get_running_loop()
     for i in range(total):
         due = t0 + i / rate
@@ -250,27 +183,7 @@ async def _schedule(queue: asyncio.Queue[float], t0: float, rate: float, total: 
             await asyncio.sleep(wait - _SPIN_S)
         while loop.time() < due:
             await asyncio.sleep(0)  # yield to the workers until due: finer than the loop's 1 ms timers
-        queue.put_nowait(due)
-
-
-def check_loopback(host: str) -> None:
-    """Raises ValueError unless `host` is a loopback IP literal (127.0.0.0/8 or ::1)."""
-    try:
-        loopback = ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        loopback = False
-    if not loopback:
-        raise ValueError(f"load generator only targets loopback IP addresses, not {host!r}")
-
-
-def _build_request(host: str, port: int, path: str, body: bytes, method: str) -> bytes:
-    if not path.startswith("/") or any(c in path for c in " \r\n"):
-        raise ValueError(f"bad request path {path!r}")
-    authority = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    head = f"{method} {path} HTTP/1.1\r\nHost: {authority}\r\n"
-    if body or method not in ("GET", "HEAD"):
-        head += f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
-    return (head + "\r\n").encode("ascii") + body
+        queue.put_nowait((due, i))
 
 
 def _validate(rate: float, duration_s: float, warmup_s: float, timeout_s: float, connections: int) -> int:
@@ -283,28 +196,31 @@ def _validate(rate: float, duration_s: float, warmup_s: float, timeout_s: float,
     return total
 
 
-async def run_open_loop(*, host: str = "127.0.0.1", port: int, path: str, body: bytes, rate: float,
-                        duration_s: float, warmup_s: float, timeout_s: float, connections: int,
-                        method: str | None = None) -> LoadResult:
+async def run_open_loop(*, host: str = "127.0.0.1", port: int, path: str, body: bytes = b"",
+                        bodies: Sequence[bytes] = (), rate: float, duration_s: float, warmup_s: float,
+                        timeout_s: float, connections: int, method: str | None = None) -> LoadResult:
     """Send `rate` requests per second for warmup_s + duration_s and measure the last duration_s.
 
-    `method` defaults to POST with a body and GET without. Raises ValueError for a non-loopback
-    host or unusable arguments; server failures are counted in the result, never raised.
+    Request i carries bodies[i % len(bodies)] when `bodies` is given (so a server cannot answer
+    from a one-entry cache), else `body`. `method` defaults to POST with a body and GET without.
+    Raises ValueError for a non-loopback host or unusable arguments; server failures are counted
+    in the result, never raised.
     """
     check_loopback(host)
     total = _validate(rate, duration_s, warmup_s, timeout_s, connections)
-    payload = _build_request(host, port, path, body, method or ("POST" if body else "GET"))
+    verb = method or ("POST" if body or bodies else "GET")
+    payloads = [build_request(host, port, verb, path, b) for b in (bodies or [body])]
     loop = asyncio.get_running_loop()
-    conns = [_Connection(host, port) for _ in range(connections)]
+    conns = [Connection(host, port) for _ in range(connections)]
     try:  # open the pool before t0 so connection set-up does not show as schedule lag
         async with asyncio.timeout(timeout_s):
-            await asyncio.gather(*(c.ensure_open() for c in conns), return_exceptions=True)
+            await asyncio.gather(*(c.open() for c in conns), return_exceptions=True)
     except TimeoutError:
         pass  # the workers retry
     t0 = loop.time() + 0.01
     rec = _Recorder(window_start=t0 + warmup_s)
-    queue: asyncio.Queue[float] = asyncio.Queue()
-    workers = [asyncio.create_task(_worker(c, queue, payload, timeout_s, rec)) for c in conns]
+    queue: asyncio.Queue[tuple[float, int]] = asyncio.Queue()
+    workers = [asyncio.create_task(_worker(c, queue, payloads, timeout_s, rec)) for c in conns]
     try:
         await _schedule(queue, t0, rate, total)
         try:  # every request ends by its own deadline; this bound is a backstop
@@ -327,31 +243,60 @@ def meets_objective(result: LoadResult, *, p99_ms: float, max_error_rate: float)
     return result.scheduled > 0 and result.error_rate <= max_error_rate and result.p99_ms <= p99_ms
 
 
-def capacity_search(measure: Callable[[float], LoadResult], *, low: float, high: float, p99_ms: float,
-                    max_error_rate: float = 0.01, steps: int) -> tuple[float, list[tuple[float, LoadResult]]]:
-    """The highest measured rate meeting both objectives, and the (rate, result) curve sorted by rate.
+@dataclass(frozen=True)
+class CapacitySearch:
+    """The outcome of `capacity_search`: the capacity and every measured step, sorted by rate."""
 
-    Measures `low` first (0.0 is returned if it fails: capacity below the range), then bisects
-    geometrically between the best passing and the lowest failing rate for the other steps - 1
-    measurements, so the answer is within a factor (high/low) ** (1 / 2 ** (steps - 1)) of the
-    true capacity when that lies in [low, high]. Raises ValueError on unusable arguments.
+    capacity: float  # 0.0 when even the lowest rate failed
+    curve: list[tuple[float, LoadResult]]
+    capped: bool  # every rate up to `high` passed: the true capacity may be higher
+
+
+def rate_grid(low: float, high: float, factor: float) -> list[float]:
+    """Geometric rates from `low` to `high` inclusive, consecutive ones at most `factor` apart."""
+    if not (0 < low < high and factor > 1):
+        raise ValueError("need 0 < low < high and factor > 1")
+    n = max(1, math.ceil(math.log(high / low) / math.log(factor) - 1e-9))
+    return [low * (high / low) ** (k / n) for k in range(n + 1)]
+
+
+async def capacity_search(measure: Callable[[float], Awaitable[LoadResult]], *, low: float, high: float,
+                          p99_ms: float, max_error_rate: float = 0.01, factor: float = math.sqrt(2),
+                          refine: int = 2, settle_s: float = 0.0) -> CapacitySearch:
+    """The highest measured rate at which p99 <= p99_ms and the error rate <= max_error_rate.
+
+    Rates of `rate_grid(low, high, factor)` are measured upwards and the sweep stops at the first
+    failing one. That assumes a monotone server (one that fails at a rate fails at every higher
+    rate), and it keeps the server out of deep overload, whose backlog would spill into later
+    steps. Then `refine` geometric bisections between the last passing and the first failing rate
+    narrow the answer to within factor ** (1 / 2 ** refine) of the boundary. Capacity is 0.0 when
+    `low` fails. `settle_s` passes before every step but the first, so a backlog can drain.
+    Raises ValueError on unusable arguments.
     """
-    if not (0 < low < high and steps >= 1):
-        raise ValueError("need 0 < low < high and steps >= 1")
+    if refine < 0 or settle_s < 0:
+        raise ValueError("need refine >= 0 and settle_s >= 0")
+    grid = rate_grid(low, high, factor)
     curve: list[tuple[float, LoadResult]] = []
 
-    def passes(rate: float) -> bool:
-        result = measure(rate)
+    async def passes(rate: float) -> bool:
+        if curve and settle_s:
+            await asyncio.sleep(settle_s)
+        result = await measure(rate)
         curve.append((rate, result))
         return meets_objective(result, p99_ms=p99_ms, max_error_rate=max_error_rate)
 
-    if not passes(low):
-        return 0.0, curve
-    best, ceiling = low, high
-    for _ in range(steps - 1):
-        mid = math.sqrt(best * ceiling)
-        if passes(mid):
-            best = mid
-        else:
-            ceiling = mid
-    return best, sorted(curve, key=lambda point: point[0])
+    best, failed = 0.0, None
+    for rate in grid:
+        if not await passes(rate):
+            failed = rate
+            break
+        best = rate
+    if best and failed:
+        for _ in range(refine):
+            mid = math.sqrt(best * failed)
+            if await passes(mid):
+                best = mid
+            else:
+                failed = mid
+    return CapacitySearch(capacity=best, curve=sorted(curve, key=lambda point: point[0]),
+                          capped=failed is None)

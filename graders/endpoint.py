@@ -1,0 +1,271 @@
+"""Endpoint graders: score what the probe (sandbox/runners/probe.py) measured of a candidate's server.
+
+One criterion each: `endpoint_cold_start` (seconds to the first healthy answer),
+`endpoint_correctness` (predictions on hidden inputs against reference predictions kept on the
+host), `endpoint_robustness` (bad requests answered 4xx, server still healthy), `endpoint_latency`
+(p99 at the stated rate, open loop) and `endpoint_capacity` (highest rate meeting the objective).
+Scores map a measure linearly between a value that scores 0 and one that scores 1, both in the
+spec. A missing or unusable probe report scores 0 with the reason.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from graders._base import CriterionResult, Grader, GradingContext, grader, linear_score
+from graders._endpoint_plots import (
+    decode_histogram,
+    plot_capacity,
+    plot_latency,
+    write_histogram_files,
+)
+from graders._probe_report import ProbeReport, finite, read_probe_report
+from harness.errors import SpecError
+
+if TYPE_CHECKING:
+    from harness.spec import AssignmentSpec
+
+_SHOWN = 20  # mismatches listed in the report
+
+
+class _Args(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    probe: str = "probe.json"  # the probe's output file
+
+
+class _Linear(_Args):
+    """A measure scored linearly: `zero` scores 0, `full` scores 1 (either may be the larger).
+
+    With `scale_by_correctness` (a hidden data set of reference predictions), the score is also
+    multiplied by the share of hidden inputs answered correctly: speed serving wrong answers is
+    worth that much less.
+    """
+
+    zero: float
+    full: float
+    scale_by_correctness: str | None = None
+    reference_file: str = "predictions.json"
+    atol: float = Field(0.02, gt=0, le=1)
+
+    @model_validator(mode="after")
+    def _apart(self):
+        if self.zero == self.full:
+            raise ValueError("zero and full must differ")
+        return self
+
+
+class _EndpointGrader(Grader):
+    Args: ClassVar[type[BaseModel]] = _Args
+    version = "1"
+
+    def check_spec(self, spec: AssignmentSpec) -> None:
+        keys = {key for stage in spec.stages for key in stage.output_keys()}
+        if self.args.probe not in keys:
+            raise SpecError(f"probe: {self.args.probe!r} is not an output of any stage or probe "
+                            f"(outputs: {sorted(keys)})")
+
+    def grade(self, ctx: GradingContext) -> CriterionResult:
+        read = read_probe_report(ctx.outputs.get(self.args.probe))
+        if read.report is None:
+            return self.criterion(score=0.0, metrics={}, explanation=f"No measurement: {read.problem}.")
+        return self.score(read.report, ctx)
+
+    def score(self, report: ProbeReport, ctx: GradingContext) -> CriterionResult:
+        raise NotImplementedError
+
+    def linear(self, value: float) -> float:
+        return linear_score(value, baseline=self.args.zero, target=self.args.full)
+
+    def scaled(self, score: float, report: ProbeReport, ctx: GradingContext) -> tuple[float, str]:
+        """`score` times the correct share when the spec asks for it, and a note saying so."""
+        gate = getattr(self.args, "scale_by_correctness", None)
+        if not gate:
+            return score, ""
+        reference, wrong = _mismatches(report, ctx.hidden[gate] / self.args.reference_file, self.args.atol)
+        share = (len(reference) - len(wrong)) / len(reference) if reference else 0.0
+        return score * share, f" Scaled by the correct share of answers ({share:.0%})."
+
+    def skipped(self, what: str, report: ProbeReport) -> CriterionResult:
+        why = "; ".join(report.skipped) or "the probe did not get that far"
+        return self.criterion(score=0.0, metrics={}, explanation=f"No {what} measured: {why}.",
+                              details={"skipped": list(report.skipped)})
+
+
+@grader("endpoint_cold_start")
+class ColdStartGrader(_EndpointGrader):
+    """Seconds from the server's start to its first 200 on GET /health."""
+
+    Args = _Linear
+
+    def score(self, report, ctx):
+        cold = report.cold_start
+        if cold is None or not cold.healthy or not finite(cold.seconds):
+            problem = (cold.problem if cold else "") or report.manifest.problem or "never answered 200"
+            return self.criterion(score=0.0, metrics={"healthy": 0.0},
+                                  explanation=f"The server never became healthy: {problem}.")
+        return self.criterion(score=self.linear(cold.seconds),
+                              metrics={"seconds": cold.seconds, "healthy": 1.0},
+                              explanation=f"Healthy after {cold.seconds:.2f} s (full marks at "
+                                          f"{self.args.full:g} s, none at {self.args.zero:g} s).")
+
+
+class CorrectnessArgs(_Args):
+    reference: str  # hidden data set with the reference predictions
+    reference_file: str = "predictions.json"
+    atol: float = Field(0.02, gt=0, le=1)  # per probability
+
+
+@grader("endpoint_correctness")
+class CorrectnessGrader(_EndpointGrader):
+    """Share of hidden inputs whose label matches and whose probabilities are all within atol."""
+
+    Args = CorrectnessArgs
+
+    def check_spec(self, spec):
+        super().check_spec(spec)
+        if self.args.reference not in spec.data.hidden:
+            raise SpecError(f"reference: {self.args.reference!r} is not a hidden data set "
+                            f"({sorted(spec.data.hidden)})")
+
+    def score(self, report, ctx):
+        if report.correctness is None:
+            return self.skipped("correctness", report)
+        reference, wrong = _mismatches(report, ctx.hidden[self.args.reference] / self.args.reference_file,
+                                       self.args.atol)
+        got = report.correctness.predictions
+        total = len(reference)
+        correct = total - len(wrong)
+        answered = sum(p is not None for p in got[:total])
+        explanation = (f"{correct}/{total} hidden inputs correct (label equal, every probability within "
+                       f"{self.args.atol:g}); {answered} answered.")
+        if report.correctness.problems:
+            explanation += f" First problem: {report.correctness.problems[0]}"
+        return self.criterion(score=correct / total if total else 0.0,
+                              metrics={"accuracy_vs_reference": correct / total if total else 0.0,
+                                       "answered": answered, "inputs": total},
+                              explanation=explanation,
+                              details={"mismatches": wrong[:_SHOWN], "mismatch_count": len(wrong),
+                                       "problems": report.correctness.problems[:_SHOWN]})
+
+
+def _mismatches(report: ProbeReport, reference_file, atol: float) -> tuple[list, list[dict[str, Any]]]:
+    """The reference predictions, and each hidden input the server got wrong (index, problem)."""
+    reference = json.loads(reference_file.read_text())
+    got = report.correctness.predictions if report.correctness else []
+    wrong = []
+    for index, expected in enumerate(reference):
+        problem = _mismatch(expected, got[index] if index < len(got) else None, atol)
+        if problem:
+            wrong.append({"index": index, "problem": problem})
+    return reference, wrong
+
+
+def _mismatch(expected: dict, answer, atol: float) -> str:
+    if answer is None:
+        return "no usable prediction"
+    if answer.label != expected["label"]:
+        return f"label {answer.label}, expected {expected['label']}"
+    want = expected["probabilities"]
+    if len(answer.probabilities) != len(want):
+        return f"{len(answer.probabilities)} probabilities, expected {len(want)}"
+    worst = max(abs(a - b) for a, b in zip(answer.probabilities, want, strict=True))
+    return "" if worst <= atol else f"a probability is off by {worst:.4f} (tolerance {atol:g})"
+
+
+class RobustnessArgs(_Args):
+    cases: list[str] = Field(min_length=1)  # every case the probe must have run
+
+
+@grader("endpoint_robustness")
+class RobustnessGrader(_EndpointGrader):
+    """Share of bad requests answered with a 4xx (JSON error) while the server stays healthy."""
+
+    Args = RobustnessArgs
+
+    def score(self, report, ctx):
+        ran = {case.case: case for case in report.robustness}
+        rows, passed = [], 0
+        for name in self.args.cases:
+            case = ran.get(name)
+            ok = bool(case and case.passed)
+            passed += ok
+            rows.append({"case": name, "passed": ok, "status": case.status if case else None,
+                         "healthy_after": case.healthy_after if case else None,
+                         "problem": (case.problem if case else "not run: " + ("; ".join(report.skipped)
+                                                                            or "missing from the report"))})
+        failed = [r["case"] for r in rows if not r["passed"]]
+        explanation = f"{passed}/{len(rows)} bad requests handled (4xx, still healthy)."
+        if failed:
+            explanation += f" Failed: {', '.join(failed)}."
+        return self.criterion(score=passed / len(rows), metrics={"passed": passed, "cases": len(rows)},
+                              explanation=explanation, details={"cases": rows})
+
+
+class LatencyArgs(_Linear):
+    max_error_rate: float = Field(0.01, ge=0, le=1)
+
+
+@grader("endpoint_latency")
+class LatencyGrader(_EndpointGrader):
+    """p99 (open loop, from the scheduled send) at the spec's rate; too many errors score 0."""
+
+    Args = LatencyArgs
+
+    def score(self, report, ctx):
+        lat = report.latency
+        if lat is None or not finite(lat.p99_ms):
+            return self.skipped("latency", report)
+        metrics = {"p50_ms": lat.p50_ms, "p90_ms": lat.p90_ms, "p99_ms": lat.p99_ms, "p999_ms": lat.p999_ms,
+                   "error_rate": lat.error_rate, "rate": lat.rate, "achieved_rate": lat.achieved_rate}
+        artifacts = self._artifacts(lat, ctx)
+        if lat.error_rate > self.args.max_error_rate:
+            return self.criterion(score=0.0, metrics={k: v for k, v in metrics.items() if finite(v)},
+                                  explanation=f"{lat.error_rate:.1%} of requests failed or timed out at "
+                                              f"{lat.rate:g}/s (allowed {self.args.max_error_rate:.0%}).",
+                                  details={"artifacts": artifacts})
+        score, note = self.scaled(self.linear(lat.p99_ms), report, ctx)
+        return self.criterion(
+            score=score, metrics={k: v for k, v in metrics.items() if finite(v)},
+            explanation=f"p99 {lat.p99_ms:.1f} ms at {lat.rate:g} requests/s (p50 {lat.p50_ms:.1f} ms); full "
+                        f"marks at {self.args.full:g} ms, none at {self.args.zero:g} ms.{note}",
+            details={"artifacts": artifacts})
+
+    def _artifacts(self, lat, ctx) -> list[str]:
+        if not lat.histogram:
+            return []
+        try:
+            histogram = decode_histogram(lat.histogram)
+        except ValueError:
+            return []
+        files = write_histogram_files(histogram, ctx.artifacts_dir)
+        plot = plot_latency(histogram, ctx.artifacts_dir, objective_ms=self.args.full, rate=lat.rate)
+        return [*files, plot]
+
+
+class CapacityArgs(_Linear):
+    objective_ms: float = Field(gt=0)  # shown on the curve
+
+
+@grader("endpoint_capacity")
+class CapacityGrader(_EndpointGrader):
+    """Highest offered rate at which p99 met the objective with few errors (the probe's search)."""
+
+    Args = CapacityArgs
+
+    def score(self, report, ctx):
+        cap = report.capacity
+        if cap is None:
+            return self.skipped("capacity", report)
+        found = cap.capacity_rps or 0.0
+        artifacts = []
+        if cap.steps:
+            artifacts.append(plot_capacity(cap, ctx.artifacts_dir, objective_ms=self.args.objective_ms))
+        steps = [s.model_dump() for s in cap.steps]
+        score, note = self.scaled(self.linear(found), report, ctx)
+        return self.criterion(score=score, metrics={"capacity_rps": found, "steps": len(steps)},
+                              explanation=f"Capacity {found:g} requests/s (full marks at {self.args.full:g}, "
+                                          f"none at {self.args.zero:g}).{note}",
+                              details={"steps": steps, "artifacts": artifacts})

@@ -1,0 +1,225 @@
+"""Run a submission's stages in the sandbox and collect what they wrote (bounded, validated)."""
+
+from __future__ import annotations
+
+import math
+import os
+import secrets
+import shutil
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from graders import OutputFile
+from harness._text import one_line
+from harness._workdirs import remove_tree
+from harness.errors import InfraError
+from harness.intake import StagedSubmission
+from harness.notebook_html import render_notebook
+from harness.results import StageRecord, Status
+from harness.spec import RUN_INPUT, Assignment, StageSpec
+from sandbox import (
+    RUNNERS_DIR,
+    RUNNERS_MOUNT,
+    Mount,
+    OutputRefused,
+    RunRequest,
+    RunResult,
+    StageStatus,
+    copy_workspace,
+    make_writable_dir,
+    read_bounded,
+)
+
+if TYPE_CHECKING:
+    from harness.pipeline import Runtime
+
+_DISK_MARGIN = 256 << 20  # free space kept beyond a stage's own disk limit
+_DISK_LOW = 64 << 20  # below this after a failed stage, the host disk (not the stage) is to blame
+
+
+@dataclass
+class RunState:
+    """Mutable state of one grading."""
+
+    status: Status = Status.OK
+    message: str = ""
+    stages: list[StageRecord] = field(default_factory=list)
+    outputs: dict[str, OutputFile] = field(default_factory=dict)
+    image: str = ""
+    image_id: str | None = None
+
+
+def _stage_request(assignment: Assignment, stage: StageSpec, *, staged: StagedSubmission, runtime: Runtime,
+                   image: str, workspace: Path, output: Path, run_input: Path | None = None) -> RunRequest:
+    mounts = [Mount(staged.path, "/submission"), Mount(workspace, "/workspace", read_only=False),
+              Mount(output, "/output", read_only=False), Mount(RUNNERS_DIR, RUNNERS_MOUNT)]
+    mounts += [Mount(runtime.data.visible[name], f"/data/{name}") for name in stage.data]
+    if run_input is not None:
+        mounts.append(Mount(run_input, f"/data/{RUN_INPUT}"))
+    threads = str(max(1, math.floor(assignment.spec.limits.cpus)))
+    env = (("OMP_NUM_THREADS", threads), ("OPENBLAS_NUM_THREADS", threads), ("MKL_NUM_THREADS", threads),
+           ("MLGRADE_STAGE", stage.name), ("HOME", "/tmp"))  # noqa: S108 - in the sandbox; root is read-only
+    return RunRequest(name=stage.name, command=stage.command, image=image, mounts=tuple(mounts),
+                      limits=assignment.spec.stage_limits(stage), env=env, workdir="/submission",
+                      labels=(("mlgrade.assignment", assignment.key),))
+
+
+def _probe_request(assignment: Assignment, stage: StageSpec, *, staged: StagedSubmission, runtime: Runtime,
+                   output: Path) -> RunRequest:
+    """The probe: harness code, so it runs in the assignment's image, never the candidate's (whose
+    packages could run code at interpreter start), and sees only the submission, its data and output."""
+    probe = stage.probe
+    assert probe is not None  # noqa: S101 - called for probe stages only
+    mounts = [Mount(staged.path, "/submission"), Mount(output, "/output", read_only=False),
+              Mount(RUNNERS_DIR, RUNNERS_MOUNT)]
+    mounts += [Mount(runtime.data.visible[name], f"/data/{name}") for name in probe.data]
+    limits = replace(assignment.spec.stage_limits(stage), cpus=probe.cpus, memory_bytes=probe.memory,
+                     timeout_s=probe.timeout)
+    return RunRequest(name=f"{stage.name}-probe", command=probe.command, image=runtime.image,
+                      mounts=tuple(mounts), limits=limits, env=(("HOME", "/tmp"),),  # noqa: S108
+                      workdir="/tmp", labels=(("mlgrade.assignment", assignment.key),))  # noqa: S108
+
+
+def _probe_outcome(step: _Step, outcome: RunResult, output: Path, result_dir: Path, run: RunState) -> None:
+    """Record the probe and collect its outputs. A probe that fails is the harness's failure."""
+    run.stages.append(_record(f"{step.label}/probe", outcome, result_dir))
+    if outcome.status is not StageStatus.OK:  # the result folder is dropped: say what the log says
+        raise InfraError(f"the probe of stage {step.stage.name} failed ({outcome.status.value}: "
+                         f"{outcome.detail}): {one_line(outcome.log[-600:], 600)}")
+    probe_step = _Step(step.stage.model_copy(update={"outputs": step.stage.probe.outputs, "runs": ()}))
+    _collect_outputs(probe_step, output, result_dir, run, failure=None)
+    remove_tree(output)
+
+
+@dataclass(frozen=True)
+class _Step:
+    """One container: a stage, or one run of a stage that has runs."""
+
+    stage: StageSpec
+    run: str | None = None
+
+    @property
+    def label(self) -> str:
+        return self.stage.name if self.run is None else f"{self.stage.name}/{self.run}"
+
+
+def run_stages(assignment: Assignment, staged: StagedSubmission, runtime: Runtime, run: RunState,
+                result_dir: Path, scratch: Path) -> None:
+    uid, gid = runtime.backend.run_as
+    scratch.mkdir(parents=True, exist_ok=True)
+    scratch.chmod(0o755)
+    workspace = scratch / "workspace"
+    make_writable_dir(workspace, uid, gid)
+    for stage in assignment.spec.stages:
+        steps = [_Step(stage, r) for r in stage.runs] or [_Step(stage)]
+        # in a fresh random order: how long the stage has been going says nothing about the run
+        order = secrets.SystemRandom().sample(steps, len(steps))
+        first_record = len(run.stages)
+        failed = [step for step in order
+                  if not _run_step(assignment, step, staged, runtime, run, result_dir, scratch, workspace)]
+        labels = [s.label for s in steps]  # records and failures are reported in the spec's order
+        run.stages[first_record:] = sorted(run.stages[first_record:],
+                                           key=lambda r: labels.index(r.name.removesuffix("/probe")))
+        failed.sort(key=steps.index)
+        if failed:
+            first = run.stages[[s.name for s in run.stages].index(failed[0].label)]
+            run.status = Status(first.status)
+            which = f" on runs {', '.join(s.run or '' for s in failed)}" if stage.runs else ""
+            run.message = f"stage {stage.name}{which}: {first.status}: {first.detail}".rstrip(": ")
+            return
+
+
+def _run_step(assignment: Assignment, step: _Step, staged: StagedSubmission, runtime: Runtime,
+              run: RunState, result_dir: Path, scratch: Path, workspace: Path) -> bool:
+    """Run one container and collect its outputs; False if it did not finish cleanly."""
+    uid, gid = runtime.backend.run_as
+    # A run's folders have the same host paths whichever run it is: mount sources show inside the
+    # sandbox (/proc/self/mountinfo), so a path naming the run would tell the stage which run it is.
+    slug = "run" if step.run is not None else step.stage.name
+    output = scratch / f"output-{slug}"
+    make_writable_dir(output, uid, gid)
+    run_input = private = None
+    if step.run is not None:  # nothing one run writes is seen by another
+        private = scratch / "workspace-run"
+        copy_workspace(workspace, private, uid, gid)
+        run_input = scratch / "input-run"
+        shutil.copytree(runtime.data.visible[step.run], run_input)
+        _readable(run_input)
+    request = _stage_request(assignment, step.stage, staged=staged, runtime=runtime,
+                             image=run.image or runtime.image, run_input=run_input,
+                             workspace=private or workspace, output=output)
+    probe_output = scratch / f"probe-{slug}"
+    if step.stage.probe is not None:
+        make_writable_dir(probe_output, uid, gid)
+        request = replace(request, probe=_probe_request(assignment, step.stage, staged=staged,
+                                                        runtime=runtime, output=probe_output))
+    _require_free_space(scratch, request.limits.disk_bytes + _DISK_MARGIN, step.label)
+    outcome = runtime.backend.run(request)
+    for folder in (private, run_input):
+        if folder is not None:
+            remove_tree(folder)
+    run.stages.append(_record(step.label, outcome, result_dir))
+    if outcome.probe is not None:
+        _probe_outcome(step, outcome.probe, probe_output, result_dir, run)
+    if outcome.status is not StageStatus.OK:
+        _require_free_space(scratch, _DISK_LOW, step.label)  # a full host disk is not a verdict
+    ok = outcome.status is StageStatus.OK
+    failure = None if ok else f"{outcome.status.value}: {outcome.detail}".rstrip(": ")
+    if ok or step.run is not None:
+        _collect_outputs(step, output, result_dir, run, failure=failure)
+    remove_tree(output)
+    return ok
+
+
+def _readable(root: Path) -> None:
+    """Harness-owned data copied for a run: readable (not writable) by the sandbox user."""
+    for dirpath, _dirs, files in os.walk(root):
+        os.chmod(dirpath, 0o755)  # noqa: S103 - read-only data for the sandbox user
+        for name in files:
+            os.chmod(os.path.join(dirpath, name), 0o644)
+
+
+def _require_free_space(path: Path, needed: int, stage: str) -> None:
+    """InfraError unless the file system holding `path` has `needed` bytes free."""
+    stats = os.statvfs(path)
+    free = stats.f_bavail * stats.f_frsize
+    if free < needed:
+        raise InfraError(f"host disk nearly full at {path} ({free >> 20} MiB free, stage {stage} "
+                         f"needs {needed >> 20} MiB): free some space and re-run")
+
+
+def _record(name: str, outcome: RunResult, result_dir: Path) -> StageRecord:
+    log_file = f"logs/{name}.log"
+    (result_dir / log_file).parent.mkdir(parents=True, exist_ok=True)
+    (result_dir / log_file).write_text(outcome.log, encoding="utf-8", errors="replace")
+    return StageRecord(name=name, status=outcome.status.value, exit_code=outcome.exit_code,
+                       seconds=round(outcome.seconds, 3), peak_memory_bytes=outcome.peak_memory_bytes,
+                       log_file=log_file, log_truncated=outcome.log_truncated, detail=outcome.detail)
+
+
+def _collect_outputs(step: _Step, output: Path, result_dir: Path, run: RunState, *,
+                     failure: str | None) -> None:
+    """Copy each declared output out of the stage's folder: bounded, no links, regular files only.
+
+    A failed run's outputs are not graded, but its notebooks are kept for reviewers (executed up
+    to the error, they show what went wrong).
+    """
+    prefix = "" if step.run is None else f"{step.run}/"
+    for name, cap in step.stage.outputs.items():
+        key = prefix + name
+        if failure and not name.endswith(".ipynb"):
+            run.outputs[key] = OutputFile(name=key, path=None,
+                                          problem=f"not graded: stage {step.label} failed ({failure})")
+            continue
+        try:
+            data = read_bounded(output / name, cap)
+        except OutputRefused as exc:
+            run.outputs[key] = OutputFile(name=key, path=None, problem=f"{name}: {exc.reason}")
+            continue
+        target = result_dir / "outputs" / key
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
+        run.outputs[key] = OutputFile(name=key, path=target)
+        if name.endswith(".ipynb"):
+            render_notebook(target, target.with_suffix(".html"))

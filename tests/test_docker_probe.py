@@ -1,0 +1,122 @@
+"""Service stages on the docker backend: a probe container in the service's network namespace.
+
+A real server and a real client in two hardened containers: the probe reaches the server on
+127.0.0.1 and nothing else; the server is stopped when the probe ends.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from sandbox import Limits, Mount, RunRequest, StageStatus
+from sandbox._fs import make_writable_dir
+
+pytestmark = [pytest.mark.docker]
+LIMITS = Limits(cpus=1.0, memory_bytes=256 << 20, pids=64, timeout_s=30.0, output_bytes=64 << 10,
+                tmpfs_bytes=16 << 20, disk_bytes=8 << 20)
+SERVER = """
+import http.server, sys
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = b'{"ok": true}'
+        self.send_response(200); self.send_header("Content-Length", str(len(body))); self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *a):
+        pass
+print("serving", flush=True)
+http.server.HTTPServer(("127.0.0.1", 8000), H).serve_forever()
+"""
+PROBE = """
+import json, pathlib, socket, time, urllib.request
+seen = {"interfaces": sorted(n for _, n in socket.if_nameindex())}
+for _ in range(100):
+    try:
+        seen["body"] = urllib.request.urlopen("http://127.0.0.1:8000/", timeout=2).read().decode()
+        break
+    except OSError:
+        time.sleep(0.1)
+seen["outputs_of_server"] = sorted(p.name for p in pathlib.Path("/output").iterdir())
+pathlib.Path("/output/seen.json").write_text(json.dumps(seen))
+"""
+
+
+@pytest.fixture
+def backend():
+    from sandbox.docker import DockerBackend
+
+    backend = DockerBackend()
+    yield backend
+    backend.close()
+
+
+def _request(sandbox_image: str, tmp_path: Path, server: str, probe: str, *, probe_timeout: float = 20):
+    folders = {}
+    for name in ("code", "server-out", "probe-out"):
+        folders[name] = tmp_path / name
+        make_writable_dir(folders[name], 10001, 10001)
+    (folders["code"] / "server.py").write_text(server)
+    (folders["code"] / "probe.py").write_text(probe)
+    (folders["server-out"] / "secret-of-server.txt").write_text("x")
+    probe_request = RunRequest(
+        name="probe", command=("python", "/code/probe.py"), image=sandbox_image,
+        mounts=(Mount(folders["code"], "/code"), Mount(folders["probe-out"], "/output", read_only=False)),
+        limits=Limits(**{**LIMITS.__dict__, "timeout_s": probe_timeout}))
+    request = RunRequest(
+        name="server", command=("python", "/code/server.py"), image=sandbox_image,
+        mounts=(Mount(folders["code"], "/code"), Mount(folders["server-out"], "/output", read_only=False)),
+        limits=LIMITS, probe=probe_request)
+    return request, folders["probe-out"]
+
+
+def test_the_probe_reaches_the_service_on_loopback_only_and_then_stops_it(backend, sandbox_image, tmp_path):
+    request, probe_out = _request(sandbox_image, tmp_path, SERVER, PROBE)
+    result = backend.run(request)
+    assert result.status is StageStatus.OK, (result.detail, result.log)  # stopped by us after the probe
+    assert result.seconds < LIMITS.timeout_s  # stopped when the probe ended, not at its deadline
+    assert "serving" in result.log
+    assert result.probe is not None and result.probe.status is StageStatus.OK, result.probe.log
+    seen = json.loads((probe_out / "seen.json").read_text())
+    assert seen["body"] == '{"ok": true}'
+    assert seen["interfaces"] == ["lo"]  # the shared namespace has loopback and nothing else
+    assert seen["outputs_of_server"] == []  # only the network is shared, not the file system
+    assert result.peak_memory_bytes is not None and result.peak_memory_bytes > 0
+
+
+def test_a_service_that_dies_keeps_its_failure(backend, sandbox_image, tmp_path):
+    # dies at once: the probe may find no namespace to join (then there is no probe result)
+    request, probe_out = _request(sandbox_image, tmp_path, "import sys; sys.exit(3)\n", PROBE)
+    result = backend.run(request)
+    assert result.status is StageStatus.ERROR and result.exit_code == 3
+    assert result.probe is None or "body" not in json.loads((probe_out / "seen.json").read_text())
+    # dies while the probe runs: the probe carries on and sees it gone
+    dies_later = "import time, sys; time.sleep(1); sys.exit(4)\n"
+    request, probe_out = _request(sandbox_image, tmp_path / "later", dies_later,
+                                  PROBE.replace("range(100)", "range(40)"))
+    result = backend.run(request)
+    assert result.status is StageStatus.ERROR and result.exit_code == 4
+    assert result.probe is not None and result.probe.status is StageStatus.OK
+    assert "body" not in json.loads((probe_out / "seen.json").read_text())
+
+
+def test_a_probe_over_its_time_limit_is_reported_and_the_service_stops(backend, sandbox_image, tmp_path):
+    request, _ = _request(sandbox_image, tmp_path, SERVER, "import time; time.sleep(60)\n", probe_timeout=2)
+    result = backend.run(request)
+    assert result.probe is not None and result.probe.status is StageStatus.TIMEOUT
+    assert result.status is StageStatus.OK and result.seconds < LIMITS.timeout_s
+
+
+def test_the_local_backend_refuses_a_probe(tmp_path):
+    import warnings
+
+    from harness.errors import HarnessError
+    from sandbox.local import LocalBackend
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        local = LocalBackend(acknowledge_weaker_isolation=True)
+    probe = RunRequest(name="p", command=("true",), image="")
+    with pytest.raises(HarnessError, match="docker backend"):
+        local.run(RunRequest(name="s", command=("true",), image="", probe=probe))

@@ -1,0 +1,72 @@
+"""The endpoint assignment end to end: the real CLI, a server container, the probe container in its
+network namespace, a real MLflow store. The examples' order is what a reviewer would give them.
+
+The probe's load phases are shortened (durations only; the objective and thresholds are the
+spec's) so the suite stays within CI's budget; `harness demo endpoint` runs the full spec.
+"""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from tests.conftest import REPO, run_cli
+from tests.test_e2e_docker import json_lines, mlflow_runs
+
+pytestmark = [pytest.mark.docker, pytest.mark.slow]
+ASSIGNMENT = REPO / "assignments" / "endpoint"
+SHORTER = {'--health-timeout, "60"': '--health-timeout, "20"', '--duration, "10"': '--duration, "4"',
+           '--warmup, "2"': '--warmup, "1"', '--capacity-duration, "4"': '--capacity-duration, "2"'}
+
+
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory):
+    root = tmp_path_factory.mktemp("endpoint-spec")
+    folder = root / "endpoint"
+    shutil.copytree(ASSIGNMENT, folder, ignore=shutil.ignore_patterns("examples"))
+    spec = (folder / "assignment.yaml").read_text()
+    for old, new in SHORTER.items():
+        assert old in spec, old
+        spec = spec.replace(old, new)
+    (folder / "assignment.yaml").write_text(spec)
+    results = tmp_path_factory.mktemp("endpoint-results")
+    subs = sorted(str(p) for p in (ASSIGNMENT / "examples").iterdir() if p.is_dir())
+    proc = run_cli("grade", str(folder), *subs, "--json", "--results", str(results), timeout=1500)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return results, json_lines(proc.stdout)
+
+
+def test_examples_order_as_a_reviewer_would(graded):
+    _, lines = graded
+    total = {name: line["total_score"] for name, line in lines.items()}
+    assert set(total) == {"fast", "naive", "crashes_on_bad_input", "wrong_predictions", "never_healthy"}
+    assert total["fast"] >= 90
+    assert total["fast"] > total["naive"] > total["crashes_on_bad_input"] > total["wrong_predictions"]
+    assert total["never_healthy"] < 5 < total["wrong_predictions"]
+
+
+def test_each_measure_explains_the_failure_it_found(graded):
+    _, lines = graded
+    crit = {name: line["criteria"] for name, line in lines.items()}
+    assert crit["fast"]["robustness"]["score"] == 1 and crit["fast"]["correctness"]["score"] == 1
+    assert crit["crashes_on_bad_input"]["robustness"]["score"] < 0.5
+    assert lines["crashes_on_bad_input"]["status"] == "error"  # the server died
+    assert crit["wrong_predictions"]["correctness"]["score"] < 0.7
+    assert crit["never_healthy"]["cold_start"]["score"] == 0
+    assert crit["naive"]["latency"]["metrics"]["p99_ms"] > crit["fast"]["latency"]["metrics"]["p99_ms"]
+
+
+def test_mlflow_has_the_plots_the_histogram_and_peak_memory(graded):
+    results, _ = graded
+    from mlflow.tracking import MlflowClient
+
+    runs = {r.info.run_name: r for r in mlflow_runs(results, "endpoint@1.0")}
+    fast = runs["fast"]
+    assert {"score.latency", "latency.p99_ms", "capacity.capacity_rps", "serve.peak_memory_mb",
+            "group.load"} <= set(fast.data.metrics)
+    client = MlflowClient(tracking_uri=f"sqlite:///{results}/mlflow.db")
+    latency = {a.path for a in client.list_artifacts(fast.info.run_id, "artifacts/latency")}
+    assert {"artifacts/latency/latency.png", "artifacts/latency/latency.hgrm"} <= latency
+    capacity = {a.path for a in client.list_artifacts(fast.info.run_id, "artifacts/capacity")}
+    assert "artifacts/capacity/capacity.png" in capacity

@@ -1,0 +1,157 @@
+"""The endpoint graders on fixed probe reports (hand-computed expectations; no server involved)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from hdrh.histogram import HdrHistogram
+
+from graders import GRADERS, GradingContext, OutputFile
+from harness.pipeline import build_graders
+from harness.spec import Assignment, AssignmentSpec
+
+REFERENCE = [{"label": 0, "probabilities": [0.7, 0.2, 0.1]},
+             {"label": 2, "probabilities": [0.1, 0.3, 0.6]},
+             {"label": 1, "probabilities": [0.2, 0.5, 0.3]},
+             {"label": 1, "probabilities": [0.3, 0.4, 0.3]}]
+CASES = ["invalid_json", "empty_batch", "huge_body"]
+
+
+def make(name: str, **args):
+    cls = GRADERS.get(name)
+    return cls(name=name, weight=1.0, args=cls.Args.model_validate(args))
+
+
+def context(tmp_path: Path, report: dict | str | None) -> GradingContext:
+    hidden = tmp_path / "reference"
+    hidden.mkdir(exist_ok=True)
+    (hidden / "predictions.json").write_text(json.dumps(REFERENCE))
+    outputs = {}
+    if report is not None:
+        path = tmp_path / "probe.json"
+        path.write_text(report if isinstance(report, str) else json.dumps(report))
+        outputs["probe.json"] = OutputFile("probe.json", path)
+    else:
+        outputs["probe.json"] = OutputFile("probe.json", None, "not produced: stage serve: error: exit 1")
+    artifacts = tmp_path / "artifacts"
+    artifacts.mkdir(exist_ok=True)
+    return GradingContext(submission_dir=tmp_path, outputs=outputs, hidden={"reference": hidden}, visible={},
+                          assignment_dir=tmp_path, artifacts_dir=artifacts)
+
+
+def latency(p99: float, *, errors: int = 0, histogram: str = "") -> dict:
+    return {"rate": 100, "duration_s": 10, "scheduled": 1000, "completed": 1000 - errors, "errors": errors,
+            "timeouts": 0, "p50_ms": 2.0, "p90_ms": 3.0, "p99_ms": p99, "p999_ms": p99 * 2, "max_ms": p99 * 3,
+            "achieved_rate": 100.0, "histogram": histogram}
+
+
+def test_cold_start_maps_seconds_linearly_and_never_healthy_scores_zero(tmp_path):
+    grader = make("endpoint_cold_start", zero=60, full=5)
+    # 16 s lies 44/55 of the way from 60 s (0) to 5 s (1): 0.8
+    result = grader.grade(context(tmp_path, {"cold_start": {"healthy": True, "seconds": 16.0}}))
+    assert result.score == pytest.approx(0.8)
+    never = grader.grade(context(tmp_path, {"cold_start": {"healthy": False, "seconds": None,
+                                                           "problem": "no 200 within 60 s"}}))
+    assert never.score == 0 and "no 200 within 60 s" in never.explanation
+
+
+def test_correctness_needs_the_label_and_every_probability_within_atol(tmp_path):
+    grader = make("endpoint_correctness", reference="reference", atol=0.02)
+    predictions = [
+        {"label": 0, "probabilities": [0.715, 0.19, 0.095]},  # within 0.02: right
+        {"label": 2, "probabilities": [0.1, 0.33, 0.57]},  # off by 0.03: wrong
+        {"label": 0, "probabilities": [0.2, 0.5, 0.3]},  # wrong label
+        None,  # no answer
+    ]
+    report = {"correctness": {"sent": 4, "answered": 3, "predictions": predictions,
+                              "problems": ["batch 1: 500"]}}
+    result = grader.grade(context(tmp_path, report))
+    assert result.score == pytest.approx(0.25)
+    problems = {m["index"]: m["problem"] for m in result.details["mismatches"]}
+    assert problems[1].startswith("a probability is off by 0.03") and "label 0, expected 1" in problems[2]
+    assert problems[3] == "no usable prediction" and result.metrics["answered"] == 3
+
+
+def test_robustness_counts_cases_the_probe_never_ran_as_failed(tmp_path):
+    grader = make("endpoint_robustness", cases=CASES)
+    report = {"robustness": [
+        {"case": "invalid_json", "status": 400, "json_body": True, "healthy_after": True, "passed": True},
+        {"case": "empty_batch", "status": 500, "json_body": False, "healthy_after": True, "passed": False,
+         "problem": "HTTP 500"}], "skipped": ["huge_body: server not healthy"]}
+    result = grader.grade(context(tmp_path, report))
+    assert result.score == pytest.approx(1 / 3)
+    rows = {r["case"]: r for r in result.details["cases"]}
+    assert not rows["huge_body"]["passed"] and "not run" in rows["huge_body"]["problem"]
+    assert "empty_batch, huge_body" in result.explanation
+
+
+def test_latency_scores_p99_between_thresholds_and_zero_when_errors_exceed_the_cap(tmp_path):
+    grader = make("endpoint_latency", zero=200, full=50, max_error_rate=0.01)
+    histogram = HdrHistogram(1, 60_000_000, 3)
+    for value in range(1000, 101_000, 1000):  # 1 ms .. 100 ms, uniform
+        histogram.record_value(value)
+    encoded = histogram.encode().decode()
+    # p99 = 125 ms lies half way from 200 (0) to 50 (1)
+    result = grader.grade(context(tmp_path, {"latency": latency(125.0, histogram=encoded)}))
+    assert result.score == pytest.approx(0.5)
+    files = set(result.details["artifacts"])
+    assert files == {"latency.png", "latency.hgrm", "latency.hdr"}
+    assert (tmp_path / "artifacts" / "latency.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "Percentile" in (tmp_path / "artifacts" / "latency.hgrm").read_text()
+    busy = grader.grade(context(tmp_path, {"latency": latency(10.0, errors=20)}))  # 2% > 1%
+    assert busy.score == 0 and "2.0% of requests failed" in busy.explanation
+
+
+def test_capacity_maps_rate_linearly_and_draws_the_curve(tmp_path):
+    grader = make("endpoint_capacity", zero=50, full=400, objective_ms=50)
+    steps = [{"rate": r, "p50_ms": 2, "p99_ms": p99, "error_rate": 0.0, "ok": p99 <= 50}
+             for r, p99 in ((50, 5), (100, 8), (200, 20), (400, 90))]
+    result = grader.grade(context(tmp_path, {"capacity": {"capacity_rps": 200, "steps": steps}}))
+    assert result.score == pytest.approx(150 / 350)
+    assert (tmp_path / "artifacts" / "capacity.png").is_file()
+
+
+@pytest.mark.parametrize(("report", "problem"), [
+    (None, "not produced: stage serve"),
+    ("{not json", "probe report unusable"),
+    ('{"cold_start": {"healthy": "yes please"}}', "cold_start.healthy"),
+    ('{"latency": {"rate": -1, "duration_s": 1, "scheduled": 1, "completed": 1, "errors": 0, "timeouts": 0}}',
+     "latency.rate"),
+    ("[" * 100_000, "probe report unusable"),
+])
+def test_a_missing_or_malformed_report_scores_zero_with_the_reason(tmp_path, report, problem):
+    for name, args in (("endpoint_cold_start", {"zero": 60, "full": 5}),
+                       ("endpoint_robustness", {"cases": CASES})):
+        result = make(name, **args).grade(context(tmp_path, report))
+        assert result.score == 0 and problem in result.explanation, result.explanation
+
+
+def test_spec_checks_name_the_missing_output_and_data_set(tmp_path):
+    spec = AssignmentSpec.model_validate({
+        "schema_version": 1, "id": "e", "version": "1", "title": "e", "brief": "B.md",
+        "data": {"visible": {"inputs": "inputs"}, "hidden": {"reference": "reference"}},
+        "stages": [{"name": "serve", "command": ["x"], "timeout": 100,
+                    "probe": {"command": ["p"], "timeout": 50, "data": ["inputs"],
+                              "outputs": {"probe.json": "1m"}}}],
+        "graders": [{"name": "c", "grader": "endpoint_correctness", "weight": 1,
+                     "args": {"reference": "missing"}},
+                    {"name": "l", "grader": "endpoint_latency", "weight": 1,
+                     "args": {"probe": "other.json", "zero": 200, "full": 50}}]})
+    from harness.errors import SpecError
+
+    with pytest.raises(SpecError, match="'missing' is not a hidden data set"):
+        build_graders(Assignment(spec, tmp_path))
+    spec = spec.model_copy(update={"graders": spec.graders[1:]})
+    with pytest.raises(SpecError, match="'other.json' is not an output"):
+        build_graders(Assignment(spec, tmp_path))
+
+
+def test_load_scores_can_be_scaled_by_the_correct_share(tmp_path):
+    grader = make("endpoint_latency", zero=200, full=50, scale_by_correctness="reference")
+    right = [dict(r) for r in REFERENCE]
+    half = right[:2] + [None, None]  # 2 of 4 reference answers
+    report = {"latency": latency(50.0), "correctness": {"sent": 4, "answered": 2, "predictions": half}}
+    result = grader.grade(context(tmp_path, report))
+    assert result.score == pytest.approx(0.5) and "correct share of answers (50%)" in result.explanation
