@@ -32,7 +32,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import pandas as pd
@@ -177,6 +177,11 @@ def revenue_sizes(d: _Design) -> list[tuple[str, int]]:
                                           two_sided=d.two_sided)),
         ("t-test", math.ceil(float(t_based))),
     ]
+
+
+def design_reference(inputs: dict[str, Any]) -> dict[str, Expected]:
+    """The design answers (sample sizes, durations) for design.json's values; TypeError if keys differ."""
+    return _design_fields(_Design(**inputs))
 
 
 def _design_fields(d: _Design) -> dict[str, Expected]:

@@ -4,8 +4,10 @@
   `partial` x tolerance. With several accepted references (formulas), the best one counts.
 * interval: each bound within `halfwidth` x the reference interval's half-width, the larger of the
   two bound errors counting; same linear band. Bounds are compared in the order given.
-* p_value: 1 iff on the same side of alpha as the reference and |log10 max(p, floor) - log10
-  max(ref, floor)| <= `log10`; else 0.
+* p_value: 1 iff on the same side of alpha as the reference, |log10 max(p, floor) - log10
+  max(ref, floor)| <= `log10` and, when `abs` is given, |p - ref| <= `abs`; else 0. The log scale
+  judges small p-values; the absolute bound judges large ones, where a factor of 1.6 spans most of
+  [0, 1] and a value pasted from another data set would often land inside it.
 * exact / choice: 1 iff accepted. Across runs they are chance-corrected (see `chance_corrected`).
 
 A relative slack of 1e-9 keeps a value written at the tolerance's edge from failing on float
@@ -89,13 +91,16 @@ def compare_interval(got: Sequence[float], expected: Bounds, *, halfwidth: float
 
 
 def compare_p_value(got: float, expected: PValue, *, alpha: float, log10: float,
-                    floor: float) -> Comparison:
-    """1 iff the same side of alpha as the reference and close on the log10 scale, else 0."""
+                    floor: float, abs_: float | None = None) -> Comparison:
+    """1 iff the same side of alpha as the reference and close on the log10 (and absolute) scale."""
     distance = abs(math.log10(max(got, floor)) - math.log10(max(expected.value, floor)))
+    ratio = distance / log10
+    if abs_ is not None:
+        ratio = max(ratio, abs(got - expected.value) / abs_)
     same_side = (got < alpha) == (expected.value < alpha)
-    ok = same_side and distance <= log10 * (1 + SLACK)
+    ok = same_side and ratio <= 1 + SLACK
     note = "" if same_side else f"on the other side of alpha = {alpha:g} from the reference"
-    return Comparison(1.0 if ok else 0.0, distance / log10, log10, expected=expected.value, note=note)
+    return Comparison(1.0 if ok else 0.0, ratio, log10, expected=expected.value, note=note)
 
 
 def accepted(expected: Exact | Choice) -> frozenset[Hashable]:
@@ -137,7 +142,7 @@ def compare(got: Any, expected: Expected, args: Tolerances) -> Comparison:
                                 partial=args.partial)
     if isinstance(expected, PValue):
         return compare_p_value(float(got), expected, alpha=args.alpha or 0.0, log10=args.log10 or 0.0,
-                               floor=args.floor)
+                               floor=args.floor, abs_=args.abs)
     return compare_accepted(got, expected)
 
 

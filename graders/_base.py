@@ -80,6 +80,14 @@ class Grader(ABC):
         """
         return None  # a hook, not an abstract method: most graders reference nothing in the spec
 
+    def check_files(self, assignment_dir: Path) -> None:
+        """Check what the arguments name inside the assignment folder, once, before any grading.
+
+        The default accepts everything; overrides raise harness.errors.SpecError (e.g. a hidden
+        test suite that does not parse or holds no test).
+        """
+        return None
+
     @abstractmethod
     def grade(self, ctx: GradingContext) -> CriterionResult:
         """Score one submission. A candidate's bad output is a low score, never an exception."""

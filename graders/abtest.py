@@ -49,7 +49,7 @@ _FIELD = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 _FILE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _RUN = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 _KIND_ARGS = {"number": {"rel", "abs", "partial"}, "interval": {"halfwidth", "partial"},
-              "p_value": {"alpha", "log10", "floor"}, "exact": set(), "choice": set()}
+              "p_value": {"alpha", "log10", "floor", "abs"}, "exact": set(), "choice": set()}
 
 
 class AbAnswerArgs(BaseModel):
@@ -240,5 +240,6 @@ def _rule(a: AbAnswerArgs) -> str:
     if a.compare == "interval":
         return f"\u00b1{(a.halfwidth or 0) * 100:g}% of the reference half-width per bound"
     if a.compare == "p_value":
-        return f"{a.log10:g} in log10 on the same side of alpha = {a.alpha:g}"
+        near = f" and {fmt(a.abs)} absolute" if a.abs else ""
+        return f"{a.log10:g} in log10{near} on the same side of alpha = {a.alpha:g}"
     return "accepted"

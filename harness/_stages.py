@@ -17,7 +17,7 @@ from harness.errors import InfraError
 from harness.intake import StagedSubmission
 from harness.notebook_html import render_notebook
 from harness.results import StageRecord, Status
-from harness.spec import RUN_INPUT, Assignment, StageSpec
+from harness.spec import RUN_INPUT, TESTS_MOUNT, Assignment, StageSpec
 from sandbox import (
     RUNNERS_DIR,
     RUNNERS_MOUNT,
@@ -57,6 +57,8 @@ def _stage_request(assignment: Assignment, stage: StageSpec, *, staged: StagedSu
     mounts += [Mount(runtime.data.visible[name], f"/data/{name}") for name in stage.data]
     if run_input is not None:
         mounts.append(Mount(run_input, f"/data/{RUN_INPUT}"))
+    if stage.pytest is not None and stage.pytest.hidden:
+        mounts.append(Mount(assignment.path(stage.pytest.suite), TESTS_MOUNT))
     threads = str(max(1, math.floor(assignment.spec.limits.cpus)))
     env = (("OMP_NUM_THREADS", threads), ("OPENBLAS_NUM_THREADS", threads), ("MKL_NUM_THREADS", threads),
            ("MLGRADE_STAGE", stage.name), ("HOME", "/tmp"))  # noqa: S108 - in the sandbox; root is read-only
@@ -112,6 +114,8 @@ def run_stages(assignment: Assignment, staged: StagedSubmission, runtime: Runtim
     workspace = scratch / "workspace"
     make_writable_dir(workspace, uid, gid)
     for stage in assignment.spec.stages:
+        if run.status is not Status.OK and stage.blocking:
+            continue  # an earlier stage failed; independent stages (tests) still run
         steps = [_Step(stage, r) for r in stage.runs] or [_Step(stage)]
         # in a fresh random order: how long the stage has been going says nothing about the run
         order = secrets.SystemRandom().sample(steps, len(steps))
@@ -122,12 +126,11 @@ def run_stages(assignment: Assignment, staged: StagedSubmission, runtime: Runtim
         run.stages[first_record:] = sorted(run.stages[first_record:],
                                            key=lambda r: labels.index(r.name.removesuffix("/probe")))
         failed.sort(key=steps.index)
-        if failed:
+        if failed and stage.blocking:
             first = run.stages[[s.name for s in run.stages].index(failed[0].label)]
             run.status = Status(first.status)
             which = f" on runs {', '.join(s.run or '' for s in failed)}" if stage.runs else ""
             run.message = f"stage {stage.name}{which}: {first.status}: {first.detail}".rstrip(": ")
-            return
 
 
 def _run_step(assignment: Assignment, step: _Step, staged: StagedSubmission, runtime: Runtime,

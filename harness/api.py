@@ -5,11 +5,15 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from harness.batch import BatchItem, BatchReport, Event, run_batch
 from harness.errors import InfraError, SpecError
 from harness.results import SubmissionResult, leaderboard, load_result
 from harness.spec import SPEC_FILE, Assignment, load_assignment
+
+if TYPE_CHECKING:
+    from harness.mlflow_sink import MlflowSink
 
 DEFAULT_RESULTS = Path("results")
 
@@ -69,7 +73,7 @@ def grade(assignment: str | Path, submissions: Sequence[str], *, results_dir: Pa
     """
     loaded = find_assignment(assignment)
     results_dir = results_dir.resolve()
-    log_result, uri = None, None
+    log_result, uri, sink = None, None, None
     if log_to_mlflow:
         from harness.mlflow_sink import MlflowSink, default_tracking_uri
 
@@ -88,7 +92,31 @@ def grade(assignment: str | Path, submissions: Sequence[str], *, results_dir: Pa
                        backoff_s=backoff_s, log_result=log_result, on_event=on_event,
                        backend_options={"acknowledge_weaker_isolation": allow_weaker_isolation})
     report.tracking_uri = uri
+    if sink is not None:
+        _tag_similarity(sink, report)
     return report
+
+
+def _tag_similarity(sink: MlflowSink, report: BatchReport) -> None:
+    """Flag both runs of every similar pair, and clear the flag of every other compared run."""
+    found = report.similarity
+    if not found.checked:  # disabled or failed: leave the tags as the last comparison set them
+        return
+    run_ids = {i.result.submission_id: i.run_id for i in report.items if i.run_id}
+    for name, folder in found.compared.items():
+        try:
+            run_id = run_ids.get(name) or _run_of(sink, folder)
+            if run_id is None:
+                continue
+            pages = [page for (a, b), page in found.pages.items() if name in (a, b)]
+            sink.tag_similarity(run_id, found.partners(name), pages)
+        except InfraError as exc:  # the results and the HTML report are safe on disk
+            found.problems.append(f"{name}: not tagged in MLflow: {exc}")
+
+
+def _run_of(sink: MlflowSink, folder: Path) -> str | None:
+    result = load_result(folder)
+    return sink.find_run(result) if result is not None else None
 
 
 def results(assignment: str | Path, *, results_dir: Path = DEFAULT_RESULTS,

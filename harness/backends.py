@@ -12,7 +12,7 @@ from harness.data import materialize
 from harness.errors import InfraError
 from harness.pipeline import InvalidSubmission, Runtime, build_graders
 from harness.registry import Registry
-from harness.spec import Assignment
+from harness.spec import TEST_PACKAGES, Assignment
 
 T = TypeVar("T")
 BACKENDS: Registry[Callable[..., Runtime]] = Registry("sandbox backend", entry_point_group="harness.backends")
@@ -40,17 +40,26 @@ def _run_as() -> tuple[int, int]:
 def docker_runtime(assignment: Assignment, *, cache: Path, retries: int, backoff_s: float,
                    **_: object) -> Runtime:
     from sandbox.docker import DockerBackend, connect
-    from sandbox.images import RequirementsError, ensure_base_image, ensure_candidate_image, ensure_image
+    from sandbox.images import (
+        TORCH_PIN,
+        RequirementsError,
+        ensure_base_image,
+        ensure_candidate_image,
+        ensure_image,
+    )
 
     client = with_retries(connect, retries=retries, backoff_s=backoff_s)
     spec = assignment.spec
 
     def build():
         base = ensure_base_image(client, base=spec.image.base, cache_dir=cache / "images")
-        return ensure_image(client, name=spec.id, base=base, packages=spec.image.python_packages,
+        return ensure_image(client, name=spec.id, base=base, packages=spec.image_packages(),
                             cache_dir=cache / "images")
 
     image = with_retries(build, retries=retries, backoff_s=backoff_s)
+
+    # a submission cannot swap out the pytest or coverage its test stages run with
+    tests = TEST_PACKAGES if any(stage.pytest for stage in spec.stages) else ()
 
     def requirements_image(text: str) -> tuple[str, str]:
         from sandbox.images import parse_requirements
@@ -60,7 +69,7 @@ def docker_runtime(assignment: Assignment, *, cache: Path, retries: int, backoff
             if not lines:
                 return image.tag, image.id
             built = ensure_candidate_image(client, parent=image, requirements=lines,
-                                           cache_dir=cache / "images")
+                                           cache_dir=cache / "images", constraints=(TORCH_PIN, *tests))
             return built.tag, built.id
         except RequirementsError as exc:
             raise InvalidSubmission(str(exc)) from None

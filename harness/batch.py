@@ -15,6 +15,7 @@ from harness import __version__
 from harness._text import printable, slug
 from harness._workdirs import exclusive, owned_name, remove_tree, sweep_leftovers
 from harness.backends import BACKENDS
+from harness.batch_similarity import REPORT_DIR, BatchSimilarity, check_round, current_results, take_snapshot
 from harness.errors import HarnessError, InfraError, IntakeError
 from harness.intake import StagedSubmission, stage_submission
 from harness.pipeline import Runtime, grade_submission, grader_versions
@@ -38,6 +39,7 @@ class BatchReport:
     assignment: str
     items: list[BatchItem] = field(default_factory=list)
     tracking_uri: str | None = None  # set when results were logged to MLflow
+    similarity: BatchSimilarity = field(default_factory=BatchSimilarity)  # copies flagged in the round
 
     @property
     def unlogged(self) -> int:
@@ -122,6 +124,7 @@ def _stage_and_grade(ctx: _Context, source: str, staging: Path) -> BatchItem:
     with exclusive(ctx.root / ".locks" / f"{submission_id(staged)}.lock"):  # same content twice, two batches
         existing = load_result(folder)
         if existing and existing.key == key and existing.status.graded and not ctx.force:
+            take_snapshot(ctx.assignment, staged.path, folder)  # cheap; renews one of older settings
             return BatchItem(source, existing, folder, skipped=True)
         result = _grade_with_retries(ctx, staged, key, folder, staging)
         if result.status.graded or not (existing and existing.status.graded):
@@ -169,7 +172,9 @@ def _candidate_names(submissions: Sequence[str]) -> dict[str, str]:
 
 
 def _spec_hash(assignment: Assignment, fingerprint: str) -> str:
-    return hashlib.sha256((assignment.spec.model_dump_json() + fingerprint).encode()).hexdigest()[:16]
+    # copy detection runs after grading and changes no result: its settings do not re-grade anything
+    spec = assignment.spec.model_dump_json(exclude={"similarity"})
+    return hashlib.sha256((spec + fingerprint).encode()).hexdigest()[:16]
 
 
 def _unprepared(assignment: Assignment, submissions: Sequence[str], error: InfraError,
@@ -227,4 +232,7 @@ def run_batch(*, assignment: Assignment, submissions: Sequence[str], results_dir
         runtime.backend.close()
     order = {s: i for i, s in enumerate(submissions)}
     report.items.sort(key=lambda i: order.get(i.source, 0))
+    # the whole round so far: this batch and what earlier batches graded (a re-run of a subset
+    # must neither miss a copy nor clear a flag it cannot see)
+    report.similarity = check_round(assignment, current_results(root), root / REPORT_DIR)
     return report

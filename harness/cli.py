@@ -14,7 +14,7 @@ import typer
 
 from harness import api
 from harness.errors import HarnessError
-from harness.output import Console, progress_callback, summary_table
+from harness.output import Console, progress_callback, similarity_lines, summary_table
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="Grade ML take-home submissions in hardened sandboxes; results to JSON and MLflow.")
@@ -69,6 +69,8 @@ def grade(
             from harness.mlflow_sink import ui_command
 
             console.note(f"MLflow: {ui_command(report.tracking_uri)}")
+    for line in similarity_lines(report.similarity):
+        console.note(line)
     if report.unlogged:
         console.note(f"warning: {report.unlogged} graded result(s) were not logged to MLflow; "
                      "`harness log` (or re-running) logs them")

@@ -126,6 +126,20 @@ class MlflowSink:
             self._retire_superseded(experiment_id, result, run_id)
             return run_id
 
+    def tag_similarity(self, run_id: str, partners: list[tuple[str, float]], pages: list[Path]) -> None:
+        """Record on a run whom the batch's copy detection paired it with (tags `similarity.*`),
+        and attach the side-by-side pages under `similarity/`. An empty list clears the flag of
+        an earlier batch. Raises InfraError when MLflow fails."""
+        listed = "; ".join(f"{name} ({score:.2f})" for name, score in partners)
+        tags = {"similarity.flagged": "true" if partners else "false",
+                "similarity.max": f"{max((s for _, s in partners), default=0.0):.3f}",
+                "similarity.partners": one_line(listed, _VALUE_CHARS)}
+        with self._guard("tagging"):
+            for key, value in tags.items():
+                self._client.set_tag(run_id, key, value)
+            for page in pages:
+                self._client.log_artifact(run_id, str(page), artifact_path="similarity")
+
     # --- MLflow calls ----------------------------------------------------------------------------
 
     def _experiment(self, result: SubmissionResult) -> str:

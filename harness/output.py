@@ -21,6 +21,7 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
+from harness.batch_similarity import BatchSimilarity
 from harness.results import Status, SubmissionResult, group_scores, leaderboard
 
 _STYLE = {Status.OK: "green", Status.INFRA_ERROR: "bold red", Status.REJECTED: "bold red"}
@@ -31,7 +32,8 @@ class Console:
 
     def __init__(self) -> None:
         self.err = RichConsole(stderr=True)
-        self.out = RichConsole()
+        # piped or captured: no terminal width to fit, and folding the columns makes a log unreadable
+        self.out = RichConsole(width=None if sys.stdout.isatty() else 200)
 
     def print_table(self, table: Table) -> None:
         self.out.print(table)
@@ -95,3 +97,17 @@ def progress_callback(console: Console, *, total: int, as_json: bool) -> Iterato
 
     with progress:
         yield on_event
+
+
+def similarity_lines(found: BatchSimilarity) -> list[str]:
+    """The round's copy-detection verdict for the terminal: flagged pairs, then any problem."""
+    lines = []
+    if found.checked and not found.pairs:
+        lines.append(f"similarity: no pair of the {len(found.compared)} submissions graded so far "
+                     f"at or over {found.threshold:.2f}")
+    elif found.pairs:
+        lines.append(f"similarity: {len(found.pairs)} pair(s) of the {len(found.compared)} submissions "
+                     f"graded so far at or over {found.threshold:.2f} (side by side: {found.report})")
+        lines += [f"  {p.similarity:.2f}  {p.a}  ~  {p.b}  ({p.shared} shared fingerprints)"
+                  for p in found.pairs]
+    return lines + [f"similarity: {problem}" for problem in found.problems]

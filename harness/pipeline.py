@@ -14,6 +14,7 @@ from harness import __version__
 from harness._stages import RunState, run_stages
 from harness._text import printable
 from harness._workdirs import owned_name, remove_tree, replace_folder
+from harness.batch_similarity import take_snapshot
 from harness.data import DataSets
 from harness.errors import HarnessError, InfraError, SpecError
 from harness.intake import StagedSubmission
@@ -70,6 +71,7 @@ def build_graders(assignment: Assignment) -> list[Grader]:
         built = cls(name=gspec.name, weight=gspec.weight, args=args, group=gspec.group)
         try:
             built.check_spec(assignment.spec)
+            built.check_files(assignment.dir)
         except SpecError as exc:
             raise SpecError(f"{assignment.dir / 'assignment.yaml'}: graders.{index}.args ({gspec.name}): "
                             f"{exc}") from None
@@ -98,6 +100,7 @@ def grade_submission(*, assignment: Assignment, staged: StagedSubmission, runtim
         if run.status is Status.OK:
             run_stages(assignment, staged, runtime, run, result_dir, scratch)
         criteria = _score(assignment, staged, runtime, run, result_dir)
+        take_snapshot(assignment, staged.path, result_dir)  # compared with the round after the batch
     except BaseException:
         remove_tree(result_dir)
         raise

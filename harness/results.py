@@ -90,8 +90,8 @@ class SubmissionResult(BaseModel):
             "status": self.status.value,
             "total_score": self.total_score,
             "message": self.message,
-            "criteria": {c.name: {"score": c.score, "weight": c.weight, "metrics": c.metrics}
-                         for c in self.criteria},
+            "criteria": {c.name: {"score": c.score, "weight": c.weight, "group": c.group,
+                                  "metrics": c.metrics} for c in self.criteria},
             "key": self.key,
         }
 

@@ -148,6 +148,32 @@ class ProbeSpec(_Strict):
     memory: Size = 1 << 30
 
 
+TEST_PACKAGES = ("pytest==9.0.3", "coverage==7.17.4")  # in the image of any assignment with test stages
+TESTS_MOUNT = "/opt/mlgrade-tests"  # a hidden test suite, read-only, in its own stage only
+CANDIDATE_SUITE = "submission"
+TEST_OUTPUTS = {"junit.xml": 4 << 20, "coverage.json": 8 << 20, "run.json": 64 << 10}
+
+
+class PytestSpec(_Strict):
+    """A test stage: pytest run by the harness's runner, its report parsed outside the sandbox."""
+
+    #: "submission": the candidate's own tests, with line coverage of the candidate's code;
+    #: otherwise a folder of the assignment holding a hidden suite, mounted read-only at
+    #: /opt/mlgrade-tests and run with the harness's configuration (the submission's conftest,
+    #: ini files, plugins and sitecustomize are not loaded).
+    suite: RelPath = CANDIDATE_SUITE
+
+    @property
+    def hidden(self) -> bool:
+        return self.suite != CANDIDATE_SUITE
+
+    def command(self, stage: str) -> tuple[str, ...]:
+        """The runner's command line: isolated (-I) and without site (-S): no .pth file, no
+        sitecustomize and no PYTHON* variable runs before the runner has set pytest up."""
+        return ("python", "-I", "-S", "/opt/mlgrade/pytest_run.py", "--mode",
+                "hidden" if self.hidden else "own", "--prefix", stage)
+
+
 class StageSpec(_Strict):
     name: Name
     command: tuple[str, ...] = Field(min_length=1)
@@ -160,6 +186,29 @@ class StageSpec(_Strict):
     #: Makes the stage a service (e.g. an HTTP server): the probe starts next to it, and the
     #: service is stopped when the probe ends. The probe's outputs are graded like the stage's.
     probe: ProbeSpec | None = None
+    #: A test stage (see PytestSpec): the harness writes its command and outputs.
+    pytest: PytestSpec | None = None
+    #: When false, the stage is independent of the others (e.g. tests): it runs even when an
+    #: earlier stage failed, and its own failure is reported by its criteria, not as the
+    #: submission's status. Test stages default to false, others to true.
+    blocking: bool = True
+
+    @model_validator(mode="before")
+    @classmethod
+    def _test_stage(cls, raw: Any) -> Any:
+        """A `pytest:` stage gets the runner's command and the report files as outputs."""
+        if not isinstance(raw, dict) or raw.get("pytest") is None:
+            return raw
+        clash = sorted({"command", "outputs", "runs", "probe"} & set(raw))
+        if clash:
+            raise ValueError(f"a pytest stage has no {', '.join(clash)}: the harness runs the suite "
+                             "and collects its report")
+        suite = PytestSpec.model_validate(raw["pytest"])
+        name = str(raw.get("name", ""))
+        raw = {"blocking": False, **raw}  # tests are independent of the other stages unless told
+        files = {f: cap for f, cap in TEST_OUTPUTS.items() if not (suite.hidden and f == "coverage.json")}
+        return {**raw, "pytest": suite, "command": suite.command(name),
+                "outputs": {f"{name}.{file}": cap for file, cap in files.items()}}
 
     @field_validator("runs")
     @classmethod
@@ -194,6 +243,15 @@ class StageSpec(_Strict):
         return v
 
 
+class SimilaritySpec(_Strict):
+    """Copy detection across each batch (harness.similarity): pairs at or over `threshold` are flagged."""
+
+    enabled: bool = True
+    threshold: float = Field(0.5, gt=0, le=1)  # shared fingerprints / the smaller submission's
+    max_share: float = Field(0.25, gt=0, le=1)  # fingerprints in more of the batch are boilerplate
+    min_shared: int = Field(15, ge=1)  # fewer shared fingerprints never flag a pair
+
+
 class GraderSpec(_Strict):
     name: Name  # criterion name
     group: Name | None = None  # criteria of a group share one column in the summary table
@@ -217,6 +275,7 @@ class AssignmentSpec(_Strict):
     review_files: dict[RelPath, Size] = Field(default_factory=dict)  # copied (capped) for reviewers
     stages: tuple[StageSpec, ...] = Field(min_length=1)
     graders: tuple[GraderSpec, ...] = Field(min_length=1)
+    similarity: SimilaritySpec = SimilaritySpec()
 
     @model_validator(mode="before")
     @classmethod
@@ -246,6 +305,8 @@ class AssignmentSpec(_Strict):
                 hint = " (hidden data can never be mounted)" if unknown & set(self.data.hidden) else ""
                 raise ValueError(f"stage {stage.name!r} mounts unknown data {sorted(unknown)}{hint}; "
                                  f"visible data sets: {sorted(self.data.visible)}")
+            if stage.pytest and stage.pytest.hidden:
+                self._check_suite(stage.name, PurePosixPath(stage.pytest.suite))
             if stage.runs and RUN_INPUT in stage.data:
                 raise ValueError(f"stage {stage.name!r} has runs, which use /data/{RUN_INPUT}: "
                                  f"rename the data set {RUN_INPUT!r}")
@@ -265,6 +326,24 @@ class AssignmentSpec(_Strict):
             raise ValueError(f"group {clash[0]!r} has the name of an ungrouped criterion: the summary "
                              "would merge them; rename one")
         return self
+
+    def _check_suite(self, stage: str, suite: PurePosixPath) -> None:
+        """A hidden suite is mounted in the sandbox: it must not hold secrets or reach candidates."""
+        shared = {"the secrets folder": PurePosixPath(SECRETS_DIR)}
+        if self.starter:
+            shared["the starter kit"] = PurePosixPath(self.starter)
+        folders = {**self.data.visible, **self.data.hidden}
+        shared |= {f"data {n!r}": PurePosixPath(p) for n, p in folders.items()}
+        for what, path in shared.items():
+            if suite == path or path in suite.parents or suite in path.parents:
+                raise ValueError(f"stage {stage!r}: the test suite {str(suite)!r} overlaps {what} "
+                                 f"({path}); keep hidden tests in a folder of their own, e.g. hidden_tests")
+
+    def image_packages(self) -> tuple[str, ...]:
+        """The assignment's packages, plus pytest and coverage when a stage runs tests."""
+        tests = TEST_PACKAGES if any(s.pytest for s in self.stages) else ()
+        named = {re.split(r"[<>=!~\[; ]", p, maxsplit=1)[0].lower() for p in self.image.python_packages}
+        return self.image.python_packages + tuple(p for p in tests if p.split("==")[0] not in named)
 
     def stage_limits(self, stage: StageSpec) -> Limits:
         lim = self.limits
@@ -369,12 +448,19 @@ def load_spec(path: Path) -> AssignmentSpec:
 def _check_files(spec: AssignmentSpec, directory: Path, path: Path) -> None:
     root = directory.resolve()
     refs = {"brief": spec.brief, "starter": spec.starter, "data.generator": spec.data.generator}
+    refs |= {f"stages.{s.name}.pytest.suite": s.pytest.suite
+             for s in spec.stages if s.pytest and s.pytest.hidden}
     for field_name, rel in refs.items():
         if rel is None:
             continue
         target = (directory / rel).resolve()
         if root not in target.parents or not target.exists():
             raise SpecError(f"{path}: {field_name}: {rel!r} does not exist inside {directory}")
+        secrets = (directory / SECRETS_DIR).resolve()
+        if field_name.endswith(".suite") and (target == secrets or secrets in target.parents
+                                              or target in secrets.parents):
+            raise SpecError(f"{path}: {field_name}: {rel!r} leads into {SECRETS_DIR}/ (links followed), "
+                            "which is never mounted; keep hidden tests in a folder of their own")
 
 
 def load_assignment(directory: Path) -> Assignment:

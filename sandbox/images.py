@@ -53,6 +53,7 @@ CONSTRAINTS_LABEL = "mlgrade.constraints"
 BUILD_TIMEOUT_S = 1800
 PROBE_TIMEOUT_S = 120
 RECIPES = Path(__file__).parent / "recipes"
+TORCH_PIN = "torch==2.13.0"  # the CPU build on this platform; candidate requirements are held to it
 
 _DOCKER_FAILURES = (docker.errors.DockerException, requests.exceptions.RequestException)
 _REPOSITORY = re.compile(r"[a-z0-9]+(?:[._-][a-z0-9]+)*")
@@ -138,7 +139,7 @@ def ensure_image(client: docker.DockerClient, *, name: str, base: ImageRef, pack
 
 
 def ensure_candidate_image(client: docker.DockerClient, *, parent: ImageRef, requirements: list[str],
-                           cache_dir: Path, constraints: Sequence[str] = ("torch==2.13.0",),
+                           cache_dir: Path, constraints: Sequence[str] = (TORCH_PIN,),
                            max_download_bytes: int = MAX_DOWNLOAD_BYTES,
                            max_wheel_files: int = MAX_WHEEL_FILES) -> ImageRef:
     """Return the image `mlgrade/<parent name>-req:<hash12>` with a candidate's requirements.

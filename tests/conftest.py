@@ -31,3 +31,9 @@ def run_cli(*args: str, cwd: Path = REPO, env: dict | None = None,
     full_env = {**os.environ, **(env or {})}
     return subprocess.run([sys.executable, "-m", "harness", *args], cwd=cwd, env=full_env, text=True,
                           capture_output=True, timeout=timeout)
+
+
+def earned(line: dict, *, groups: set[str] | None = None, skip: frozenset[str] = frozenset()) -> float:
+    """Weight earned by a `--json` line's criteria in `groups` (all if None), minus those in `skip`."""
+    return sum(c["score"] * c["weight"] for c in line["criteria"].values()
+               if (groups is None or c["group"] in groups) and c["group"] not in skip)

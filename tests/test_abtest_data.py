@@ -160,16 +160,38 @@ def test_public_weak_or_malformed_seed_refused(tmp_path: Path, text: str) -> Non
 def test_hidden_runs_are_clear_cut_for_any_secret(secret: int) -> None:
     # The conditions are re-checked here with statsmodels and scipy, independently of the generator.
     from scipy.stats import chisquare, ttest_ind
-    from statsmodels.stats.proportion import proportions_ztest
+    from statsmodels.stats.power import NormalIndPower
+    from statsmodels.stats.proportion import proportion_effectsize, proportions_ztest
 
-    for name in RUNS:
-        _, run = generate.clear_cut_run(secret, name)
+    def cohen_h_size(d: generate.Design) -> float:
+        h = proportion_effectsize(d.baseline_conversion * (1 + d.mde_relative), d.baseline_conversion)
+        return NormalIndPower().solve_power(effect_size=h, alpha=d.alpha, power=d.power)
+
+    def conversion(run: generate.Experiment) -> tuple[list[int], float, float]:
         treated = run.variant == "treatment"
         counts = [int((~treated).sum()), int(treated.sum())]
+        wins = [int(run.converted[~treated].sum()), int(run.converted[treated].sum())]
+        _, p = proportions_ztest(wins[::-1], counts[::-1])
+        return counts, wins[1] / counts[1] - wins[0] / counts[0], p
+
+    public = generate.simulate(seed=generate.PUBLIC_SEED, n_users=generate.N_USERS,
+                               true_lift_conv=generate.PUBLIC_LIFT_CONV,
+                               true_lift_revenue=generate.PUBLIC_LIFT_REVENUE)
+    public_design = generate.history(seed=generate.PUBLIC_SEED).design
+    _, public_diff, public_p = conversion(public)
+    unlike = generate.signature(public, public_design)
+    for name in RUNS:
+        seed, run = generate.clear_cut_run(secret, name, unlike=unlike)
+        treated = run.variant == "treatment"
+        counts, diff, p_conv = conversion(run)
         assert (chisquare(counts).pvalue < 1e-6) == (name == "srm"), name
-        _, p_conv = proportions_ztest([run.converted[treated].sum(), run.converted[~treated].sum()],
-                                      [counts[1], counts[0]])
         p_rev = ttest_ind(run.revenue[treated], run.revenue[~treated], equal_var=False).pvalue
         assert not 0.025 < p_conv < 0.1 and not 0.025 < p_rev < 0.1, name
         if name == "clear_win":
             assert p_conv < 0.025
+        # Nothing pasted from the public run fits: another sample size, a conversion lift more
+        # than 4 tolerances (5e-5 each) away, a p-value outside twice the p-value rule.
+        ratio = cohen_h_size(generate.history(seed=seed).design) / cohen_h_size(public_design)
+        assert not 1 / 1.06 < ratio < 1.06, name  # a pasted sample size is off by more than 2x3%
+        assert abs(diff - public_diff) > 2e-4, name
+        assert abs(np.log10(max(p_conv, 1e-6) / public_p)) > 0.4 or abs(p_conv - public_p) > 0.04, name

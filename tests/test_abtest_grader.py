@@ -221,6 +221,18 @@ def test_interval_bounds_and_p_value_sides() -> None:
     assert compare_p_value(1e-12, PValue(1e-8), alpha=0.05, log10=0.2, floor=1e-6).score == 1  # both floored
 
 
+def test_p_value_absolute_bound_judges_large_p_values() -> None:
+    # Hand-computed: 0.53 vs 0.556 is 0.021 in log10 (well inside 0.2) but 0.026 apart, beyond 0.02;
+    # the log rule alone would accept any value in [0.351, 0.881], most of a uniform null p-value.
+    large = PValue(0.556)
+    assert compare_p_value(0.53, large, alpha=0.05, log10=0.2, floor=1e-6).score == 1
+    assert compare_p_value(0.53, large, alpha=0.05, log10=0.2, floor=1e-6, abs_=0.02).score == 0
+    assert compare_p_value(0.54, large, alpha=0.05, log10=0.2, floor=1e-6, abs_=0.02).score == 1
+    # Small p-values are judged by the log rule: 0.001 vs 0.0013 is 0.0003 apart but 0.114 in log10.
+    assert compare_p_value(0.0013, PValue(0.001), alpha=0.05, log10=0.2, floor=1e-6, abs_=0.02).score == 1
+    assert compare_p_value(0.0017, PValue(0.001), alpha=0.05, log10=0.2, floor=1e-6, abs_=0.02).score == 0
+
+
 def test_chance_correction_by_hand() -> None:
     sets = [frozenset({"inconclusive"}), frozenset({"ship"}), frozenset({"inconclusive", "dont_ship"})]
     assert best_constant(sets, ["ship"]) == 2  # "inconclusive" is accepted on two runs

@@ -151,7 +151,8 @@ def test_results_lists_without_grading_and_json_line_has_contract_fields(tmp_pat
     assert [r.candidate for r in found] == ["a", "b"]  # best first
     line = json.loads(json.dumps(found[0].summary_line()))
     assert {"submission", "candidate", "status", "total_score", "criteria"} <= set(line)
-    assert line["criteria"]["answer"] == {"score": 1.0, "weight": 3.0, "metrics": {"right": 1.0}}
+    assert line["criteria"]["answer"] == {"score": 1.0, "weight": 3.0, "group": None,
+                                          "metrics": {"right": 1.0}}
 
 
 def test_parallel_jobs_grade_everything_once(tmp_path):

@@ -14,7 +14,7 @@ from pathlib import Path
 import docker
 import pytest
 
-from tests.conftest import REPO, run_cli
+from tests.conftest import REPO, earned, run_cli
 from tests.test_intake import git_repo
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
@@ -42,18 +42,27 @@ def graded_examples(tmp_path_factory):
     return results, proc
 
 
+ENGINEERING = frozenset({"engineering"})
+
+
 def test_examples_grade_in_the_order_a_reviewer_expects(graded_examples):
     _, proc = graded_examples
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = json_lines(proc.stdout)
     assert set(lines) == {"good", "baseline", "bad_output", "broken"}
-    assert lines["broken"]["status"] == "error" and lines["broken"]["total_score"] == 0
+    # A crash earns nothing but its static code quality (weight 1 of 10).
+    assert lines["broken"]["status"] == "error" and earned(lines["broken"], skip=ENGINEERING) == 0
+    assert lines["broken"]["total_score"] < 10
     assert lines["bad_output"]["total_score"] < lines["baseline"]["total_score"]
     assert lines["good"]["status"] == "ok"
     assert lines["good"]["total_score"] > 60 > lines["baseline"]["total_score"]
-    assert 0 < lines["baseline"]["total_score"] < 20  # bm25 alone sits just above the scale's 0 point
+    # bm25 alone sits just above the ranking's 0 point; it passes the hidden contract tests but
+    # not the learning one, and has no tests of its own
+    assert 0 < lines["baseline"]["total_score"] < 35
+    assert lines["baseline"]["criteria"]["hidden_tests"]["metrics"]["points"] == 5
     ndcg = lines["good"]["criteria"]["ndcg"]
-    assert ndcg["weight"] == 1 and 0 <= ndcg["score"] <= 1 and "ndcg_at_10" in ndcg["metrics"]
+    assert ndcg["weight"] == 6 and 0 <= ndcg["score"] <= 1 and "ndcg_at_10" in ndcg["metrics"]
+    assert lines["good"]["criteria"]["hidden_tests"]["score"] == 1
 
 
 def test_mlflow_has_one_comparable_run_per_submission(graded_examples):

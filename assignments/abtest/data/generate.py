@@ -303,38 +303,96 @@ def materialize(root: Path, hidden_dir: Path) -> None:
     public = simulate(seed=PUBLIC_SEED, n_users=N_USERS, true_lift_conv=PUBLIC_LIFT_CONV,
                       true_lift_revenue=PUBLIC_LIFT_REVENUE)
     write_dataset(root / "public", public, history(seed=PUBLIC_SEED), truth_dir=root / "truth" / "public")
+    unlike = signature(public, history(seed=PUBLIC_SEED).design)
     for name in RUNS:
-        seed, run = clear_cut_run(secret, name)
+        seed, run = clear_cut_run(secret, name, unlike=unlike)
         write_dataset(root / "hidden_runs" / name, run, history(seed=seed), truth_dir=root / "truth" / name)
 
 
-def clear_cut_run(secret: int, name: str, *, attempts: int = 50) -> tuple[int, Experiment]:
-    """Draw hidden run `name` until it tests what it is meant to, and no p-value sits near alpha.
+@dataclass(frozen=True)
+class Signature:
+    """What a hard-coded answer could match: a run's design choices, estimates and p-values."""
+
+    design: tuple[tuple[float, float], ...]  # (lowest, highest) accepted value per design answer
+    diffs: tuple[float, float, float]  # conversion, revenue, CUPED revenue: treatment - control
+    p_values: tuple[float, float, float, float]  # conversion, revenue, CUPED, SRM
+
+
+# How far a hidden run's answers must lie from the public run's: twice the partial-credit band of
+# assignment.yaml (sample sizes 3% -> 7%, durations 1 day -> 2) or four times the tolerance
+# (lifts). Two p-values are apart when the p-value rule's log10 or absolute bound is exceeded twice.
+SIZE_APART, DAYS_APART = 1.07, 2.0
+DESIGN_FIELDS = tuple(f"design.{m}.{a}" for m in ("conversion", "revenue")
+                      for a in ("sample_size_per_arm", "duration_days"))
+DIFF_APART = (2e-4, 0.02, 0.02)
+P_APART_LOG10, P_APART_ABS, P_FLOOR = 0.4, 0.04, 1e-6
+
+
+def signature(run: Experiment, design: Design) -> Signature:
+    """The run's `Signature` (reference statistics from graders._abstats)."""
+    from graders._abstats import cuped, srm_test, two_proportion_test, welch_test
+    from graders._abtest_reference import design_reference
+
+    answers = design_reference(asdict(design))
+    ranges = [(min(v for _, v in answers[f].values), max(v for _, v in answers[f].values))
+              for f in DESIGN_FIELDS]
+    treated = run.variant == "treatment"
+    counts = [int((~treated).sum()), int(treated.sum())]
+    conv = two_proportion_test(int(run.converted[~treated].sum()), counts[0],
+                               int(run.converted[treated].sum()), counts[1])
+    revenue = welch_test(run.revenue[~treated], run.revenue[treated])
+    adjusted = cuped(run.revenue, run.pre_metric, treated.astype(int)).adjusted
+    return Signature(design=tuple(ranges),
+                     diffs=(conv.diff, revenue.diff, adjusted.diff),
+                     p_values=(conv.p_value, revenue.p_value, adjusted.p_value,
+                               srm_test(counts, [1, 1]).p_value))
+
+
+def clear_cut_run(secret: int, name: str, *, unlike: Signature | None = None,
+                  attempts: int = 100) -> tuple[int, Experiment]:
+    """Draw hidden run `name` until it tests what it is meant to, no p-value sits near alpha, and
+    no answer could be pasted from the run `unlike` (the public one).
 
     Each attempt derives a new seed from the secret (`<name>`, then `<name>#1`, ...), so the
     result stays a function of the secret. A run is clear-cut when none of its conversion,
     revenue and CUPED p-values lies within a factor 2 of 0.05 (a sound method may land on either
     side of alpha there), and no_effect and clear_win do not trip the SRM check while srm trips
-    it at p < 1e-6. Raises ValueError if no attempt qualifies (not seen in practice).
+    it at p < 1e-6. It is unlike `unlike` when every sample size and duration any accepted formula
+    gives lies outside twice the grading band of the other run's (`_range_apart`), each estimate
+    lies `DIFF_APART` away and each p-value is apart (`_p_apart`).
+    Raises ValueError if no attempt qualifies (not seen in practice).
     """
     for attempt in range(attempts):
         seed = run_seed(secret, name if attempt == 0 else f"{name}#{attempt}")
         run = simulate(seed=seed, n_users=N_USERS, **hidden_effects(seed, name))
-        if _clear_cut(run, srm_planted=name == "srm"):
+        sig = signature(run, history(seed=seed).design)
+        if _clear_cut(sig, srm_planted=name == "srm") and (unlike is None or _apart(sig, unlike)):
             return seed, run
     raise ValueError(f"no clear-cut draw of hidden run {name!r} in {attempts} attempts")
 
 
-def _clear_cut(run: Experiment, *, srm_planted: bool) -> bool:
-    from graders._abstats import cuped, srm_test, two_proportion_test, welch_test
+def _apart(a: Signature, b: Signature) -> bool:
+    design = all(_range_apart(x, y, days=field.endswith("days"))
+                 for x, y, field in zip(a.design, b.design, DESIGN_FIELDS, strict=True))
+    return (design
+            and all(abs(x - y) > gap for x, y, gap in zip(a.diffs, b.diffs, DIFF_APART, strict=True))
+            and all(_p_apart(x, y) for x, y in zip(a.p_values, b.p_values, strict=True)))
 
-    treated = run.variant == "treatment"
-    counts = [int((~treated).sum()), int(treated.sum())]
-    srm_p = srm_test(counts, [1, 1]).p_value
+
+def _range_apart(a: tuple[float, float], b: tuple[float, float], *, days: bool) -> bool:
+    """Whether no accepted value of `a` is within the partial-credit band of any of `b`."""
+    if days:
+        return a[0] > b[1] + DAYS_APART or a[1] + DAYS_APART < b[0]
+    return a[0] > b[1] * SIZE_APART or a[1] * SIZE_APART < b[0]
+
+
+def _p_apart(p: float, q: float) -> bool:
+    logs = abs(np.log10(max(p, P_FLOOR)) - np.log10(max(q, P_FLOOR)))
+    return bool(logs > P_APART_LOG10 or abs(p - q) > P_APART_ABS)
+
+
+def _clear_cut(sig: Signature, *, srm_planted: bool) -> bool:
+    *tests, srm_p = sig.p_values
     if (srm_p < 1e-6) != srm_planted or (not srm_planted and srm_p < 0.01):
         return False
-    conv = two_proportion_test(int(run.converted[~treated].sum()), counts[0],
-                               int(run.converted[treated].sum()), counts[1])
-    revenue = welch_test(run.revenue[~treated], run.revenue[treated])
-    adjusted = cuped(run.revenue, run.pre_metric, treated.astype(int)).adjusted
-    return all(not 0.025 < p < 0.1 for p in (conv.p_value, revenue.p_value, adjusted.p_value))
+    return all(not 0.025 < p < 0.1 for p in tests)

@@ -9,8 +9,13 @@ DATA = Path("/data")
 WORKSPACE = Path("/workspace")
 OUTPUT = Path("/output")
 
+
+def predict(model: dict, test: pd.DataFrame):
+    return test[model["feature"]].to_numpy(dtype=float)
+
+
 if __name__ == "__main__":
-    feature = json.loads((WORKSPACE / "model" / "model.json").read_text())["feature"]
+    model = json.loads((WORKSPACE / "model" / "model.json").read_text())
     test = pd.read_csv(DATA / "test" / "test.csv", dtype={"query_id": str, "doc_id": str})
     OUTPUT.mkdir(parents=True, exist_ok=True)
-    test[["query_id", "doc_id"]].assign(score=test[feature]).to_csv(OUTPUT / "scores.csv", index=False)
+    test[["query_id", "doc_id"]].assign(score=predict(model, test)).to_csv(OUTPUT / "scores.csv", index=False)
