@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import enum
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 #: Harness-side helper scripts (e.g. the notebook runner), mounted read-only into every stage.
@@ -45,6 +45,9 @@ class Mount:
     read_only: bool = True
 
 
+SERVICE_STARTED_ENV = "MLGRADE_SERVICE_STARTED_AT"  # given to a probe: when its service started
+
+
 @dataclass(frozen=True)
 class RunRequest:
     name: str  # stage name, for logs and container names
@@ -59,6 +62,13 @@ class RunRequest:
     #: right after this one, reaches it on 127.0.0.1, and when it exits this one is stopped.
     #: For a server (this request) measured by a harness-owned client (the probe).
     probe: RunRequest | None = None
+
+    def as_probe_of_service_started_at(self, epoch_s: float) -> RunRequest:
+        """This probe request, told when its service started (SERVICE_STARTED_ENV, wall-clock
+        seconds: host and sandboxes share the kernel's clock), so it can time the service's
+        start-up from there rather than from its own later start."""
+        env = tuple((k, v) for k, v in self.env if k != SERVICE_STARTED_ENV)
+        return replace(self, env=(*env, (SERVICE_STARTED_ENV, f"{epoch_s:.6f}")))
 
 
 @dataclass(frozen=True)

@@ -98,18 +98,21 @@ def rlimits(limits: Limits) -> dict[str, int]:
 
 
 def bwrap_argv(
-    layout: Layout, request: RunRequest, *, ready_fd: int, info_fd: int, data_fds: dict[str, int]
+    layout: Layout, request: RunRequest, *, ready_fd: int, info_fd: int, data_fds: dict[str, int],
+    own_network: bool = True,
 ) -> list[str]:
     """The full argv: bwrap options, then the launcher, then the stage's command.
 
     bwrap writes its child's pid (JSON) to `info_fd`; `data_fds` maps an /etc file name to
     an fd holding its content (see `etc_data`). The mount targets must pass `check_target`.
+    `own_network=False` keeps the caller's network namespace: for a probe started (with
+    nsenter) inside its service's namespace, which has loopback only.
     """
     # --as-pid-1: the launcher is pid 1 rather than bwrap's own init, so bwrap reaps it directly
     # and wait4() on bwrap reports the sandbox's peak memory. The host kills the sandbox by
     # signalling that pid 1 (reported on info_fd); --die-with-parent covers a dying harness.
-    argv = [layout.bwrap, *_namespaces(layout), "--as-pid-1", "--die-with-parent", "--new-session",
-            "--clearenv", "--info-fd", str(info_fd)]
+    argv = [layout.bwrap, *_namespaces(layout, own_network), "--as-pid-1", "--die-with-parent",
+            "--new-session", "--clearenv", "--info-fd", str(info_fd)]
     # /tmp first: an interpreter prefix or a mount under /tmp is then bound on top of it.
     argv += _tmpfs(layout, TMP, request.limits.tmpfs_bytes)
     argv += _system(layout, data_fds)
@@ -155,8 +158,9 @@ def etc_data() -> dict[str, bytes]:
     }
 
 
-def _namespaces(layout: Layout) -> list[str]:
-    shared = ["--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts", "--unshare-cgroup-try"]
+def _namespaces(layout: Layout, own_network: bool) -> list[str]:
+    net = ["--unshare-net"] if own_network else []
+    shared = ["--unshare-ipc", "--unshare-pid", *net, "--unshare-uts", "--unshare-cgroup-try"]
     if layout.privileged:  # pid 1 keeps only what it needs to drop to the sandbox uid
         caps = ["--cap-drop", "ALL", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
         return [*shared, *caps, "--hostname", "sandbox"]

@@ -224,9 +224,13 @@ class DockerBackend(SandboxBackend):
         # daemon keeps nothing on the host's disk and a flood blocks on us, not on the disk.
         stream = self.client.api.attach(container.id, stdout=True, stderr=True, stream=True, logs=False)
         container.start()
+        service_started = time.time()
         watchdog = _Watchdog(container, request)
         watchdog.start()
-        probe = _Probe(self, request.probe, container, watchdog) if request.probe else None
+        probe = None
+        if request.probe is not None:
+            probe = _Probe(self, request.probe.as_probe_of_service_started_at(service_started), container,
+                           watchdog)
         try:
             log, truncated = self._read_capped(stream, request.limits.output_bytes, watchdog)
             state = self._wait(container, watchdog)

@@ -16,6 +16,11 @@ limits are per-process rlimits rather than cgroups:
 - OOM is a heuristic: an RLIMIT_AS failure is an ordinary error to the process, so a stage
   that exits non-zero with "MemoryError" (or "std::bad_alloc") near the end of its log, or
   dies of SIGKILL or SIGSEGV that the harness did not send, is reported as OOM.
+
+A service stage with a probe (the endpoint assignment) runs as in Docker: the service in its
+sandbox with a network namespace of its own (loopback only), the probe in a second sandbox
+started inside that namespace (nsenter, so root only), talking to 127.0.0.1; the service is
+stopped when the probe ends.
 """
 
 from __future__ import annotations
@@ -86,11 +91,30 @@ class _Stage:
     killed_at: float | None = None
     reaped: bool = False
     pidfd: int | None = None  # the sandbox's pid 1, as bwrap reported it
+    pid: int | None = None  # the same, as a number (for its /proc/<pid>/ns/net)
+    started_wall: float = field(default_factory=time.time)  # wall clock, for a probe's cold start
+    stopped: bool = False  # a service the harness stopped, still running, when its probe ended
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
     def deadline(self) -> float:
         return self.started + self.request.limits.timeout_s
+
+    def running(self) -> bool:
+        """Whether bwrap (and so the sandbox) is still running; never reaps it."""
+        with self.lock:
+            if self.reaped:
+                return False
+            try:
+                return os.waitid(os.P_PID, self.proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is None
+            except ChildProcessError:
+                return False
+
+    def stop_service(self) -> None:
+        """After its probe: stop a service that is still running (its verdict is then OK)."""
+        if self.running():
+            self.stopped = True
+            self.kill(None, "")
 
     def kill(self, reason: StageStatus | None, detail: str) -> None:
         """SIGKILL the stage's pid 1 (which takes its whole pid namespace) and bwrap itself."""
@@ -125,16 +149,30 @@ class LocalBackend(SandboxBackend):
         self._layout = Layout(bwrap=bwrap, python=python, prefixes=_interpreter_dirs(python),
                               privileged=privileged, tmpfs_size=_supports_size(bwrap))
         self.run_as = (SANDBOX_UID, SANDBOX_GID) if privileged else (os.getuid(), os.getgid())
+        self._nsenter = shutil.which("nsenter") if privileged else None  # for probes (see run)
         self._live: set[_Stage] = set()
         self._lock = threading.Lock()
         self._probe()
 
     def run(self, request: RunRequest) -> RunResult:
-        """Run one stage; raises HarnessError for an invalid request, InfraError if bwrap fails."""
+        """Run one stage (and its probe); raises HarnessError for an invalid request, InfraError if
+        bwrap fails."""
         _check_request(request)
-        stage, ready = self._start(request)
+        if request.probe is not None:
+            _check_request(request.probe)
+            if self._nsenter is None:
+                raise HarnessError(f"stage {request.name} is a service with a probe: the local backend "
+                                   "starts the probe in the service's network namespace with nsenter, "
+                                   "which needs root; run as root or use the docker backend")
+        return self._run(request)
+
+    def _run(self, request: RunRequest, *, network_of: int | None = None) -> RunResult:
+        stage, ready = self._start(request, network_of)
         with self._lock:
             self._live.add(stage)
+        prober = None
+        if request.probe is not None:
+            prober = _Prober(self, request.probe.as_probe_of_service_started_at(stage.started_wall), stage)
         try:
             log, truncated = _pump_output(stage)
             _wait_for_exit(stage)
@@ -143,10 +181,11 @@ class LocalBackend(SandboxBackend):
             with self._lock:
                 self._live.discard(stage)
             setup_done = _was_ready(ready)
+        probe = prober.outcome() if prober is not None else None
         status, detail = _classify(stage, exit_code, log, setup_done)
         return RunResult(status=status, exit_code=exit_code, seconds=time.monotonic() - stage.started,
                          log=log.decode("utf-8", errors="replace"), log_truncated=truncated,
-                         peak_memory_bytes=maxrss, detail=detail)
+                         peak_memory_bytes=maxrss, detail=detail, probe=probe)
 
     def cancel_all(self) -> None:
         """Kill every running stage; their `run` calls raise InfraError("cancelled")."""
@@ -159,12 +198,16 @@ class LocalBackend(SandboxBackend):
     def close(self) -> None:
         self.cancel_all()
 
-    def _start(self, request: RunRequest) -> tuple[_Stage, int]:
-        """Launch bwrap; returns the stage and the read end of the launcher's "ready" pipe."""
+    def _start(self, request: RunRequest, network_of: int | None = None) -> tuple[_Stage, int]:
+        """Launch bwrap (inside the network namespace of sandbox pid `network_of`, if given);
+        returns the stage and the read end of the launcher's "ready" pipe."""
         ready_r, ready_w = os.pipe()
         info_r, info_w = os.pipe()
         data_fds = {name: _memfd(name, content) for name, content in etc_data().items()}
-        argv = bwrap_argv(self._layout, request, ready_fd=ready_w, info_fd=info_w, data_fds=data_fds)
+        argv = bwrap_argv(self._layout, request, ready_fd=ready_w, info_fd=info_w, data_fds=data_fds,
+                          own_network=network_of is None)
+        if network_of is not None:
+            argv = [str(self._nsenter), f"--net=/proc/{network_of}/ns/net", "--", *argv]
         try:
             proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                     stderr=subprocess.STDOUT, pass_fds=(ready_w, info_w, *data_fds.values()),
@@ -176,7 +219,7 @@ class LocalBackend(SandboxBackend):
             for fd in (ready_w, info_w, *data_fds.values()):
                 os.close(fd)
         stage = _Stage(proc=proc, request=request, started=time.monotonic())
-        stage.pidfd = _sandbox_pidfd(info_r)
+        stage.pidfd, stage.pid = _sandbox_pidfd(info_r)
         return stage, ready_r
 
     def _probe(self) -> None:
@@ -188,11 +231,40 @@ class LocalBackend(SandboxBackend):
                              f"{result.detail} {result.log[-500:]}")
 
 
+class _Prober(threading.Thread):
+    """Runs a probe in its service's network namespace, then stops the service."""
+
+    def __init__(self, backend: LocalBackend, request: RunRequest, service: _Stage) -> None:
+        super().__init__(daemon=True, name=f"probe-{request.name}")
+        self.backend, self.request, self.service = backend, request, service
+        self.result: RunResult | None = None
+        self.error: BaseException | None = None
+        self.start()
+
+    def run(self) -> None:
+        try:
+            if self.service.pid is not None:  # None: bwrap failed before the service existed
+                self.result = self.backend._run(self.request, network_of=self.service.pid)
+        except InfraError as exc:
+            if self.service.running():
+                self.error = exc
+            # else the service died before the probe could join it: no probe, the service's verdict
+        except BaseException as exc:  # noqa: BLE001 - handed to the stage's thread in outcome()
+            self.error = exc
+        finally:
+            self.service.stop_service()
+
+    def outcome(self) -> RunResult | None:
+        """The probe's result; None when the service was gone before the probe could start."""
+        self.join()
+        if self.error is not None:
+            raise self.error
+        return self.result
+
+
 def _check_request(request: RunRequest) -> None:
     if not request.command:
         raise HarnessError(f"stage {request.name}: empty command")
-    if request.probe is not None:  # its sandboxes unshare the network: nothing could reach the service
-        raise HarnessError(f"stage {request.name} is a service with a probe: use the docker backend")
     if not PurePosixPath(request.workdir).is_absolute() or ".." in PurePosixPath(request.workdir).parts:
         raise HarnessError(f"stage {request.name}: workdir {request.workdir!r} is not absolute")
     targets = [m.target for m in request.mounts]
@@ -302,6 +374,8 @@ def _classify(stage: _Stage, exit_code: int, log: bytes, setup_done: bool) -> tu
     name = stage.request.name
     if stage.cancelled:
         raise InfraError(f"stage {name} was cancelled")
+    if stage.stopped and stage.reason is None:
+        return StageStatus.OK, ""  # a service still up when its probe ended, then stopped by us
     if stage.reason is not None:
         return stage.reason, stage.detail
     if not setup_done:
@@ -320,8 +394,9 @@ def _classify(stage: _Stage, exit_code: int, log: bytes, setup_done: bool) -> tu
     return StageStatus.ERROR, f"exited with code {exit_code}"
 
 
-def _sandbox_pidfd(info_fd: int) -> int | None:
-    """A pidfd for the sandbox's pid 1, from bwrap's --info-fd JSON; None if bwrap failed first."""
+def _sandbox_pidfd(info_fd: int) -> tuple[int | None, int | None]:
+    """A pidfd for the sandbox's pid 1 and its pid, from bwrap's --info-fd JSON; (None, None) if
+    bwrap failed first."""
     data, deadline = b"", time.monotonic() + _INFO_TIMEOUT_S
     try:
         while time.monotonic() < deadline:
@@ -334,9 +409,10 @@ def _sandbox_pidfd(info_fd: int) -> int | None:
     finally:
         os.close(info_fd)
     try:
-        return os.pidfd_open(int(json.loads(data)["child-pid"]))
+        pid = int(json.loads(data)["child-pid"])
+        return os.pidfd_open(pid), pid
     except (ValueError, KeyError, TypeError, ProcessLookupError):
-        return None
+        return None, None
 
 
 def _memfd(name: str, content: bytes) -> int:

@@ -1,12 +1,14 @@
-"""Service stages on the docker backend: a probe container in the service's network namespace.
+"""Service stages: a probe sandbox in the service's network namespace, on both backends.
 
-A real server and a real client in two hardened containers: the probe reaches the server on
-127.0.0.1 and nothing else; the server is stopped when the probe ends.
+A real server and a real client in two sandboxes (two hardened containers; or two bubblewrap
+sandboxes, the probe's started with nsenter in the service's namespace): the probe reaches the
+server on 127.0.0.1 and nothing else; the server is stopped when the probe ends.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -30,8 +32,9 @@ print("serving", flush=True)
 http.server.HTTPServer(("127.0.0.1", 8000), H).serve_forever()
 """
 PROBE = """
-import json, pathlib, socket, time, urllib.request
-seen = {"interfaces": sorted(n for _, n in socket.if_nameindex())}
+import json, os, pathlib, socket, time, urllib.request
+seen = {"interfaces": sorted(n for _, n in socket.if_nameindex()),
+        "service_started": os.environ.get("MLGRADE_SERVICE_STARTED_AT")}
 for _ in range(100):
     try:
         seen["body"] = urllib.request.urlopen("http://127.0.0.1:8000/", timeout=2).read().decode()
@@ -43,13 +46,26 @@ pathlib.Path("/output/seen.json").write_text(json.dumps(seen))
 """
 
 
-@pytest.fixture
-def backend():
-    from sandbox.docker import DockerBackend
+@pytest.fixture(params=["docker", "local"])
+def backend(request):
+    if request.param == "docker":
+        from sandbox.docker import DockerBackend
 
-    backend = DockerBackend()
+        backend = DockerBackend()
+    else:
+        backend = _local()
     yield backend
     backend.close()
+
+
+def _local():
+    import warnings
+
+    from sandbox.local import LocalBackend
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return LocalBackend(acknowledge_weaker_isolation=True)
 
 
 def _request(sandbox_image: str, tmp_path: Path, server: str, probe: str, *, probe_timeout: float = 20):
@@ -73,6 +89,7 @@ def _request(sandbox_image: str, tmp_path: Path, server: str, probe: str, *, pro
 
 def test_the_probe_reaches_the_service_on_loopback_only_and_then_stops_it(backend, sandbox_image, tmp_path):
     request, probe_out = _request(sandbox_image, tmp_path, SERVER, PROBE)
+    before = time.time()
     result = backend.run(request)
     assert result.status is StageStatus.OK, (result.detail, result.log)  # stopped by us after the probe
     assert result.seconds < LIMITS.timeout_s  # stopped when the probe ended, not at its deadline
@@ -82,6 +99,8 @@ def test_the_probe_reaches_the_service_on_loopback_only_and_then_stops_it(backen
     assert seen["body"] == '{"ok": true}'
     assert seen["interfaces"] == ["lo"]  # the shared namespace has loopback and nothing else
     assert seen["outputs_of_server"] == []  # only the network is shared, not the file system
+    # told when the service started (its cold start counts from there), on the shared wall clock
+    assert before <= float(seen["service_started"]) <= before + result.seconds
     assert result.peak_memory_bytes is not None and result.peak_memory_bytes > 0
 
 
@@ -108,15 +127,12 @@ def test_a_probe_over_its_time_limit_is_reported_and_the_service_stops(backend, 
     assert result.status is StageStatus.OK and result.seconds < LIMITS.timeout_s
 
 
-def test_the_local_backend_refuses_a_probe(tmp_path):
-    import warnings
-
+def test_the_local_backend_without_nsenter_refuses_a_probe_clearly():
+    # logic only: a non-root harness has no nsenter to join the service's namespace with
     from harness.errors import HarnessError
-    from sandbox.local import LocalBackend
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        local = LocalBackend(acknowledge_weaker_isolation=True)
+    local = _local()
+    local._nsenter = None
     probe = RunRequest(name="p", command=("true",), image="")
-    with pytest.raises(HarnessError, match="docker backend"):
+    with pytest.raises(HarnessError, match="needs root"):
         local.run(RunRequest(name="s", command=("true",), image="", probe=probe))

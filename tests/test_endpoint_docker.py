@@ -21,15 +21,21 @@ SHORTER = {'--health-timeout, "60"': '--health-timeout, "20"', '--duration, "10"
 
 
 @pytest.fixture(scope="module")
-def graded(tmp_path_factory):
-    root = tmp_path_factory.mktemp("endpoint-spec")
-    folder = root / "endpoint"
+def shorter(tmp_path_factory):
+    """The endpoint assignment with shortened load phases."""
+    folder = tmp_path_factory.mktemp("endpoint-spec") / "endpoint"
     shutil.copytree(ASSIGNMENT, folder, ignore=shutil.ignore_patterns("examples"))
     spec = (folder / "assignment.yaml").read_text()
     for old, new in SHORTER.items():
         assert old in spec, old
         spec = spec.replace(old, new)
     (folder / "assignment.yaml").write_text(spec)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def graded(shorter, tmp_path_factory):
+    folder = shorter
     results = tmp_path_factory.mktemp("endpoint-results")
     subs = sorted(str(p) for p in (ASSIGNMENT / "examples").iterdir() if p.is_dir())
     proc = run_cli("grade", str(folder), *subs, "--json", "--results", str(results), timeout=1500)
@@ -73,3 +79,19 @@ def test_mlflow_has_the_plots_the_histogram_and_peak_memory(graded):
     assert {"artifacts/latency/latency.png", "artifacts/latency/latency.hgrm"} <= latency
     capacity = {a.path for a in client.list_artifacts(fast.info.run_id, "artifacts/capacity")}
     assert "artifacts/capacity/capacity.png" in capacity
+
+
+def test_the_local_backend_grades_a_service_over_loopback(shorter, graded, tmp_path):
+    # Two bubblewrap sandboxes, the probe's started in the server's network namespace: the same
+    # verdicts as in Docker for a good server and one that dies on bad input.
+    subs = [str(ASSIGNMENT / "examples" / name) for name in ("fast", "crashes_on_bad_input")]
+    proc = run_cli("grade", str(shorter), *subs, "--backend", "local", "--allow-weaker-isolation", "--json",
+                   "--no-mlflow", "--results", str(tmp_path / "r"), timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    local, docker = json_lines(proc.stdout), graded[1]
+    for name in ("fast", "crashes_on_bad_input"):
+        assert local[name]["status"] == docker[name]["status"]
+        for criterion in ("cold_start", "correctness", "robustness"):
+            assert local[name]["criteria"][criterion]["score"] == pytest.approx(
+                docker[name]["criteria"][criterion]["score"], abs=0.05), (name, criterion)
+    assert local["fast"]["criteria"]["latency"]["score"] == 1

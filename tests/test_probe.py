@@ -353,3 +353,12 @@ def test_the_command_line_documents_itself():
     done = subprocess.run(command, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert "--capacity-high CAPACITY_HIGH" in done.stdout and "(default 1600.0)" in done.stdout
+
+
+def test_cold_start_counts_from_the_service_start_the_backend_passes() -> None:
+    # hand-computed: the service started 0.3 s (wall clock) before the probe's clocks were read
+    assert probe._service_start(100.0, 5000.0, "4999.7") == pytest.approx(99.7)
+    assert probe._service_start(100.0, 5000.0, None) == 100.0  # not told: the probe's own start
+    assert probe._service_start(100.0, 5000.0, "soon") == 100.0
+    assert probe._service_start(100.0, 5000.0, "5001") == 100.0  # in the future: ignored
+    assert probe._service_start(100.0, 5000.0, "4000") == 100.0  # more than 60 s back: ignored

@@ -8,9 +8,9 @@
 
 Phases, in order: manifest (the port from serve.json) -> cold start -> correctness -> robustness
 -> latency at --rate -> capacity search. The harness starts the probe right after the server's
-container, so the cold start is measured from the probe's own start (the first line of this
-file runs): GET /health every 50 ms until a 200 or --health-timeout seconds. It slightly
-under-states the server's start-up by the probe container's own start (a fraction of a second).
+sandbox and tells it when the server started (MLGRADE_SERVICE_STARTED_AT), so the cold start,
+and --health-timeout, count from the server's start, not from the probe's own start a fraction of
+a second later: GET /health every 50 ms until a 200 or --health-timeout seconds.
 The server is untrusted: every request has a timeout and a bounded answer, and whatever the server
 does becomes a problem line in the report, never a crash or a hang of the probe.
 
@@ -29,9 +29,22 @@ Loopback only: --host must be 127.0.0.1, ::1 or localhost. Standard library and 
 
 from __future__ import annotations
 
+import os
 import time
 
-T0 = time.monotonic()  # the cold start's origin: as early as the probe can take it
+
+def _service_start(now_mono: float, now_wall: float, started: str | None) -> float:
+    """The cold start's origin on the monotonic clock: the service's start, which the sandbox
+    backend passes in MLGRADE_SERVICE_STARTED_AT (wall-clock seconds), or else now. A value that
+    is not a time up to 60 s before now is ignored."""
+    try:
+        behind = now_wall - float(started or "nan")
+    except ValueError:
+        return now_mono
+    return now_mono - behind if 0 <= behind <= 60 else now_mono
+
+
+T0 = _service_start(time.monotonic(), time.time(), os.environ.get("MLGRADE_SERVICE_STARTED_AT"))
 
 import argparse  # noqa: E402
 import asyncio  # noqa: E402
@@ -112,7 +125,7 @@ def cold_start_section(health: Health, health_timeout: float, origin: float) -> 
         return {"healthy": True, "seconds": round(health.at - origin, 3), "attempts": health.attempts,
                 "problem": ""}
     return {"healthy": False, "seconds": None, "attempts": health.attempts,
-            "problem": f"no 200 from GET /health within {health_timeout:g} s of the probe's start "
+            "problem": f"no 200 from GET /health within {health_timeout:g} s of the server's start "
                        f"({health.attempts} attempts; last: {health.problem})"}
 
 
@@ -205,7 +218,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     for name in ("--manifest", "--inputs", "--out"):
         parser.add_argument(name, required=True)
     options = [("--host", _host, "127.0.0.1", "loopback address of the server"),
-               ("--health-timeout", pos, 60.0, "seconds from the probe's start"),
+               ("--health-timeout", pos, 60.0, "seconds from the server's start"),
                ("--timeout", pos, 2.0, "seconds per request (robustness, health, load)"),
                ("--correctness-timeout", pos, 10.0, "seconds per correctness batch"),
                ("--correctness-batch", count, 16, "instances per correctness request"),
@@ -237,7 +250,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None, *, origin: float = T0) -> int:
     """Run the probe; the exit code. `origin` (a time.monotonic() value) is where the cold start
-    and --health-timeout count from: by default this module's import, the probe's start."""
+    and --health-timeout count from: by default the server's start (see _service_start)."""
     args = parse_args(argv)
     report = Report(args.out, settings={k: v for k, v in vars(args).items() if k != "out"}, origin=origin)
     try:
