@@ -34,6 +34,7 @@ from sandbox import (
 if TYPE_CHECKING:
     from harness.pipeline import Runtime
 
+PROBE_PIDS = 32768  # see _probe_request
 _DISK_MARGIN = 256 << 20  # free space kept beyond a stage's own disk limit
 _DISK_LOW = 64 << 20  # below this after a failed stage, the host disk (not the stage) is to blame
 
@@ -76,8 +77,10 @@ def _probe_request(assignment: Assignment, stage: StageSpec, *, staged: StagedSu
     mounts = [Mount(staged.path, "/submission"), Mount(output, "/output", read_only=False),
               Mount(RUNNERS_DIR, RUNNERS_MOUNT)]
     mounts += [Mount(runtime.data.visible[name], f"/data/{name}") for name in probe.data]
+    # pids: harness code needs few, but the local backend's RLIMIT_NPROC counts every process of
+    # the sandbox uid on the host, candidates' included: a busy neighbour must not starve the probe
     limits = replace(assignment.spec.stage_limits(stage), cpus=probe.cpus, memory_bytes=probe.memory,
-                     timeout_s=probe.timeout)
+                     timeout_s=probe.timeout, pids=PROBE_PIDS)
     return RunRequest(name=f"{stage.name}-probe", command=probe.command, image=runtime.image,
                       mounts=tuple(mounts), limits=limits, env=(("HOME", "/tmp"),),  # noqa: S108
                       workdir="/tmp", labels=(("mlgrade.assignment", assignment.key),))  # noqa: S108

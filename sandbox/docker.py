@@ -26,6 +26,7 @@ _DISK_POLL_S = 1.0
 _MAX_ENTRIES = 100_000  # files a stage may create in its writable mounts
 _BACKSTOP_S = 30  # the in-container kill, should the harness itself die mid-stage
 _SIGXFSZ_EXIT = 128 + 25
+_SIGKILL_EXIT = 128 + 9  # docker kill: a service that exited on its own just before keeps its code
 _CGROUP_LAYOUTS = (  # (container's cgroup folder, peak-memory file): v1, then the two usual v2 layouts
     ("/sys/fs/cgroup/memory/docker/{id}", "memory.max_usage_in_bytes"),
     ("/sys/fs/cgroup/system.slice/docker-{id}.scope", "memory.peak"),
@@ -340,7 +341,7 @@ class _Probe(threading.Thread):
 
 def _classify(state: dict, watchdog: _Watchdog) -> tuple[StageStatus, str]:
     code = state.get("ExitCode")
-    if watchdog.stopped and watchdog.reason is None:
+    if watchdog.stopped and watchdog.reason is None and code == _SIGKILL_EXIT:
         return StageStatus.OK, ""  # a service still up when its probe ended, then stopped by us
     if watchdog.reason is not None:
         return watchdog.reason, watchdog.detail

@@ -94,6 +94,7 @@ class _Stage:
     pid: int | None = None  # the same, as a number (for its /proc/<pid>/ns/net)
     started_wall: float = field(default_factory=time.time)  # wall clock, for a probe's cold start
     stopped: bool = False  # a service the harness stopped, still running, when its probe ended
+    network: int | None = None  # a service's network namespace, open (for its probe to join)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
@@ -171,9 +172,10 @@ class LocalBackend(SandboxBackend):
         with self._lock:
             self._live.add(stage)
         prober = None
-        if request.probe is not None:
-            prober = _Prober(self, request.probe.as_probe_of_service_started_at(stage.started_wall), stage)
         try:
+            if request.probe is not None:
+                told = request.probe.as_probe_of_service_started_at(stage.started_wall)
+                prober = _Prober(self, told, stage)
             log, truncated = _pump_output(stage)
             _wait_for_exit(stage)
         finally:
@@ -181,6 +183,8 @@ class LocalBackend(SandboxBackend):
             with self._lock:
                 self._live.discard(stage)
             setup_done = _was_ready(ready)
+            if prober is not None:
+                prober.join()  # the service is gone: the probe finishes (its own time limit bounds it)
         probe = prober.outcome() if prober is not None else None
         status, detail = _classify(stage, exit_code, log, setup_done)
         return RunResult(status=status, exit_code=exit_code, seconds=time.monotonic() - stage.started,
@@ -199,18 +203,21 @@ class LocalBackend(SandboxBackend):
         self.cancel_all()
 
     def _start(self, request: RunRequest, network_of: int | None = None) -> tuple[_Stage, int]:
-        """Launch bwrap (inside the network namespace of sandbox pid `network_of`, if given);
+        """Launch bwrap (inside the network namespace open as fd `network_of`, if given);
         returns the stage and the read end of the launcher's "ready" pipe."""
         ready_r, ready_w = os.pipe()
         info_r, info_w = os.pipe()
         data_fds = {name: _memfd(name, content) for name, content in etc_data().items()}
         argv = bwrap_argv(self._layout, request, ready_fd=ready_w, info_fd=info_w, data_fds=data_fds,
                           own_network=network_of is None)
-        if network_of is not None:
-            argv = [str(self._nsenter), f"--net=/proc/{network_of}/ns/net", "--", *argv]
+        extra_fds: tuple[int, ...] = ()
+        if network_of is not None:  # nsenter inherits the fd under the same number
+            argv = [str(self._nsenter), f"--net=/proc/self/fd/{network_of}", "--", *argv]
+            extra_fds = (network_of,)
         try:
             proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                    stderr=subprocess.STDOUT, pass_fds=(ready_w, info_w, *data_fds.values()),
+                                    stderr=subprocess.STDOUT,
+                                    pass_fds=(ready_w, info_w, *data_fds.values(), *extra_fds),
                                     start_new_session=True, env={"PATH": os.defpath})
         except OSError as exc:
             os.close(ready_r)
@@ -220,6 +227,8 @@ class LocalBackend(SandboxBackend):
                 os.close(fd)
         stage = _Stage(proc=proc, request=request, started=time.monotonic())
         stage.pidfd, stage.pid = _sandbox_pidfd(info_r)
+        if request.probe is not None:
+            stage.network = _network_of(stage)
         return stage, ready_r
 
     def _probe(self) -> None:
@@ -242,16 +251,16 @@ class _Prober(threading.Thread):
         self.start()
 
     def run(self) -> None:
+        with self.service.lock:  # our own copy: the service's is closed when it is reaped
+            network = None if self.service.network is None else os.dup(self.service.network)
         try:
-            if self.service.pid is not None:  # None: bwrap failed before the service existed
-                self.result = self.backend._run(self.request, network_of=self.service.pid)
-        except InfraError as exc:
-            if self.service.running():
-                self.error = exc
-            # else the service died before the probe could join it: no probe, the service's verdict
+            if network is not None:  # None: the service was gone at once; its verdict stands
+                self.result = self.backend._run(self.request, network_of=network)
         except BaseException as exc:  # noqa: BLE001 - handed to the stage's thread in outcome()
             self.error = exc
         finally:
+            if network is not None:
+                os.close(network)
             self.service.stop_service()
 
     def outcome(self) -> RunResult | None:
@@ -353,6 +362,9 @@ def _reap(stage: _Stage) -> tuple[int, int | None]:
         if stage.pidfd is not None:
             os.close(stage.pidfd)
             stage.pidfd = None
+        if stage.network is not None:
+            os.close(stage.network)
+            stage.network = None
     stage.proc.returncode = code = os.waitstatus_to_exitcode(status)
     if code < 0:  # bwrap itself was signalled (by us); report it as a shell would
         code = 128 - code
@@ -374,7 +386,7 @@ def _classify(stage: _Stage, exit_code: int, log: bytes, setup_done: bool) -> tu
     name = stage.request.name
     if stage.cancelled:
         raise InfraError(f"stage {name} was cancelled")
-    if stage.stopped and stage.reason is None:
+    if stage.stopped and stage.reason is None and exit_code == 128 + signal.SIGKILL:
         return StageStatus.OK, ""  # a service still up when its probe ended, then stopped by us
     if stage.reason is not None:
         return stage.reason, stage.detail
@@ -392,6 +404,32 @@ def _classify(stage: _Stage, exit_code: int, log: bytes, setup_done: bool) -> tu
         return StageStatus.OOM, (f"exited with code {exit_code}; judged out of memory (heuristic: a "
                                  "MemoryError in the log or a SIGKILL/SIGSEGV the harness did not send)")
     return StageStatus.ERROR, f"exited with code {exit_code}"
+
+
+def _network_of(stage: _Stage) -> int | None:
+    """The sandbox's network namespace, open, or None when its pid 1 is already gone.
+
+    Checked so a probe can never join another namespace: the pid's parent is this stage's bwrap
+    (not yet reaped, so its pid is its own), the pid 1 is still alive after the namespace was
+    opened (so the pid was not reused meanwhile), and the namespace is not the harness's own.
+    """
+    if stage.pid is None or stage.pidfd is None:
+        return None
+    try:
+        with open(f"/proc/{stage.pid}/stat", "rb") as fh:
+            parent = int(fh.read().rsplit(b")", 1)[1].split()[1])
+        fd = os.open(f"/proc/{stage.pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    except (OSError, ValueError, IndexError):
+        return None
+    try:
+        signal.pidfd_send_signal(stage.pidfd, 0)
+        alive = True
+    except ProcessLookupError:
+        alive = False
+    if not alive or parent != stage.proc.pid or os.fstat(fd).st_ino == os.stat("/proc/self/ns/net").st_ino:
+        os.close(fd)
+        return None
+    return fd
 
 
 def _sandbox_pidfd(info_fd: int) -> tuple[int | None, int | None]:

@@ -8,6 +8,9 @@ server on 127.0.0.1 and nothing else; the server is stopped when the probe ends.
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
 import time
 from pathlib import Path
 
@@ -48,6 +51,8 @@ pathlib.Path("/output/seen.json").write_text(json.dumps(seen))
 
 @pytest.fixture(params=["docker", "local"])
 def backend(request):
+    if request.param == "local" and (os.geteuid() != 0 or shutil.which("nsenter") is None):
+        pytest.skip("the local backend joins a service's network namespace with nsenter, as root only")
     if request.param == "docker":
         from sandbox.docker import DockerBackend
 
@@ -136,3 +141,31 @@ def test_the_local_backend_without_nsenter_refuses_a_probe_clearly():
     probe = RunRequest(name="p", command=("true",), image="")
     with pytest.raises(HarnessError, match="needs root"):
         local.run(RunRequest(name="s", command=("true",), image="", probe=probe))
+
+
+def test_a_probe_never_joins_a_namespace_that_is_not_the_services():
+    # logic of sandbox.local._network_of with real processes: a pid that is not the stage's
+    # sandbox child, or a child in the harness's own network namespace, gives no namespace
+    from sandbox.local import _network_of, _Stage
+
+    shell = subprocess.Popen(["sh", "-c", "sleep 30 & wait"])
+    try:
+        child = None
+        for _ in range(100):
+            found = Path(f"/proc/{shell.pid}/task/{shell.pid}/children").read_text().split()
+            if found:
+                child = int(found[0])
+                break
+            time.sleep(0.05)
+        assert child is not None
+        request = RunRequest(name="s", command=("true",), image="")
+        stage = _Stage(proc=shell, request=request, started=time.monotonic(), pid=child,
+                       pidfd=os.pidfd_open(child))
+        assert _network_of(stage) is None  # its child, alive, but in our own network namespace
+        stage.pid = os.getpid()  # not a child of the stage's process at all
+        assert _network_of(stage) is None
+        os.close(stage.pidfd)
+    finally:
+        subprocess.run(["pkill", "-P", str(shell.pid)], check=False)  # the sleep, then its shell
+        shell.kill()
+        shell.wait()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import subprocess
 import sys
 import time
@@ -353,6 +354,22 @@ def test_the_command_line_documents_itself():
     done = subprocess.run(command, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert "--capacity-high CAPACITY_HIGH" in done.stdout and "(default 1600.0)" in done.stdout
+
+
+def test_the_probe_run_alone_counts_its_cold_start_from_the_time_it_is_given(tmp_path):
+    # The probe as the sandbox starts it: a server up at once, and the backend saying it started
+    # 3 s ago. The cold start must count those 3 s (a lower bound the value sets, not a timing).
+    from sandbox import SERVICE_STARTED_ENV
+
+    assert probe.SERVICE_STARTED_ENV == SERVICE_STARTED_ENV  # the probe runs alone: its own copy
+    with model_server(Behaviour()) as port:
+        env = {**os.environ, SERVICE_STARTED_ENV: f"{time.time() - 3:.6f}"}
+        proc = subprocess.run([sys.executable, str(RUNNERS_DIR / "probe.py"), *_files(tmp_path, port), *FAST],
+                              env=env, cwd=RUNNERS_DIR, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    report = _report(tmp_path)
+    assert report["cold_start"]["healthy"] and report["cold_start"]["seconds"] >= 3
+    assert report["probe_seconds"] < report["cold_start"]["seconds"] + 60  # its own run, from its start
 
 
 def test_cold_start_counts_from_the_service_start_the_backend_passes() -> None:

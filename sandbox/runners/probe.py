@@ -44,7 +44,9 @@ def _service_start(now_mono: float, now_wall: float, started: str | None) -> flo
     return now_mono - behind if 0 <= behind <= 60 else now_mono
 
 
-T0 = _service_start(time.monotonic(), time.time(), os.environ.get("MLGRADE_SERVICE_STARTED_AT"))
+SERVICE_STARTED_ENV = "MLGRADE_SERVICE_STARTED_AT"  # = sandbox._base.SERVICE_STARTED_ENV
+PROBE_T0 = time.monotonic()
+T0 = _service_start(PROBE_T0, time.time(), os.environ.get(SERVICE_STARTED_ENV))
 
 import argparse  # noqa: E402
 import asyncio  # noqa: E402
@@ -92,7 +94,7 @@ class Report:
         """Atomically replace the report file. Raises OSError."""
         unfinished = [f"{phase}: not run (the probe ended before it)" for phase in self.pending]
         data = {**self.data, "skipped": self.data["skipped"] + unfinished,
-                "probe_seconds": round(time.monotonic() - self.origin, 3)}
+                "probe_seconds": round(time.monotonic() - PROBE_T0, 3)}
         text = json.dumps(_finite(data), allow_nan=False, separators=(",", ":"))
         folder = os.path.dirname(os.path.abspath(self.path))
         fd, tmp = tempfile.mkstemp(dir=folder, prefix=".probe-", suffix=".json")
