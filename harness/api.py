@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from harness.batch import BatchItem, BatchReport, Event, run_batch
 from harness.errors import InfraError, SpecError
-from harness.results import SubmissionResult, leaderboard, load_result
+from harness.results import SubmissionResult, leaderboard, load_result, newest_per_candidate, stored_results
 from harness.spec import SPEC_FILE, Assignment, load_assignment
 
 if TYPE_CHECKING:
@@ -125,13 +125,10 @@ def results(assignment: str | Path, *, results_dir: Path = DEFAULT_RESULTS,
 
     With `latest_only`, a candidate who submitted several versions appears once, with the newest.
     """
-    found = [result for _, result in _stored(find_assignment(assignment), results_dir)]
+    found = _stored(find_assignment(assignment), results_dir)
     if latest_only:
-        newest: dict[str, SubmissionResult] = {}
-        for result in sorted(found, key=lambda r: r.started_at):
-            newest[result.candidate] = result
-        found = list(newest.values())
-    return leaderboard(found)
+        found = newest_per_candidate(found)
+    return leaderboard([result for _, result in found])
 
 
 def prepare(assignment: str | Path, *, results_dir: Path = DEFAULT_RESULTS,
@@ -192,7 +189,4 @@ def log_results(assignment: str | Path, *, results_dir: Path = DEFAULT_RESULTS,
 
 def _stored(assignment: Assignment, results_dir: Path) -> list[tuple[Path, SubmissionResult]]:
     """(folder, result) for each result saved for the assignment's current version."""
-    root = results_dir / assignment.spec.id / assignment.spec.version
-    folders = sorted(root.iterdir()) if root.is_dir() else []
-    return [(folder, result) for folder in folders
-            if not folder.name.startswith(".") and (result := load_result(folder)) is not None]
+    return stored_results(results_dir / assignment.spec.id / assignment.spec.version)

@@ -18,7 +18,7 @@ from harness._similarity_html import pair_page
 from harness._text import one_line
 from harness._workdirs import exclusive
 from harness.errors import HarnessError
-from harness.results import RESULT_FILE, load_result
+from harness.results import newest_per_candidate, stored_results
 from harness.similarity import SimilarPair, SnapshotError, compare, load_snapshot, snapshot, write_report
 from harness.spec import Assignment
 
@@ -62,18 +62,8 @@ def take_snapshot(assignment: Assignment, submission: Path, result_dir: Path) ->
 def current_results(root: Path) -> dict[str, Path]:
     """Submission id -> folder of the newest graded result of each candidate under `root`
     (results/<id>/<version>): a candidate's earlier submissions are not compared with theirs."""
-    newest: dict[str, tuple[tuple[str, int], str, Path]] = {}
-    for folder in sorted(root.iterdir()) if root.is_dir() else []:
-        if folder.name.startswith(".") or folder.name == REPORT_DIR:
-            continue
-        result = load_result(folder)
-        if result is None or not result.status.graded:
-            continue
-        # started_at has whole seconds: the result file's time orders two gradings of one second
-        when = (result.started_at, (folder / RESULT_FILE).stat().st_mtime_ns)
-        if result.candidate not in newest or newest[result.candidate][0] < when:
-            newest[result.candidate] = (when, result.submission_id, folder)
-    return {sid: folder for _, sid, folder in newest.values()}
+    graded = [(folder, r) for folder, r in stored_results(root) if r.status.graded]
+    return {result.submission_id: folder for folder, result in newest_per_candidate(graded)}
 
 
 def check_round(assignment: Assignment, folders: Mapping[str, Path], dest: Path) -> BatchSimilarity:

@@ -154,6 +154,29 @@ def save_result(result: SubmissionResult, folder: Path) -> Path:
     return path
 
 
+def stored_results(root: Path) -> list[tuple[Path, SubmissionResult]]:
+    """(folder, result) for each readable result under `root` (results/<id>/<version>)."""
+    folders = sorted(root.iterdir()) if root.is_dir() else []
+    return [(folder, result) for folder in folders
+            if not folder.name.startswith(".") and (result := load_result(folder)) is not None]
+
+
+def newest_per_candidate(stored: list[tuple[Path, SubmissionResult]]) -> list[tuple[Path, SubmissionResult]]:
+    """Each candidate's newest result: by start time, then (started_at has whole seconds) by when
+    its result file was written."""
+    def when(item: tuple[Path, SubmissionResult]) -> tuple[str, int]:
+        folder, result = item
+        try:
+            return result.started_at, (folder / RESULT_FILE).stat().st_mtime_ns
+        except OSError:
+            return result.started_at, 0
+
+    newest: dict[str, tuple[Path, SubmissionResult]] = {}
+    for item in sorted(stored, key=when):
+        newest[item[1].candidate] = item
+    return list(newest.values())
+
+
 def load_result(folder: Path) -> SubmissionResult | None:
     """The result in `folder`, or None if absent or unreadable (a torn write is treated as absent)."""
     path = folder / RESULT_FILE
