@@ -91,7 +91,9 @@ def test_the_local_backend_grades_a_service_over_loopback(shorter, graded, tmp_p
     local, docker = json_lines(proc.stdout), graded[1]
     for name in ("fast", "crashes_on_bad_input"):
         assert local[name]["status"] == docker[name]["status"]
-        for criterion in ("cold_start", "correctness", "robustness"):
+        for criterion in ("correctness", "robustness"):
             assert local[name]["criteria"][criterion]["score"] == pytest.approx(
                 docker[name]["criteria"][criterion]["score"], abs=0.05), (name, criterion)
+        # start-up seconds depend on the machine's load at that moment: healthy is what must agree
+        assert local[name]["criteria"]["cold_start"]["metrics"]["healthy"] == 1
     assert local["fast"]["criteria"]["latency"]["score"] == 1
