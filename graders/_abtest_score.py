@@ -198,7 +198,8 @@ class RunOutcome:
         v = self.verdict
         text = f"got {_fmt_value(self.got)}, expected {self.accepted_text()}"
         if not math.isnan(v.tolerance) and not isinstance(self.expected, Exact | Choice):
-            ratio = f"{v.error_ratio:.2g}" if v.error_ratio < 10 else f"{v.error_ratio:,.0f}"
+            ratio = (f"{v.error_ratio:.2g}" if v.error_ratio < 10 else f"{v.error_ratio:,.0f}"
+                     if v.error_ratio < 1e6 else f"{v.error_ratio:.1e}")  # 1e300 off: not 300 digits
             text += f" (error {ratio}x the tolerance)"
         return text + (f", {v.note}" if v.note else "")
 

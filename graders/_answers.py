@@ -4,10 +4,11 @@ Everything here treats the file as hostile: a malformed document or field is a d
 printable sentence naming the field and the fix), never an exception. Only a broken schema (the
 assignment's own file) raises SpecError, and an unreadable harness-owned copy raises HarnessError.
 
-Strictness beyond `json.loads`: NaN, Infinity and -Infinity (which Python accepts) and numbers that
-overflow to infinity are refused where a field uses them; a key repeated in one object is refused
-where a field passes through it (JSON leaves the winner undefined); nesting deeper than MAX_DEPTH
-refuses the whole document, so no later step can recurse without bound.
+Strictness beyond `json.loads`: NaN, Infinity and -Infinity (which Python accepts), numbers that
+overflow to infinity and integers too large for a float are refused where a field uses them; a key
+repeated in one object is refused where a field passes through it (JSON leaves the winner undefined);
+nesting deeper than MAX_DEPTH refuses the whole document, so no later step can recurse without bound.
+Keys of the candidate's are quoted in messages unless they are plain names.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from __future__ import annotations
 import functools
 import json
 import math
+import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +31,7 @@ from harness.errors import HarnessError, SpecError
 MAX_BYTES = 64 * 1024
 MAX_DEPTH = 32
 SHOW = 40  # characters of candidate text quoted in a message
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,39}")  # a key shown as is in a path; others are quoted
 
 
 @dataclass(frozen=True)
@@ -112,7 +116,10 @@ def parse_answers(raw: bytes) -> Answers:
         return Answers(None, f"not valid JSON: {one_line(exc.msg, 80)} at {where}")
     except RecursionError:
         return Answers(None, "not usable JSON: nested too deeply")
-    except ValueError as exc:  # e.g. an integer literal beyond Python's digit limit
+    except ValueError as exc:
+        if "integer string conversion" in str(exc):  # Python's own advice would mislead a candidate
+            return Answers(None, f"not usable JSON: an integer has more than {sys.get_int_max_str_digits()} "
+                                 "digits; write a finite number")
         return Answers(None, f"not usable JSON: {one_line(printable(str(exc)), 120)}")
     if not isinstance(data, dict):
         return Answers(None, f"the top level is a {json_type(data)}, expected an object {{...}}")
@@ -213,24 +220,45 @@ def _walk(data: dict[str, Any], field: str) -> Lookup:
     return Lookup(node)
 
 
+def _member(where: str, key: Any) -> str:
+    """The path `where` extended by a key of the candidate's: plain names as `.name`, others quoted."""
+    if isinstance(key, int):
+        return f"{where}[{key}]"
+    return f"{where}.{key}" if _NAME.fullmatch(key) else f"{where}[{show(key)}]"
+
+
+def _fits_float(number: int) -> bool:
+    try:
+        float(number)
+    except OverflowError:
+        return False
+    return True
+
+
 def _rejected_inside(value: Any, field: str) -> str:
-    """The first NaN/Infinity/overflowing number or repeated key inside a field's value, if any."""
+    """The first NaN/Infinity/overflowing number (or integer) or repeated key inside a field's value."""
     stack: list[tuple[Any, str]] = [(value, field)]
     while stack:
         item, where = stack.pop()
+        where = one_line(where, SHOW * 3)
         if isinstance(item, Rejected):
             return f"{where}: {item.reason}"
         if isinstance(item, float) and not math.isfinite(item):
             return f"{where}: {show(item)} is not a finite number (the literal overflows)"
+        if isinstance(item, int) and not isinstance(item, bool) and not _fits_float(item):
+            return (f"{where}: a {len(str(abs(item)))}-digit integer is not a finite number (too large "
+                    "for a float)")
         if isinstance(item, dict):
-            stack.extend((v, f"{where}.{k}") for k, v in reversed(item.items()))
+            stack.extend((v, _member(where, k)) for k, v in reversed(item.items()))
         elif isinstance(item, list):
-            stack.extend((v, f"{where}[{i}]") for i, v in reversed(list(enumerate(item))))
+            stack.extend((v, _member(where, i)) for i, v in reversed(list(enumerate(item))))
     return ""
 
 
 def _describe(error: ValidationError, field: str) -> str:
-    where = field + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path)
+    where = field
+    for part in error.absolute_path:
+        where = one_line(_member(where, part), SHOW * 3)
     value, kind, expected = error.instance, error.validator, error.validator_value
     if kind == "type":
         wanted = expected if isinstance(expected, str) else " or ".join(map(str, expected))

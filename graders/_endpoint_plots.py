@@ -54,17 +54,25 @@ def plot_latency(histogram, folder: Path, *, objective_ms: float, rate: float) -
     return "latency.png"
 
 
-def plot_capacity(capacity: Capacity, folder: Path, *, objective_ms: float) -> str:
-    """p50 and p99 against the offered rate, each step marked pass or fail, and the capacity."""
+def _positive(value: float | None) -> float:
+    """A value a log axis can show, else NaN (a gap in the line)."""
+    return value if value is not None and math.isfinite(value) and value > 0 else math.nan
+
+
+def plot_capacity(capacity: Capacity, folder: Path, *, objective_ms: float) -> str | None:
+    """p50 and p99 against the offered rate, each step marked pass or fail, and the capacity; None
+    (no plot) when no step has a latency to show (no request was answered at any rate)."""
+    steps = sorted((s for s in capacity.steps if s.rate > 0), key=lambda s: s.rate)
+    shown = [s for s in steps if not math.isnan(_positive(s.p99_ms))]
+    if not shown:
+        return None
     plt = _pyplot()
-    steps = sorted(capacity.steps, key=lambda s: s.rate)
     rates = [s.rate for s in steps]
     fig, ax = plt.subplots(figsize=(7, 4))
     for name, values in (("p50", [s.p50_ms for s in steps]), ("p99", [s.p99_ms for s in steps])):
-        ax.plot(rates, [v if v is not None and math.isfinite(v) else math.nan for v in values],
-                marker="o", label=name)
-    for step in steps:
-        ax.annotate("ok" if step.ok else "fail", (step.rate, step.p99_ms or 0), fontsize=7,
+        ax.plot(rates, [_positive(v) for v in values], marker="o", label=name)
+    for step in shown:
+        ax.annotate("ok" if step.ok else "fail", (step.rate, step.p99_ms), fontsize=7,
                     textcoords="offset points", xytext=(0, 6), ha="center")
     ax.axhline(objective_ms, color="red", linestyle="--", label=f"objective {objective_ms:g} ms")
     if capacity.capacity_rps:

@@ -18,6 +18,7 @@ from harness._text import one_line
 
 MESSAGE_CHARS = 300
 MAX_CASES = 20_000
+MAX_REPORT_BYTES = 16 << 20  # harness.spec.TEST_OUTPUTS caps the copies lower; this guards direct use
 
 
 class ReportError(Exception):
@@ -56,7 +57,7 @@ def read_junit(path: Path | None) -> list[TestCase]:
     if path is None:
         raise ReportError("no JUnit report was written")
     try:  # pytest writes UTF-8; decoding first means no other encoding can hide a declaration
-        text = path.read_bytes().decode("utf-8")
+        text = _read_capped(path, "JUnit report").decode("utf-8")
     except UnicodeDecodeError:
         raise ReportError("the JUnit report is not UTF-8 (pytest writes UTF-8)") from None
     if "<!DOCTYPE" in text.upper() or "<!ENTITY" in text.upper():
@@ -73,6 +74,15 @@ def read_junit(path: Path | None) -> list[TestCase]:
             raise ReportError(f"the JUnit report has more than {MAX_CASES} test cases")
         cases.append(_case(element))
     return cases
+
+
+def _read_capped(path: Path, what: str) -> bytes:
+    """The bytes of a harness-owned copy of a report. Raises ReportError past MAX_REPORT_BYTES."""
+    with path.open("rb") as handle:
+        data = handle.read(MAX_REPORT_BYTES + 1)
+    if len(data) > MAX_REPORT_BYTES:
+        raise ReportError(f"the {what} is larger than {MAX_REPORT_BYTES:,} bytes")
+    return data
 
 
 def _case(element: ET.Element) -> TestCase:
@@ -108,7 +118,7 @@ def read_coverage(path: Path | None, submission: Path, *, mount: str = "/submiss
     if path is None:
         raise ReportError("no coverage report was written")
     try:
-        files = json.loads(path.read_bytes()).get("files")
+        files = json.loads(_read_capped(path, "coverage report")).get("files")
     except (ValueError, AttributeError, RecursionError) as exc:
         raise ReportError(f"the coverage report is not coverage.py JSON: {one_line(str(exc), 200)}") from None
     if not isinstance(files, dict):
@@ -129,13 +139,22 @@ def read_coverage(path: Path | None, submission: Path, *, mount: str = "/submiss
 
 def _inside(root: Path, rel: str) -> Path | None:
     """The regular file `rel` names inside `root` (links resolved), or None."""
-    if "\0" in rel or len(rel) > 1000:
+    if "\0" in rel or len(rel) > 1000 or not _utf8(rel):
         return None
     try:
         target = (root / rel).resolve()
         return target if root in target.parents and target.is_file() else None
     except (OSError, ValueError):
         return None
+
+
+def _utf8(text: str) -> bool:
+    """False for a lone surrogate (a JSON escape, or a file name that is not UTF-8): no result can hold it."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _relative(name: str, mount: str) -> str | None:

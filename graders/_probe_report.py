@@ -93,7 +93,32 @@ class CapacityStep(_Model):
 
 class Capacity(_Model):
     capacity_rps: float | None = Field(None, ge=0)
+    capped: bool = False
+    cut_short: bool = False  # the probe's time budget ended the search
     steps: list[CapacityStep] = Field(default_factory=list, max_length=1000)
+
+
+class LoadSample(_Model):
+    """One load-phase answer the probe kept: which load input it was for, and what came back."""
+
+    input: int = Field(ge=0, le=10_000_000)
+    phase: Annotated[str, Field(max_length=20)]
+    rate: float = Field(0, ge=0)
+    status: int | None = None
+    prediction: Prediction | None = None
+    problem: _Text = ""
+
+
+class LoadCheck(_Model):
+    pool: int = Field(ge=0)
+    distinct: bool = False  # the load inputs are not the correctness inputs
+    requests: int = Field(0, ge=0)
+    reused: bool = False  # more load requests than load inputs: some were sent twice
+    samples: list[LoadSample] = Field(default_factory=list, max_length=10_000)
+
+
+class Settings(_Model):
+    timeout: float | None = Field(None, ge=0)  # seconds per load request
 
 
 class ProbeReport(_Model):
@@ -104,7 +129,9 @@ class ProbeReport(_Model):
     robustness: list[RobustnessCase] = Field(default_factory=list, max_length=1000)
     latency: Latency | None = None
     capacity: Capacity | None = None
+    load_check: LoadCheck | None = None
     skipped: list[_Text] = Field(default_factory=list, max_length=100)
+    settings: Settings = Settings()
 
 
 @dataclass(frozen=True)

@@ -77,7 +77,7 @@ def _requirement_lines(rel: str, text: str, deps: Dependencies) -> None:
 def _pyproject(text: str, deps: Dependencies) -> None:
     try:
         data = tomllib.loads(text)
-    except (tomllib.TOMLDecodeError, RecursionError):
+    except (ValueError, RecursionError):  # TOMLDecodeError, or an integer over Python's digit limit
         return
     project = data.get("project") if isinstance(data.get("project"), dict) else {}
     listed = project.get("dependencies") if isinstance(project.get("dependencies"), list) else []

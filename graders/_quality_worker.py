@@ -26,6 +26,7 @@ _FUNCTIONS = (ast.FunctionDef, ast.AsyncFunctionDef)
 _DEFINITIONS = (*_FUNCTIONS, ast.ClassDef)
 _NOT_SCRIPT = (*_DEFINITIONS, ast.Import, ast.ImportFrom)
 _BODIES = ("body", "orelse", "finalbody", "handlers", "cases")
+_NAME_CHARS = 100  # of one name in a block's qualified name (Python names have no length limit)
 
 
 def _children(node: ast.AST) -> Iterator[ast.AST]:
@@ -58,6 +59,13 @@ def _slots(node: ast.FunctionDef | ast.AsyncFunctionDef, method: bool) -> tuple[
     return len(params) + 1, done
 
 
+def _qualified(prefix: str, name: str) -> str:
+    """`prefix` + `name` within what a block may hold: long names cut, a long prefix cut from the left."""
+    name = name if len(name) <= _NAME_CHARS else name[: _NAME_CHARS - 1] + "\u2026"
+    full = prefix + name
+    return full if len(full) <= 3 * _NAME_CHARS else "\u2026" + full[-(3 * _NAME_CHARS - 1):]
+
+
 def _function_blocks(tree: ast.Module, complexity: dict[tuple[int, int], int]) -> Iterator[dict[str, Any]]:
     """Every function and method, with its qualified name, size, complexity and documentation."""
     stack: list[tuple[ast.AST, str, bool, str]] = [(tree, "", True, "module")]
@@ -66,18 +74,18 @@ def _function_blocks(tree: ast.Module, complexity: dict[tuple[int, int], int]) -
         for node in _children(parent):
             if isinstance(node, ast.ClassDef):
                 open_class = public and scope != "function" and not node.name.startswith("_")
-                stack.append((node, f"{prefix}{node.name}.", open_class, "class"))
+                stack.append((node, _qualified(prefix, node.name) + ".", open_class, "class"))
             elif isinstance(node, _FUNCTIONS):
                 method = scope == "class"
                 slots, done = _slots(node, method)
                 key = (node.lineno, node.col_offset)
-                yield {"name": f"{prefix}{node.name}", "kind": "method" if method else "function",
+                yield {"name": _qualified(prefix, node.name), "kind": "method" if method else "function",
                        "line": node.lineno, "end": node.end_lineno or node.lineno,
                        "cc": complexity.get(key) or _complexity_of([node]),
                        "statements": _own_statements(node.body),
                        "public": public and scope != "function" and not node.name.startswith("_"),
                        "doc": bool(ast.get_docstring(node)), "slots": slots, "annotated": done}
-                stack.append((node, f"{prefix}{node.name}.", False, "function"))
+                stack.append((node, _qualified(prefix, node.name) + ".", False, "function"))
             else:
                 stack.append((node, prefix, public, scope))
 

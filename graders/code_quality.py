@@ -13,7 +13,8 @@ their weighted mean, see graders._quality_args for defaults):
 Python files and notebook code cells are read within caps (graders._quality_collect) and parsed
 in a resource-limited subprocess (graders._quality_worker). The starter kit named by the spec's
 `starter` is left out: identical files entirely, and unchanged lines of files the candidate
-edited. A submission without analysable Python code scores 0. Details list each measure and the
+edited. A submission without analysable Python code, or whose code holds no statement of its own
+(empty files, comments, markdown-only notebooks), scores 0. Details list each measure and the
 top findings; `feedback.md` in the artifacts says the same to the candidate.
 """
 
@@ -41,6 +42,7 @@ from graders._quality_feedback import (
 from graders._quality_hygiene import hygiene_measures, is_test_file
 from graders._quality_measures import FileView, Measure, code_measures
 from graders._quality_tools import RuffRun, Unit, UnitResult, check_rules, run_ruff, run_worker, tool_versions
+from harness._text import one_line
 from harness.errors import SpecError
 
 if TYPE_CHECKING:
@@ -59,7 +61,7 @@ def _ruff_notebook(source: SourceFile) -> str:
 class CodeQualityGrader(Grader):
     """Static code-quality review: lint, complexity, sizes, documentation and project hygiene."""
 
-    version = "1"
+    version = "2"  # 2: a submission with no statement of its own scores 0
     Args = CodeQualityArgs
     args: CodeQualityArgs
 
@@ -88,11 +90,12 @@ class CodeQualityGrader(Grader):
                     *hygiene_measures(ctx.submission_dir, found.tree, starter, views, a)]
         scored = [self._score(m) for m in measures]
         analysed = [view for view in views if view.result.ok]
-        total = _weighted_mean(scored) if analysed else 0.0
-        why = explanation(total, scored) if analysed else _no_code(found, views)
+        has_code = any(view.logical for view in analysed)  # else only measures of absence would count
+        total = _weighted_mean(scored) if has_code else 0.0
+        why = explanation(total, scored) if has_code else _no_code(found, views)
         ctx.artifacts_dir.mkdir(parents=True, exist_ok=True)
         (ctx.artifacts_dir / FEEDBACK_FILE).write_text(
-            feedback_markdown(total, scored, rules=a.rules, intro="" if analysed else why), encoding="utf-8")
+            feedback_markdown(total, scored, rules=a.rules, intro="" if has_code else why), encoding="utf-8")
         return self.criterion(score=total, metrics=_metrics(scored, analysed), explanation=why,
                               details=self._details(scored, found, views))
 
@@ -174,9 +177,13 @@ def _no_code(found: Collection, views: list[FileView]) -> str:
         return (f"No Python code to review (no .py file or notebook code cell beyond the starter "
                 f"kit{skipped}), so the score is 0.")
     broken = [f"{u.rel} ({u.reason})" for u in found.unreadable]
-    broken += [f"{v.source.rel} ({v.result.error})" for v in views]
-    return ("No Python code could be analysed (syntax errors or unreadable files"
-            + (f": {'; '.join(broken[:3])}" if broken else "") + "), so the score is 0.")
+    broken += [f"{v.source.rel} ({v.result.error})" for v in views if not v.result.ok]
+    if not broken:
+        return ("No Python code to review: the Python files and notebook code cells hold no statement of "
+                "the submission's own (only blank lines, comments or unchanged starter code), so the score "
+                "is 0.")
+    return ("No Python code could be analysed (syntax errors or unreadable files: "
+            + one_line("; ".join(broken[:3]), 600) + "), so the score is 0.")
 
 
 __all__ = ["MEASURES", "CodeQualityArgs", "CodeQualityGrader"]

@@ -11,6 +11,8 @@ spec. A missing or unusable probe report scores 0 with the reason.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -23,6 +25,7 @@ from graders._endpoint_plots import (
     write_histogram_files,
 )
 from graders._probe_report import ProbeReport, finite, read_probe_report
+from harness._text import one_line
 from harness.errors import SpecError
 
 if TYPE_CHECKING:
@@ -48,6 +51,7 @@ class _Linear(_Args):
     full: float
     scale_by_correctness: str | None = None
     reference_file: str = "predictions.json"
+    load_reference_file: str = "load_predictions.json"  # the load inputs' answers, same hidden set
     atol: float = Field(0.02, gt=0, le=1)
 
     @model_validator(mode="after")
@@ -59,7 +63,7 @@ class _Linear(_Args):
 
 class _EndpointGrader(Grader):
     Args: ClassVar[type[BaseModel]] = _Args
-    version = "1"
+    version = "2"  # 2: load-phase answers checked; extreme reports scored, never raised
 
     def check_spec(self, spec: AssignmentSpec) -> None:
         keys = {key for stage in spec.stages for key in stage.output_keys()}
@@ -79,19 +83,34 @@ class _EndpointGrader(Grader):
     def linear(self, value: float) -> float:
         return linear_score(value, baseline=self.args.zero, target=self.args.full)
 
-    def scaled(self, score: float, report: ProbeReport, ctx: GradingContext) -> tuple[float, str]:
-        """`score` times the correct share when the spec asks for it, and a note saying so."""
+    def scaled(self, score: float, report: ProbeReport, ctx: GradingContext,
+               phase: str) -> tuple[float, str, dict[str, Any]]:
+        """`score` times the correct share of the hidden inputs when the spec asks for it, and times
+        that of the sampled answers of this load `phase`; a note saying so, and the sample's details."""
         gate = getattr(self.args, "scale_by_correctness", None)
         if not gate:
-            return score, ""
+            return score, "", {}
         reference, wrong = _mismatches(report, ctx.hidden[gate] / self.args.reference_file, self.args.atol)
         share = (len(reference) - len(wrong)) / len(reference) if reference else 0.0
-        return score * share, f" Scaled by the correct share of answers ({share:.0%})."
+        note = f" Scaled by the correct share of answers ({share:.0%})"
+        check = check_load_samples(report, ctx.hidden[gate], phase=phase, atol=self.args.atol,
+                                   load_file=self.args.load_reference_file, file=self.args.reference_file)
+        if check.share is not None:
+            share *= check.share
+        return score * share, f"{note}; {check.note}.", check.details
 
     def skipped(self, what: str, report: ProbeReport) -> CriterionResult:
         why = "; ".join(report.skipped) or "the probe did not get that far"
         return self.criterion(score=0.0, metrics={}, explanation=f"No {what} measured: {why}.",
                               details={"skipped": list(report.skipped)})
+
+    def drawn(self, draw, *args, **kwargs) -> tuple[list[str], str]:
+        """A plot's file name (or none, with the reason): a plot that cannot be drawn never costs a grade."""
+        try:
+            name = draw(*args, **kwargs)
+        except Exception as exc:  # noqa: BLE001 - matplotlib's errors are many; the figures stand without it
+            return [], f" No plot: {type(exc).__name__}: {one_line(str(exc), 120)}."
+        return ([name], "") if name else ([], " No plot: no step had an answered request.")
 
 
 @grader("endpoint_cold_start")
@@ -216,33 +235,53 @@ class LatencyGrader(_EndpointGrader):
 
     def score(self, report, ctx):
         lat = report.latency
-        if lat is None or not finite(lat.p99_ms):
+        if lat is None:
             return self.skipped("latency", report)
+        if not finite(lat.p99_ms):
+            return self.criterion(score=0.0, metrics={"error_rate": lat.error_rate, "rate": lat.rate},
+                                  explanation=f"No latency measured: {_none_answered(lat, report)}.")
         metrics = {"p50_ms": lat.p50_ms, "p90_ms": lat.p90_ms, "p99_ms": lat.p99_ms, "p999_ms": lat.p999_ms,
                    "error_rate": lat.error_rate, "rate": lat.rate, "achieved_rate": lat.achieved_rate}
-        artifacts = self._artifacts(lat, ctx)
+        artifacts, plot_note = self._artifacts(lat, ctx)
         if lat.error_rate > self.args.max_error_rate:
             return self.criterion(score=0.0, metrics={k: v for k, v in metrics.items() if finite(v)},
                                   explanation=f"{lat.error_rate:.1%} of requests failed or timed out at "
-                                              f"{lat.rate:g}/s (allowed {self.args.max_error_rate:.0%}).",
+                                              f"{lat.rate:g}/s (allowed {self.args.max_error_rate:.0%})."
+                                              f"{plot_note}",
                                   details={"artifacts": artifacts})
-        score, note = self.scaled(self.linear(lat.p99_ms), report, ctx)
+        score, note, sample = self.scaled(self.linear(lat.p99_ms), report, ctx, phase="latency")
         return self.criterion(
-            score=score, metrics={k: v for k, v in metrics.items() if finite(v)},
-            explanation=f"p99 {lat.p99_ms:.1f} ms at {lat.rate:g} requests/s (p50 {lat.p50_ms:.1f} ms); full "
-                        f"marks at {self.args.full:g} ms, none at {self.args.zero:g} ms.{note}",
-            details={"artifacts": artifacts})
+            score=score, metrics={k: v for k, v in metrics.items() if finite(v)} | sample.get("metrics", {}),
+            explanation=f"p99 {lat.p99_ms:.1f} ms at {lat.rate:g} requests/s (p50 {_ms(lat.p50_ms)}); full "
+                        f"marks at {self.args.full:g} ms, none at {self.args.zero:g} ms.{note}{plot_note}",
+            details={"artifacts": artifacts, "load_answers": sample.get("rows", [])})
 
-    def _artifacts(self, lat, ctx) -> list[str]:
+    def _artifacts(self, lat, ctx) -> tuple[list[str], str]:
         if not lat.histogram:
-            return []
+            return [], ""
         try:
             histogram = decode_histogram(lat.histogram)
-        except ValueError:
-            return []
+        except ValueError as exc:
+            return [], f" No plot: {exc}."
         files = write_histogram_files(histogram, ctx.artifacts_dir)
-        plot = plot_latency(histogram, ctx.artifacts_dir, objective_ms=self.args.full, rate=lat.rate)
-        return [*files, plot]
+        plot, note = self.drawn(plot_latency, histogram, ctx.artifacts_dir, objective_ms=self.args.full,
+                                rate=lat.rate)
+        return [*files, *plot], note
+
+
+def _ms(value: float | None) -> str:
+    return f"{value:.1f} ms" if finite(value) else "not measured"
+
+
+def _none_answered(lat, report: ProbeReport) -> str:
+    """Why a latency run has no percentiles: what became of its requests."""
+    if lat.scheduled == 0:
+        return "no request was scheduled"
+    after = f" after {report.settings.timeout:g} s" if report.settings.timeout else ""
+    parts = [f"{lat.timeouts} timed out{after}"] if lat.timeouts else []
+    parts += [f"{lat.errors} failed (connection or protocol errors)"] if lat.errors else []
+    return (f"none of the {lat.scheduled} requests at {lat.rate:g}/s got an answer "
+            f"({', '.join(parts) or 'none completed'})")
 
 
 class CapacityArgs(_Linear):
@@ -260,12 +299,58 @@ class CapacityGrader(_EndpointGrader):
         if cap is None:
             return self.skipped("capacity", report)
         found = cap.capacity_rps or 0.0
-        artifacts = []
+        artifacts, plot_note = [], ""
         if cap.steps:
-            artifacts.append(plot_capacity(cap, ctx.artifacts_dir, objective_ms=self.args.objective_ms))
+            artifacts, plot_note = self.drawn(plot_capacity, cap, ctx.artifacts_dir,
+                                              objective_ms=self.args.objective_ms)
         steps = [s.model_dump() for s in cap.steps]
-        score, note = self.scaled(self.linear(found), report, ctx)
-        return self.criterion(score=score, metrics={"capacity_rps": found, "steps": len(steps)},
-                              explanation=f"Capacity {found:g} requests/s (full marks at {self.args.full:g}, "
-                                          f"none at {self.args.zero:g}).{note}",
-                              details={"steps": steps, "artifacts": artifacts})
+        score, note, sample = self.scaled(self.linear(found), report, ctx, phase="capacity")
+        how = ""
+        if found == 0 and cap.steps:
+            how = f" (even the lowest rate, {min(s.rate for s in cap.steps):g}/s, missed the objective)"
+        elif cap.cut_short:
+            how = " (a lower bound: the probe's time budget ended the search)"
+        explanation = (f"Capacity {found:g} requests/s{how} (full marks at {self.args.full:g}, none at "
+                       f"{self.args.zero:g}).{note}{plot_note}")
+        return self.criterion(score=score, metrics={"capacity_rps": found, "steps": len(steps)}
+                              | sample.get("metrics", {}), explanation=explanation,
+                              details={"steps": steps, "artifacts": artifacts,
+                                       "load_answers": sample.get("rows", [])})
+
+
+@dataclass(frozen=True)
+class LoadSampleCheck:
+    share: float | None  # correct share of the answered samples; None: nothing to gate on
+    note: str
+    details: dict[str, Any]
+
+
+def check_load_samples(report: ProbeReport, hidden: Path, *, phase: str, atol: float, load_file: str,
+                       file: str) -> LoadSampleCheck:
+    """The sampled answers of one load phase against the reference answers of their inputs."""
+    check = report.load_check
+    if check is None:
+        return LoadSampleCheck(None, "load-phase answers not checked (the probe kept none)", {})
+    path = hidden / (load_file if check.distinct else file)
+    try:
+        reference = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        return LoadSampleCheck(None, f"load-phase answers not checked: {path.name}: {type(exc).__name__}", {})
+    samples = [s for s in check.samples if s.phase == phase and s.status is not None]
+    rows = []
+    for sample in samples:
+        expected = reference[sample.input] if sample.input < len(reference) else None
+        problem = sample.problem or (_mismatch(expected, sample.prediction, atol) if expected else
+                                     f"input {sample.input} is not a load input")
+        rows.append({"input": sample.input, "rate": sample.rate, "status": sample.status, "problem": problem})
+    correct = sum(not row["problem"] for row in rows)
+    share = correct / len(rows) if rows else 0.0
+    note = (f"{correct}/{len(rows)} sampled answers of the {phase} requests correct, so scaled by {share:.0%}"
+            if rows else f"no sampled answer of the {phase} requests came back, so scaled to 0")
+    wrong = [row for row in rows if row["problem"]]
+    if wrong:
+        note += f" (first: input {wrong[0]['input']} at {wrong[0]['rate']:g}/s: {wrong[0]['problem']})"
+    if check.reused:
+        note += f"; {check.requests} load requests for {check.pool} load inputs, so some repeated"
+    metrics = {"load_answers_checked": len(rows), "load_answers_correct_share": share}
+    return LoadSampleCheck(share, note, {"metrics": metrics, "rows": wrong[:_SHOWN]})

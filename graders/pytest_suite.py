@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from graders._base import CriterionResult, Grader, GradingContext, grader, linear_score
 from graders._junit import ReportError, TestCase, collect_suite, read_coverage, read_junit, share
+from harness._text import one_line
 from harness.errors import SpecError
 
 if TYPE_CHECKING:
@@ -149,8 +150,8 @@ class CoverageGrader(_TestGrader):
         text = (f"{ratio:.0%} of {statements} statements of the submission's code ran under its tests "
                 f"(0 points at {self.args.baseline:.0%}, full at {self.args.target:.0%})")
         if least and ratio < 1:
-            text += "; least covered: " + ", ".join(f"{f.path} {share(f.covered, f.statements):.0%}"
-                                                    for f in least)
+            text += "; least covered: " + ", ".join(  # the file names are the candidate's
+                f"{one_line(f.path, 120)} {share(f.covered, f.statements):.0%}" for f in least)
         return self.criterion(
             score=linear_score(ratio, baseline=self.args.baseline, target=self.args.target),
             explanation=text + ".", metrics={"coverage": ratio, "statements": float(statements)},

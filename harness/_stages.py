@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import secrets
 import shutil
 from dataclasses import dataclass, field, replace
@@ -11,9 +12,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from graders import OutputFile
-from harness._text import one_line
+from harness._text import one_line, terminal_safe
 from harness._workdirs import remove_tree
-from harness.errors import InfraError
+from harness.errors import DeterministicInfraError, InfraError
 from harness.intake import StagedSubmission
 from harness.notebook_html import render_notebook
 from harness.results import StageRecord, Status
@@ -35,6 +36,15 @@ if TYPE_CHECKING:
     from harness.pipeline import Runtime
 
 PROBE_PIDS = 32768  # see _probe_request
+_KERNEL_DIED = re.compile(r"^run\.py: (.*: kernel died .*)$", re.MULTILINE)
+_LOG_TAIL_CHARS = 4096
+PROBE_BUDGET_ENV = "MLGRADE_PROBE_BUDGET_S"  # = sandbox/runners/probe.py's BUDGET_ENV
+
+
+def probe_budget_s(timeout_s: float) -> float:
+    """The seconds a probe plans its phases within: its time limit less a margin for starting the
+    interpreter, writing its report and exiting (5% of the limit, 2 to 30 s)."""
+    return round(timeout_s - min(max(0.05 * timeout_s, 2.0), 30.0), 3)
 _DISK_MARGIN = 256 << 20  # free space kept beyond a stage's own disk limit
 _DISK_LOW = 64 << 20  # below this after a failed stage, the host disk (not the stage) is to blame
 
@@ -82,16 +92,20 @@ def _probe_request(assignment: Assignment, stage: StageSpec, *, staged: StagedSu
     limits = replace(assignment.spec.stage_limits(stage), cpus=probe.cpus, memory_bytes=probe.memory,
                      timeout_s=probe.timeout, pids=PROBE_PIDS)
     return RunRequest(name=f"{stage.name}-probe", command=probe.command, image=runtime.image,
-                      mounts=tuple(mounts), limits=limits, env=(("HOME", "/tmp"),),  # noqa: S108
+                      mounts=tuple(mounts), limits=limits,
+                      env=(("HOME", "/tmp"), (PROBE_BUDGET_ENV, f"{probe_budget_s(probe.timeout):g}")),  # noqa: S108
                       workdir="/tmp", labels=(("mlgrade.assignment", assignment.key),))  # noqa: S108
 
 
 def _probe_outcome(step: _Step, outcome: RunResult, output: Path, result_dir: Path, run: RunState) -> None:
-    """Record the probe and collect its outputs. A probe that fails is the harness's failure."""
+    """Record the probe and collect its outputs. A probe that fails is the harness's failure, and
+    one it would repeat on this submission (DeterministicInfraError): Docker's own failures are
+    raised by the backend instead."""
     run.stages.append(_record(f"{step.label}/probe", outcome, result_dir))
     if outcome.status is not StageStatus.OK:  # the result folder is dropped: say what the log says
-        raise InfraError(f"the probe of stage {step.stage.name} failed ({outcome.status.value}: "
-                         f"{outcome.detail}): {one_line(outcome.log[-600:], 600)}")
+        raise DeterministicInfraError(f"the probe of stage {step.stage.name} failed "
+                                      f"({outcome.status.value}: {outcome.detail}): "
+                                      f"{one_line(outcome.log[-600:], 600)}")
     probe_step = _Step(step.stage.model_copy(update={"outputs": step.stage.probe.outputs, "runs": ()}))
     _collect_outputs(probe_step, output, result_dir, run, failure=None)
     remove_tree(output)
@@ -198,10 +212,21 @@ def _require_free_space(path: Path, needed: int, stage: str) -> None:
 def _record(name: str, outcome: RunResult, result_dir: Path) -> StageRecord:
     log_file = f"logs/{name}.log"
     (result_dir / log_file).parent.mkdir(parents=True, exist_ok=True)
-    (result_dir / log_file).write_text(outcome.log, encoding="utf-8", errors="replace")
+    (result_dir / log_file).write_text(terminal_safe(outcome.log)[0], encoding="utf-8", errors="replace",
+                                       newline="")  # for reviewers' terminals
+    detail = outcome.detail
+    if outcome.status is not StageStatus.OK and (died := _kernel_death(outcome.log)):
+        detail = f"{detail}; {died}" if detail else died
     return StageRecord(name=name, status=outcome.status.value, exit_code=outcome.exit_code,
                        seconds=round(outcome.seconds, 3), peak_memory_bytes=outcome.peak_memory_bytes,
-                       log_file=log_file, log_truncated=outcome.log_truncated, detail=outcome.detail)
+                       log_file=log_file, log_truncated=outcome.log_truncated, detail=detail)
+
+
+def _kernel_death(log: str) -> str:
+    """The notebook runner's (sandbox/runners/run.py) last word on a kernel that died mid-cell, if
+    it said one near the end of the log: which cell, and how."""
+    found = _KERNEL_DIED.findall(log[-_LOG_TAIL_CHARS:])
+    return one_line(found[-1], 300) if found else ""
 
 
 def _collect_outputs(step: _Step, output: Path, result_dir: Path, run: RunState, *,

@@ -19,12 +19,12 @@ BACKENDS: Registry[Callable[..., Runtime]] = Registry("sandbox backend", entry_p
 
 
 def with_retries(fn: Callable[[], T], *, retries: int, backoff_s: float) -> T:
-    """Call `fn`, retrying InfraError with exponential backoff; re-raise the last one."""
+    """Call `fn`, retrying a transient InfraError with exponential backoff; re-raise the last one."""
     for attempt in range(retries + 1):
         try:
             return fn()
-        except InfraError:
-            if attempt == retries:
+        except InfraError as exc:
+            if attempt == retries or not exc.transient:
                 raise
             time.sleep(backoff_s * 2**attempt)
     raise AssertionError("unreachable")

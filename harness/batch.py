@@ -16,7 +16,7 @@ from harness._text import printable, slug
 from harness._workdirs import exclusive, owned_name, remove_tree, sweep_leftovers
 from harness.backends import BACKENDS
 from harness.batch_similarity import REPORT_DIR, BatchSimilarity, check_round, current_results, take_snapshot
-from harness.errors import HarnessError, InfraError, IntakeError
+from harness.errors import InfraError, IntakeError
 from harness.intake import StagedSubmission, stage_submission
 from harness.pipeline import Runtime, grade_submission, grader_versions
 from harness.results import Status, SubmissionResult, load_result, result_key, save_result
@@ -134,24 +134,33 @@ def _stage_and_grade(ctx: _Context, source: str, staging: Path) -> BatchItem:
 
 def _grade_with_retries(ctx: _Context, staged: StagedSubmission, key: str, folder: Path,
                         staging: Path) -> SubmissionResult:
-    error: HarnessError | None = None
+    """Grade, retrying transient infrastructure failures (InfraError.transient, OSError) with
+    backoff; a failure the same submission would cause again is left ungraded at once."""
+    error: InfraError | None = None
+    attempts = 0
     for attempt in range(ctx.retries + 1):
         if ctx.cancel.is_set():
             break
+        attempts = attempt + 1
         try:
             result = grade_submission(assignment=ctx.assignment, staged=staged, runtime=ctx.runtime, key=key,
                                       submission_id=submission_id(staged), result_dir=folder,
                                       scratch=staging / f"run-{attempt}")
-            result.attempts = attempt + 1
+            result.attempts = attempts
             return result
         except InfraError as exc:
             error = exc
         except OSError as exc:  # a full disk, a vanished folder: ours, not the candidate's
             error = InfraError(f"{exc.__class__.__name__}: {exc}")
+        if not error.transient:
+            break
         if attempt < ctx.retries:
             ctx.cancel.wait(ctx.backoff_s * 2**attempt)
-    return _ungraded(ctx, staged.source, Status.INFRA_ERROR,
-                     f"ungraded after {ctx.retries + 1} attempts: {error or 'cancelled'}", staged, key)
+    ungraded = f"ungraded after {attempts} attempts" if attempts > 1 else "ungraded"
+    result = _ungraded(ctx, staged.source, Status.INFRA_ERROR, f"{ungraded}: {error or 'cancelled'}",
+                       staged, key)
+    result.attempts = max(1, attempts)
+    return result
 
 
 def _stem(source: str) -> str:

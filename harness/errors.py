@@ -4,7 +4,13 @@
     ├── SpecError                exit 3   an assignment spec is malformed (file, field, fix)
     ├── IntakeError              exit 4   a submission cannot be taken in (missing, corrupt, unsafe)
     └── InfraError               exit 5   Docker, an image build, the disk: retried, never scored
-        └── ImageBuildError               the assignment's own image does not build
+        ├── ImageBuildError               the assignment's own image does not build
+        └── DeterministicInfraError       the harness fails on this submission's data (a grader
+                                          raised, a probe failed): not retried, never scored
+
+`InfraError.transient` tells the batch whether a retry could help: true for Docker API errors,
+a daemon that does not answer, a full disk or a network hiccup during a build; false for a
+failure that the same input would cause again (a retry would only spend the batch's time again).
 
 Usage errors (bad flags) exit 2, as click does. A candidate's failure (non-zero exit,
 timeout, OOM, bad predictions) is never an exception: it is a status on the result.
@@ -35,6 +41,13 @@ class InfraError(HarnessError):
     """The harness's own infrastructure failed; the submission is retried, then left ungraded."""
 
     exit_code = 5
+    transient = True  # a retry may succeed
+
+
+class DeterministicInfraError(InfraError):
+    """The harness failed on this submission in a way a retry would repeat; left ungraded at once."""
+
+    transient = False
 
 
 class ImageBuildError(InfraError):

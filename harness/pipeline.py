@@ -12,11 +12,11 @@ from pydantic import ValidationError
 from graders import GRADERS, Grader, GradingContext, OutputFile
 from harness import __version__
 from harness._stages import RunState, run_stages
-from harness._text import printable
+from harness._text import printable, reviewer_text
 from harness._workdirs import owned_name, remove_tree, replace_folder
 from harness.batch_similarity import take_snapshot
 from harness.data import DataSets
-from harness.errors import HarnessError, InfraError, SpecError
+from harness.errors import DeterministicInfraError, HarnessError, SpecError
 from harness.intake import StagedSubmission
 from harness.report import render_report
 from harness.results import (
@@ -87,7 +87,8 @@ def grade_submission(*, assignment: Assignment, staged: StagedSubmission, runtim
                      key: str, submission_id: str, result_dir: Path, scratch: Path) -> SubmissionResult:
     """Run and score one submission; write result.json (last) and report.md into `result_dir`.
 
-    Candidate failures become statuses. Raises InfraError when the harness itself fails.
+    Candidate failures become statuses. Raises InfraError when the harness itself fails
+    (DeterministicInfraError when it would fail again on the same submission).
     """
     started, t0 = now_iso(), time.monotonic()
     # Built aside and swapped in whole, so a re-grade that fails leaves the previous result as it was.
@@ -100,6 +101,7 @@ def grade_submission(*, assignment: Assignment, staged: StagedSubmission, runtim
         if run.status is Status.OK:
             run_stages(assignment, staged, runtime, run, result_dir, scratch)
         criteria = _score(assignment, staged, runtime, run, result_dir)
+        _outputs_for_reviewers(result_dir / "outputs")  # graded as written, kept terminal-safe
         take_snapshot(assignment, staged.path, result_dir)  # compared with the round after the batch
     except BaseException:
         remove_tree(result_dir)
@@ -148,8 +150,9 @@ def _check_contract(assignment: Assignment, staged: StagedSubmission, runtime: R
 
 
 def _copy_review_files(assignment: Assignment, staged: StagedSubmission, result_dir: Path) -> None:
-    """Copy the files the spec names for reviewers (bounded, no links) into `review/`; a missing
-    or refused one becomes a note in `review/MISSING.txt`, never a failure."""
+    """Copy the files the spec names for reviewers (bounded, no links) into `review/` as terminal-safe
+    text (see `reviewer_text`); a missing or refused one becomes a note in `review/MISSING.txt`, never
+    a failure, and so does a file that had to be changed to be shown safely."""
     notes = []
     root = staged.path.resolve()
     for name, cap in assignment.spec.review_files.items():
@@ -163,9 +166,25 @@ def _copy_review_files(assignment: Assignment, staged: StagedSubmission, result_
             continue
         target = result_dir / REVIEW_DIR / name
         target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(data)
+        text, changes = reviewer_text(data)
+        target.write_text(text, encoding="utf-8", newline="")
+        notes += [f"{name}: {change}" for change in changes]
     if notes:
         write_atomic(result_dir / REVIEW_DIR / "MISSING.txt", "\n".join(notes) + "\n")
+
+
+def _outputs_for_reviewers(outputs: Path) -> None:
+    """Rewrite the stored outputs as reviewer text (`reviewer_text`), once graders have read them as
+    written. Notebooks stay valid JSON: what is removed can only stand inside its strings. Their
+    HTML renderings are sanitised when rendered and are left alone."""
+    for path in sorted(outputs.rglob("*")):
+        if not path.is_file() or path.is_symlink() or (path.suffix == ".html"
+                                                        and path.with_suffix(".ipynb").is_file()):
+            continue
+        data = path.read_bytes()
+        text, _ = reviewer_text(data)
+        if text.encode("utf-8") != data:
+            path.write_text(text, encoding="utf-8", newline="")
 
 
 def _score(assignment: Assignment, staged: StagedSubmission, runtime: Runtime, run: RunState,
@@ -185,7 +204,8 @@ def _score(assignment: Assignment, staged: StagedSubmission, runtime: Runtime, r
         except HarnessError:
             raise
         except Exception as exc:  # a grader bug is the harness's failure, never the candidate's zero
-            raise InfraError(f"grader {grader.name!r} crashed: {exc.__class__.__name__}: {exc}") from exc
+            raise DeterministicInfraError(f"grader {grader.name!r} crashed: {exc.__class__.__name__}: "
+                                          f"{exc}") from exc
         if not any(artifacts.iterdir()):
             artifacts.rmdir()  # most graders write nothing: keep the result folder readable
     return criteria

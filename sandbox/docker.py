@@ -348,7 +348,7 @@ def _classify(state: dict, watchdog: _Watchdog) -> tuple[StageStatus, str]:
     if code == _SIGXFSZ_EXIT:
         return StageStatus.DISK_LIMIT, "a file grew past the disk limit"
     if state.get("OOMKilled") and code != 0:
-        return StageStatus.OOM, "killed by the kernel: over the memory limit"
+        return StageStatus.OOM, "a process was killed by the OOM killer: over the memory limit"
     if code == 0:
         return StageStatus.OK, ""
     return StageStatus.ERROR, f"exited with code {code}"

@@ -15,7 +15,9 @@ limits are per-process rlimits rather than cgroups:
 - peak memory: the largest RSS of any one sandbox process (Docker reports the cgroup total).
 - OOM is a heuristic: an RLIMIT_AS failure is an ordinary error to the process, so a stage
   that exits non-zero with "MemoryError" (or "std::bad_alloc") near the end of its log, or
-  dies of SIGKILL or SIGSEGV that the harness did not send, is reported as OOM.
+  dies of SIGKILL or SIGSEGV that the harness did not send, is reported as OOM. The notebook
+  runner exits with 128+SIG when its kernel is killed by a signal, so a kernel killed that way
+  (by the host's OOM killer: the stage has no memory cgroup here) counts as well.
 
 A service stage with a probe (the endpoint assignment) runs as in Docker: the service in its
 sandbox with a network namespace of its own (loopback only), the probe in a second sandbox

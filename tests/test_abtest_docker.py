@@ -38,9 +38,10 @@ def test_examples_order_as_a_reviewer_would(graded):
     # One-sided tests, pooled variance, peeking: below the one who only forgot a check.
     assert total["classic_mistakes"] < total["no_srm"] - 10
     # Answers pasted from the public data fit no hidden run (they are drawn unlike it: at most 0.2
-    # of 18.5 answer weight over ten secret seeds); the classic mistakes still earn the SRM check.
+    # of 18.5 answer weight over ten secret seeds); the classic mistakes earn some answers (how many
+    # depends on this install's secret seed: its SRM threshold of 0.001 misses some planted SRMs).
     answers = {name: earned(line, groups=AB_GROUPS) for name, line in lines.items()}
-    assert answers["hardcoded"] < 0.5 < 1.5 <= answers["classic_mistakes"]
+    assert answers["hardcoded"] < 0.5 and answers["hardcoded"] < answers["classic_mistakes"]
     assert total["hardcoded"] < total["classic_mistakes"]
     # The notebook that raises answers nothing; only its static code quality scores (weight 1.5 of 21).
     assert lines["raises"]["status"] == "error" and answers["raises"] == 0

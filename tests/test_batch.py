@@ -5,7 +5,9 @@ Real Docker runs are covered in test_e2e_docker.py and test_sandbox_contract.py.
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import shutil
 import tarfile
 
 import pytest
@@ -13,7 +15,7 @@ import pytest
 from harness import api
 from harness.errors import InfraError, IntakeError
 from harness.results import Status, load_result
-from sandbox import StageStatus
+from sandbox import RunResult, StageStatus
 from tests.fakes import FIXTURES, FakeBackend, fail, install_fake_backend, make_submission, ok
 
 TOY = FIXTURES / "assignments" / "toy"
@@ -99,6 +101,53 @@ def test_grader_crash_is_infra_not_a_zero(tmp_path):
     report = run(tmp_path, [sub], FakeBackend({("crashy", "answer"): ok("crash-the-grader")}), retries=0)
     assert report.items[0].result.status is Status.INFRA_ERROR
     assert report.items[0].result.total_score is None
+
+
+def test_a_grader_crash_is_attempted_once_not_retried(tmp_path):
+    sub = make_submission(tmp_path / "subs", "crashy")
+    backend = FakeBackend({("crashy", "answer"): ok("crash-the-grader")})
+    result = run(tmp_path, [sub], backend, retries=2).items[0].result
+    assert result.status is Status.INFRA_ERROR and result.total_score is None  # still never a zero
+    assert backend.calls.count(("crashy", "answer")) == 1  # the same input crashes the same grader
+    assert result.attempts == 1
+    assert result.message == "ungraded: grader 'answer' crashed: RuntimeError: grader bug"
+
+
+def test_a_failed_probe_is_attempted_once_and_a_transient_error_is_retried(tmp_path):
+    assignment = tmp_path / "toy"  # the toy assignment, its answer stage a service with a probe
+    shutil.copytree(TOY, assignment)
+    spec = assignment / "assignment.yaml"
+    spec.write_text(spec.read_text().replace(
+        "    outputs: {answer.txt: 1k}\n",
+        "    outputs: {answer.txt: 1k}\n    probe: {command: [python, probe.py], timeout: 2}\n"))
+    calls = []
+
+    def probed(request, output):
+        calls.append(request.name)  # a probe killed at its limit: the harness's own code failed
+        probe = RunResult(status=StageStatus.TIMEOUT, exit_code=137, seconds=2.0, log="probe log\n",
+                          detail="killed after the 2 s limit")
+        return dataclasses.replace(ok("42")(request, output), probe=probe)
+
+    install_fake_backend(FakeBackend({("slow", "answer"): probed}))
+    first = api.grade(assignment, [str(make_submission(tmp_path / "subs", "slow"))], backend="fake",
+                      results_dir=tmp_path / "results", backoff_s=0.0, retries=2, log_to_mlflow=False)
+    result = first.items[0].result
+    assert calls.count("answer") == 1 and result.attempts == 1
+    assert result.status is Status.INFRA_ERROR
+    assert result.message.startswith("ungraded: the probe of stage answer failed (timeout")
+
+    def flaky(request, output):
+        calls.append(request.name)
+        raise InfraError("docker failed while running stage fit: 500 Server Error")
+
+    calls.clear()
+    install_fake_backend(FakeBackend({("unlucky", "fit"): flaky}))
+    again = api.grade(assignment, [str(make_submission(tmp_path / "subs2", "unlucky"))], backend="fake",
+                      results_dir=tmp_path / "results", backoff_s=0.0, retries=2, log_to_mlflow=False)
+    result = again.items[0].result
+    assert calls == ["fit"] * 3 and result.attempts == 3
+    assert result.status is Status.INFRA_ERROR
+    assert result.message.startswith("ungraded after 3 attempts: docker failed")
 
 
 def test_rerun_skips_graded_and_retries_ungraded(tmp_path):

@@ -7,6 +7,7 @@ spec's) so the suite stays within CI's budget; `harness demo endpoint` runs the 
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import pytest
@@ -97,3 +98,36 @@ def test_the_local_backend_grades_a_service_over_loopback(shorter, graded, tmp_p
         # start-up seconds depend on the machine's load at that moment: healthy is what must agree
         assert local[name]["criteria"]["cold_start"]["metrics"]["healthy"] == 1
     assert local["fast"]["criteria"]["latency"]["score"] == 1
+
+
+HOSTILE = REPO / "tests" / "fixtures" / "endpoint_hostile"
+
+
+@pytest.fixture(scope="module")
+def hostile(shorter, tmp_path_factory):
+    results = tmp_path_factory.mktemp("endpoint-hostile")
+    subs = sorted(str(p) for p in HOSTILE.iterdir() if p.is_dir())
+    proc = run_cli("grade", str(shorter), *subs, "--json", "--no-mlflow", "--results", str(results),
+                   timeout=1500)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    stored = [json.loads(p.read_text()) for p in results.rglob("result.json")]
+    return {result["candidate"]: result for result in stored}
+
+
+def test_slow_broken_and_gaming_servers_are_graded_not_crashed_on(hostile):
+    # Each once ended `infra_error` after three attempts, or scored like the fast example.
+    assert {name: (result["status"], result["attempts"]) for name, result in hostile.items()} == {
+        "slow_blocking": ("ok", 1), "canned_single": ("ok", 1), "huge_int": ("ok", 1)}
+    crit = {name: {c["name"]: c for c in result["criteria"]} for name, result in hostile.items()}
+    slow = crit["slow_blocking"]
+    assert slow["correctness"]["score"] == 1 and slow["capacity"]["score"] == 0
+    assert slow["latency"]["score"] < 0.5
+    plotted = "capacity.png" in slow["capacity"]["details"]["artifacts"]
+    assert plotted or "No plot:" in slow["capacity"]["explanation"]
+    # canned answers to single instances: right on the correctness batches, no credit for speed
+    canned = crit["canned_single"]
+    assert canned["correctness"]["score"] == 1
+    assert canned["latency"]["score"] < 0.05 and canned["capacity"]["score"] < 0.05
+    assert "sampled answers of the latency requests correct" in canned["latency"]["explanation"]
+    # a 400-digit probability: that item is wrong (the first of each of the 32 batches of 16)
+    assert crit["huge_int"]["correctness"]["score"] == pytest.approx(480 / 512)

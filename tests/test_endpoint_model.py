@@ -167,6 +167,23 @@ def test_inputs_come_from_the_secret(data: dict[int, Path]) -> None:
 
 
 @pytest.mark.slow
+def test_load_inputs_are_new_to_the_server_distinct_and_clear_of_ties(data: dict[int, Path]) -> None:
+    load = _read(data[SECRET_A], "probe_inputs/load_inputs.json")
+    reference = _read(data[SECRET_A], "reference/load_predictions.json")
+    inputs = _read(data[SECRET_A], "probe_inputs/inputs.json")
+    assert len(load) == generate.N_LOAD_INPUTS == len(reference)
+    rows = {json.dumps(r) for r in load}
+    assert len(rows) == len(load)  # no request of the load phases repeats another
+    assert not rows & {json.dumps(r) for r in inputs}  # nor one the correctness phase sent
+    assert not rows & {json.dumps(r) for r in _read(data[SECRET_B], "probe_inputs/load_inputs.json")}
+    model = train.model_module.load(data[SECRET_A] / "model")
+    sample = load[::64]  # the reference is the model's answer (a sample: the whole is 32768 rows)
+    assert reference[::64] == train.model_module.predict(model, sample)
+    gaps = [np.diff(sorted(a["probabilities"])[-2:])[0] for a in reference]
+    assert min(gaps) >= generate.MIN_GAP
+
+
+@pytest.mark.slow
 def test_brief_example_is_the_reference_answer(data: dict[int, Path]) -> None:
     brief = (ASSIGNMENT / "BRIEF.md").read_text()
     blocks = [json.loads(b) for b in re.findall(r"```json\n(.*?)```", brief, re.S)]

@@ -18,10 +18,10 @@ from sandbox import RUNNERS_DIR
 RUNNER = RUNNERS_DIR / "run.py"
 
 
-def run(cwd: Path, *args: str) -> subprocess.CompletedProcess:
+def run(cwd: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
     env = {"PATH": os.environ["PATH"], "HOME": str(cwd)}
     return subprocess.run([sys.executable, str(RUNNER), *args], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=120, check=False)
+                          text=True, timeout=timeout, check=False)
 
 
 def notebook(path: Path, *cells) -> None:
@@ -56,6 +56,22 @@ def test_a_failing_cell_fails_the_stage_and_the_notebook_shows_the_error(tmp_pat
     error = executed.cells[2].outputs[0]  # cell 0 is the injected (empty) parameters cell
     assert error.output_type == "error" and error.ename == "KeyError"
     assert executed.cells[3].execution_count is None  # stopped at the error
+
+
+@pytest.mark.slow
+def test_a_kernel_killed_mid_cell_is_noticed_at_once_and_the_cell_named(tmp_path):
+    # as the OOM killer would: SIGKILL to the kernel alone, while the runner lives on
+    notebook(tmp_path / "analysis.ipynb", new_code_cell("x = 1", metadata={"tags": ["parameters"]}),
+             new_code_cell("import os, signal, time\nos.kill(os.getpid(), signal.SIGKILL)\ntime.sleep(600)"),
+             new_code_cell("never = True"))
+    done = run(tmp_path, "--param", "a=b", "--executed", str(tmp_path / "executed.ipynb"), "analysis.ipynb",
+               timeout=60)  # a runner blind to the death waits for a reply that never comes
+    assert done.returncode == 128 + 9, done.stderr  # as the shell reports a process killed by SIGKILL
+    assert "kernel died in cell 2 (killed by SIGKILL, most likely out of memory)" in done.stderr
+    executed = nbformat.read(tmp_path / "executed.ipynb", as_version=4)
+    died = executed.cells[2]  # the candidate's second cell, after the injected one
+    assert died.outputs[-1].output_type == "error" and died.outputs[-1].ename == "DeadKernelError"
+    assert executed.cells[3].execution_count is None
 
 
 def test_a_script_gets_the_parameters_as_options(tmp_path):

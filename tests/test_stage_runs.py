@@ -6,6 +6,7 @@ test (tests/test_abtest_docker.py).
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -178,3 +179,65 @@ def test_a_group_may_not_take_the_name_of_an_ungrouped_criterion():
                        {"name": "d", "group": "c", "grader": "completion", "weight": 1}]
     with pytest.raises(ValidationError, match="group 'c' has the name of an ungrouped criterion"):
         AssignmentSpec.model_validate(spec)
+
+
+# Each sequence a terminal would act on: an OSC 52 clipboard write, a window title, a C1 CSI that
+# clears the screen, colours, a bell and a backspace, a bare carriage return that would overwrite
+# the line, and the bidi overrides and isolates and a zero-width space that disguise text. The CSI
+# sequences go whole; the others lose their ESC, BEL or ST, and what is left is plain text.
+HOSTILE = ("Ship it.\x1b]52;c;Y3VybCBldmlsLnNofHNo\x07 \x1b]0;innocent title\x1b\\now\n"
+           "\x9b2J\x1b[31mred\x1b[0m \u202eevil\u202c \u2066iso\u2069 zero\u200bwidth\n"
+           "\tindented\r\nhidden\rshown bell\x07 backspace\x08\n")
+VISIBLE = ("Ship it.", "now", "red", "evil", "iso", "zero", "width", "\tindented\n", "hidden", "shown bell",
+           "backspace")
+
+
+def assert_terminal_safe(data: bytes) -> str:
+    text = data.decode("utf-8")  # always written as UTF-8
+    raw = [hex(ord(c)) for c in text if c in "\x1b\x07\x08\r" or "\x80" <= c <= "\x9f"
+           or "\u202a" <= c <= "\u202e" or "\u2066" <= c <= "\u2069" or c == "\u200b"]
+    assert not raw, raw
+    return text
+
+
+def test_files_kept_for_reviewers_carry_no_terminal_controls_and_keep_their_text(tmp_path):
+    def hostile(request, output):
+        value = (_mount(request, "/data/input") / "value.txt").read_text()
+        (output / "answer.txt").write_text(str(int((_mount(request, "/workspace") / "model.txt").read_text())
+                                               + int(value)) + ("\x1b[8m" if value == "2" else ""))
+        (output / "executed.ipynb").write_text(json.dumps(
+            {"cells": [{"cell_type": "markdown", "metadata": {}, "source": HOSTILE}], "metadata": {},
+             "nbformat": 4, "nbformat_minor": 5}, ensure_ascii=False))
+        return RunResult(status=StageStatus.OK, exit_code=0, seconds=0.01, log=HOSTILE)
+
+    item = grade(tmp_path, FakeBackend({("cand", "fit"): fit, ("cand", "answer"): hostile}),
+                 files={"NOTES.md": HOSTILE})
+    folder = item.folder
+    for path in (folder / "review" / "NOTES.md", folder / "logs" / "answer" / "second.log"):
+        text = assert_terminal_safe(path.read_bytes())
+        assert all(v in text for v in VISIBLE), (path, text)
+        assert "Ship it.]52;c;Y3VybCBldmlsLnNofHNo ]0;innocent title\\now\n" in text  # inert text now
+        assert "hidden\nshown" in text  # a bare CR is a new line: nothing overwrites what came before
+    # JSON escapes ESC and BEL as \u001b and \u0007 (plain text to a terminal); C1 and bidi go
+    notebook = assert_terminal_safe((folder / "outputs" / "second" / "executed.ipynb").read_bytes())
+    source = json.loads(notebook)["cells"][0]["source"]  # still a notebook
+    assert all(v.strip() in source for v in VISIBLE) and "\x9b" not in source and "\u202e" not in source
+    assert assert_terminal_safe((folder / "outputs" / "second" / "answer.txt").read_bytes()) == "12"
+    scores = {c.name: c.score for c in item.result.criteria}
+    assert scores == {"second": 0.0, "third": 1.0, "completion": 1.0}  # graded on the bytes as written
+    assert "NOTES.md: 14 terminal control" in (folder / "review" / "MISSING.txt").read_text()
+
+
+def test_a_review_file_that_is_not_utf8_is_kept_as_text_with_a_note(tmp_path):
+    item = grade(tmp_path, FakeBackend({("cand", "fit"): fit, ("cand", "answer"): answer([])}),
+                 files={"NOTES.md": "naïve café — ship\n"})
+    assert (item.folder / "review" / "NOTES.md").read_text() == "naïve café — ship\n"
+    sub = make_submission(tmp_path / "subs", "binary", {"main.py": ""})
+    (sub / "NOTES.md").write_bytes(b"ship \xff\xfe it \x9b2J\x1b]52;c;eA==\x07done\n")
+    report = api.grade(MULTIRUN, [str(sub)], results_dir=tmp_path / "results", backend="fake",
+                       backoff_s=0.0, log_to_mlflow=False)
+    folder = report.items[0].folder
+    text = assert_terminal_safe((folder / "review" / "NOTES.md").read_bytes())
+    assert text == "ship \ufffd\ufffd it \ufffd2J]52;c;eA==done\n"
+    assert "NOTES.md: not UTF-8" in (folder / "review" / "MISSING.txt").read_text()
+    assert not (item.folder / "review" / "MISSING.txt").exists()  # a clean file gets no note

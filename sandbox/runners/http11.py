@@ -17,12 +17,17 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import re
 from dataclasses import dataclass
 
 MAX_HEAD = 64 << 10
 MAX_BODY = 1 << 20
 _MAX_INTERIM = 8  # 1xx answers skipped before the real one
 _MAX_CHUNK_LINE = 1024
+# ASCII digits only: str.isdigit() also accepts "²" or "٣", which int() then refuses
+_STATUS_LINE = re.compile(r"(HTTP/1\.[01]) ([0-9]{3})(?: [\t -~\x80-\xff]*)?")
+_DECIMAL = re.compile(r"[0-9]{1,18}")
+_CHUNK_SIZE = re.compile(rb"[0-9A-Fa-f]{1,15}")
 
 
 class ProtocolError(ValueError):
@@ -80,23 +85,21 @@ def build_request(host: str, port: int, method: str, path: str, body: bytes = b"
 def parse_head(raw: bytes) -> tuple[int, dict[str, str], bool]:
     """Status, headers and HTTP/1.1-ness of a response head (without the blank line). Raises ProtocolError."""
     lines = raw.decode("latin-1").split("\r\n")
-    parts = lines[0].split(" ", 2)
-    if len(parts) < 2 or parts[0] not in ("HTTP/1.0", "HTTP/1.1"):
+    match = _STATUS_LINE.fullmatch(lines[0])
+    if match is None or not 100 <= int(match[2]) <= 599:
         raise ProtocolError(f"not an HTTP/1.x status line: {lines[0][:60]!r}")
-    if not (parts[1].isdigit() and len(parts[1]) == 3 and 100 <= int(parts[1]) <= 599):
-        raise ProtocolError(f"bad status code {parts[1][:10]!r}")
     headers: dict[str, str] = {}
     for line in lines[1:]:
         name, sep, value = line.partition(":")
         if sep and name.strip():
             key = name.strip().lower()
             headers[key] = f"{headers[key]}, {value.strip()}" if key in headers else value.strip()
-    return int(parts[1]), headers, parts[0] == "HTTP/1.1"
+    return int(match[2]), headers, match[1] == "HTTP/1.1"
 
 
 def _content_length(value: str, max_body: int) -> int:
     values = {v.strip() for v in value.split(",")}
-    if len(values) != 1 or not next(iter(values)).isdigit():
+    if len(values) != 1 or not _DECIMAL.fullmatch(next(iter(values))):
         raise ProtocolError(f"bad Content-Length {value[:40]!r}")
     length = int(values.pop())
     if length > max_body:
@@ -113,11 +116,11 @@ def _parse_chunked(buf: bytes | bytearray, pos: int, max_body: int) -> tuple[byt
             if len(buf) - pos >= _MAX_CHUNK_LINE:
                 raise ProtocolError("chunk-size line too long")
             return None
-        try:
-            size = int(bytes(buf[pos:end]).split(b";", 1)[0].strip(), 16)
-        except ValueError:
-            raise ProtocolError(f"bad chunk size {bytes(buf[pos:end])[:20]!r}") from None
-        if size < 0 or len(body) + size > max_body:
+        digits = bytes(buf[pos:end]).split(b";", 1)[0].strip(b" \t")
+        if not _CHUNK_SIZE.fullmatch(digits):
+            raise ProtocolError(f"bad chunk size {bytes(buf[pos:end])[:20]!r}")
+        size = int(digits, 16)
+        if len(body) + size > max_body:
             raise ProtocolError(f"chunked body over the {max_body}-byte bound")
         pos = end + 2
         if size == 0:
@@ -179,6 +182,18 @@ def _parse_body(buf: bytes | bytearray, pos: int, status: int, headers: dict[str
     if len(buf) - pos > max_body:  # the body runs to the end of the connection
         raise ProtocolError(f"response body over the {max_body}-byte bound")
     return (Response(status, headers, bytes(buf[pos:]), False), len(buf)) if eof else None
+
+
+def _parse_untrusted(buf: bytearray, *, eof: bool, max_body: int,
+                     head_request: bool) -> tuple[Response, int] | None:
+    """parse_response, with any other error it might raise on the server's bytes made a ProtocolError:
+    whatever a server sends ends that request, never the client."""
+    try:
+        return parse_response(buf, eof=eof, max_body=max_body, head_request=head_request)
+    except ProtocolError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a parser bug on hostile bytes is still the server's bad answer
+        raise ProtocolError(f"unparseable answer ({type(exc).__name__})") from None
 
 
 class _Inbox(asyncio.Protocol):
@@ -253,8 +268,8 @@ class Connection:
         while True:
             if inbox.overflow:
                 raise ProtocolError(f"response larger than {inbox.limit} bytes")
-            parsed = parse_response(inbox.buffer, eof=inbox.eof, max_body=self.max_body,
-                                    head_request=head_request)
+            parsed = _parse_untrusted(inbox.buffer, eof=inbox.eof, max_body=self.max_body,
+                                      head_request=head_request)
             if parsed is not None:
                 response, used = parsed
                 del inbox.buffer[:used]

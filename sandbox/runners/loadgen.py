@@ -25,6 +25,7 @@ LOWEST_US = 1
 HIGHEST_US = 60_000_000
 SIGNIFICANT_DIGITS = 3
 MAX_REQUESTS = 2_000_000  # a bound on one run, whatever the arguments
+KEEP_MAX_BYTES = 16 << 10  # answers kept for checking (see run_open_loop's `keep`): at most this each
 _SPIN_S = 0.001  # below this, the scheduler yields instead of sleeping: epoll timers round up to 1 ms
 _IO_ERRORS = (OSError, EOFError, ValueError)  # http11's ClosedEarly and ProtocolError among them
 
@@ -60,6 +61,9 @@ class LoadResult:
     uncorrected_p50_ms: float  # from the actual send time: what a closed-loop tool would report
     uncorrected_p99_ms: float
     histogram: str  # base64 HdrHistogram of the corrected latencies (us), for artifacts
+    #: (request index, status, body) of the answered requests whose index was in `keep`, for
+    #: checking load-phase answers after the run (body None: over KEEP_MAX_BYTES); not a figure
+    kept: tuple[tuple[int, int, bytes | None], ...] = field(default=(), repr=False, compare=False)
 
     @property
     def error_rate(self) -> float:
@@ -102,6 +106,8 @@ class _Recorder:
     io_errors: int = 0
     timeouts: int = 0
     last_done: float = 0.0
+    keep: frozenset[int] = frozenset()
+    kept: list[tuple[int, int, bytes | None]] = field(default_factory=list)
 
     def on_sent(self, scheduled: float, sent: float) -> None:
         if scheduled >= self.window_start:
@@ -136,12 +142,12 @@ class _Recorder:
             max_ms=pct["max"], mean_ms=pct["mean"], achieved_rate=self.completed / span,
             lag_p99_ms=percentiles_from(self.lag)["p99"],
             uncorrected_p50_ms=uncorrected["p50"], uncorrected_p99_ms=uncorrected["p99"],
-            histogram=self.latency.encode().decode("ascii"),
+            histogram=self.latency.encode().decode("ascii"), kept=tuple(sorted(self.kept)),
         )
 
 
 async def _one_request(conn: Connection, payload: bytes, scheduled: float, timeout_s: float,
-                       rec: _Recorder) -> None:
+                       rec: _Recorder, index: int) -> None:
     loop = asyncio.get_running_loop()
     deadline = scheduled + timeout_s
     if loop.time() >= deadline:  # expired while waiting for a free connection
@@ -152,7 +158,7 @@ async def _one_request(conn: Connection, payload: bytes, scheduled: float, timeo
             await conn.open()
             sent = loop.time()
             rec.on_sent(scheduled, sent)
-            status = (await conn.exchange(payload)).status
+            response = await conn.exchange(payload)
     except TimeoutError:
         conn.close()  # the answer may still arrive: the connection's state is unknown
         rec.on_failure(scheduled, timeout=True)
@@ -160,7 +166,10 @@ async def _one_request(conn: Connection, payload: bytes, scheduled: float, timeo
         conn.close()
         rec.on_failure(scheduled, timeout=False)
     else:
-        rec.on_response(scheduled, sent, loop.time(), status)
+        rec.on_response(scheduled, sent, loop.time(), response.status)
+        if index in rec.keep:  # a body over the bound is kept as None: too big to be an answer
+            body = response.body if len(response.body) <= KEEP_MAX_BYTES else None
+            rec.kept.append((index, response.status, body))
 
 
 async def _worker(conn: Connection, queue: asyncio.Queue[tuple[float, int]], payloads: list[bytes],
@@ -168,7 +177,7 @@ async def _worker(conn: Connection, queue: asyncio.Queue[tuple[float, int]], pay
     while True:
         scheduled, index = await queue.get()
         try:
-            await _one_request(conn, payloads[index % len(payloads)], scheduled, timeout_s, rec)
+            await _one_request(conn, payloads[index % len(payloads)], scheduled, timeout_s, rec, index)
         finally:
             queue.task_done()
 
@@ -198,11 +207,13 @@ def _validate(rate: float, duration_s: float, warmup_s: float, timeout_s: float,
 
 async def run_open_loop(*, host: str = "127.0.0.1", port: int, path: str, body: bytes = b"",
                         bodies: Sequence[bytes] = (), rate: float, duration_s: float, warmup_s: float,
-                        timeout_s: float, connections: int, method: str | None = None) -> LoadResult:
+                        timeout_s: float, connections: int, method: str | None = None,
+                        keep: frozenset[int] = frozenset()) -> LoadResult:
     """Send `rate` requests per second for warmup_s + duration_s and measure the last duration_s.
 
     Request i carries bodies[i % len(bodies)] when `bodies` is given (so a server cannot answer
     from a one-entry cache), else `body`. `method` defaults to POST with a body and GET without.
+    The answers to the requests whose index i is in `keep` are returned in `LoadResult.kept`.
     Raises ValueError for a non-loopback host or unusable arguments; server failures are counted
     in the result, never raised.
     """
@@ -218,7 +229,7 @@ async def run_open_loop(*, host: str = "127.0.0.1", port: int, path: str, body: 
     except TimeoutError:
         pass  # the workers retry
     t0 = loop.time() + 0.01
-    rec = _Recorder(window_start=t0 + warmup_s)
+    rec = _Recorder(window_start=t0 + warmup_s, keep=keep)
     queue: asyncio.Queue[tuple[float, int]] = asyncio.Queue()
     workers = [asyncio.create_task(_worker(c, queue, payloads, timeout_s, rec)) for c in conns]
     try:
@@ -250,6 +261,7 @@ class CapacitySearch:
     capacity: float  # 0.0 when even the lowest rate failed
     curve: list[tuple[float, LoadResult]]
     capped: bool  # every rate up to `high` passed: the true capacity may be higher
+    cut_short: bool = False  # `stop` said so before the search was over: capacity is a lower bound
 
 
 def rate_grid(low: float, high: float, factor: float) -> list[float]:
@@ -262,7 +274,8 @@ def rate_grid(low: float, high: float, factor: float) -> list[float]:
 
 async def capacity_search(measure: Callable[[float], Awaitable[LoadResult]], *, low: float, high: float,
                           p99_ms: float, max_error_rate: float = 0.01, factor: float = math.sqrt(2),
-                          refine: int = 2, settle_s: float = 0.0) -> CapacitySearch:
+                          refine: int = 2, settle_s: float = 0.0,
+                          stop: Callable[[], bool] | None = None) -> CapacitySearch:
     """The highest measured rate at which p99 <= p99_ms and the error rate <= max_error_rate.
 
     Rates of `rate_grid(low, high, factor)` are measured upwards and the sweep stops at the first
@@ -271,6 +284,7 @@ async def capacity_search(measure: Callable[[float], Awaitable[LoadResult]], *, 
     steps. Then `refine` geometric bisections between the last passing and the first failing rate
     narrow the answer to within factor ** (1 / 2 ** refine) of the boundary. Capacity is 0.0 when
     `low` fails. `settle_s` passes before every step but the first, so a backlog can drain.
+    `stop`, asked before every step, ends the search early (a time budget): the result says so.
     Raises ValueError on unusable arguments.
     """
     if refine < 0 or settle_s < 0:
@@ -285,18 +299,25 @@ async def capacity_search(measure: Callable[[float], Awaitable[LoadResult]], *, 
         curve.append((rate, result))
         return meets_objective(result, p99_ms=p99_ms, max_error_rate=max_error_rate)
 
-    best, failed = 0.0, None
+    def stopped() -> bool:
+        return stop is not None and stop()
+
+    best, failed, cut = 0.0, None, False
     for rate in grid:
+        if cut := stopped():
+            break
         if not await passes(rate):
             failed = rate
             break
         best = rate
     if best and failed:
         for _ in range(refine):
+            if cut := stopped():
+                break
             mid = math.sqrt(best * failed)
             if await passes(mid):
                 best = mid
             else:
                 failed = mid
     return CapacitySearch(capacity=best, curve=sorted(curve, key=lambda point: point[0]),
-                          capped=failed is None)
+                          capped=failed is None and not cut, cut_short=cut)

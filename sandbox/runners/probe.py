@@ -7,10 +7,19 @@
         [--correctness-batch 16] ...
 
 Phases, in order: manifest (the port from serve.json) -> cold start -> correctness -> robustness
--> latency at --rate -> capacity search. The harness starts the probe right after the server's
-sandbox and tells it when the server started (MLGRADE_SERVICE_STARTED_AT), so the cold start,
-and --health-timeout, count from the server's start, not from the probe's own start a fraction of
-a second later: GET /health every 50 ms until a 200 or --health-timeout seconds.
+-> latency at --rate -> capacity search. The load phases send --load-inputs (inputs the server has
+not seen: correctness answers cached by input are no help), each row once while the pool lasts,
+and a random sample of their answers (--load-sample per run) is kept for the host to check.
+
+Time budget: --budget seconds from the probe's start (default: MLGRADE_PROBE_BUDGET_S, which the
+harness sets below the probe's own time limit). Each phase ends early enough to leave the later
+ones their least time, a phase that cannot fit is skipped with that reason, and the report is
+written whatever happens, so a server slow in every phase still gets every phase it could.
+
+The harness starts the probe right after the server's sandbox and tells it when the server
+started (MLGRADE_SERVICE_STARTED_AT), so the cold start, and --health-timeout, count from the
+server's start, not from the probe's own start a fraction of a second later: GET /health every
+50 ms until a 200 or --health-timeout seconds.
 The server is untrusted: every request has a timeout and a bounded answer, and whatever the server
 does becomes a problem line in the report, never a crash or a hang of the probe.
 
@@ -20,8 +29,9 @@ finished; percentiles in ms, null where nothing was measured):
   correctness {inputs, sent, answered, predictions [{label, probabilities} | null], problems},
   robustness [{case, expected, status, json_body, ms, healthy_after, passed, problem}],
   latency {loadgen.LoadResult fields, error_rate, histogram (base64 HdrHistogram, us)},
-  capacity {capacity_rps, capped, steps [{rate, p50_ms, p99_ms, error_rate, achieved_rate, ok, ...}]},
-  skipped ["phase: why"], settings {the arguments}, probe_seconds.
+  capacity {capacity_rps, capped, cut_short, steps [{rate, p50_ms, p99_ms, error_rate, ok, ...}]},
+  load_check {pool, distinct, requests, reused, samples [{input, phase, rate, status, prediction, problem}]},
+  skipped ["phase: why"], settings {the arguments}, budget_s, probe_seconds.
 Exit codes: 0 when the probe ran (whatever the server did), 1 when the harness's side failed
 (unusable inputs file, a probe bug; the report is still written), 2 for bad arguments.
 Loopback only: --host must be 127.0.0.1, ::1 or localhost. Standard library and hdrhistogram only.
@@ -54,21 +64,32 @@ import dataclasses  # noqa: E402
 import json  # noqa: E402
 import math  # noqa: E402
 import os  # noqa: E402
+import random  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 import traceback  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # siblings, even under `python -I`
 
-from http11 import check_loopback  # noqa: E402
-from loadgen import LoadResult, capacity_search, meets_objective, run_open_loop  # noqa: E402
+from http11 import Response, check_loopback  # noqa: E402
+from loadgen import KEEP_MAX_BYTES, LoadResult, capacity_search, meets_objective, run_open_loop  # noqa: E402
 from manifest import ManifestError, load_manifest  # noqa: E402
-from probe_checks import Health, Target, run_robustness, wait_healthy  # noqa: E402
-from probe_correctness import load_inputs, run_correctness  # noqa: E402
+from probe_checks import (  # noqa: E402
+    Health,
+    Target,
+    case_worst_s,
+    robustness_cases,
+    run_robustness,
+    wait_healthy,
+)
+from probe_correctness import AnswerError, check_answer, load_inputs, run_correctness  # noqa: E402
 
 VERSION = 1
 MAX_PROBLEM_CHARS = 500  # the host's reader refuses longer lines
 PHASES = ("cold_start", "correctness", "robustness", "latency", "capacity")
+BUDGET_ENV = "MLGRADE_PROBE_BUDGET_S"  # = harness._stages.PROBE_BUDGET_ENV
+MAX_SAMPLES = 1000  # load-phase answers kept in the report, over all runs
+OUT_OF_TIME = "the probe's time budget ran out"
 
 
 class Report:
@@ -78,7 +99,7 @@ class Report:
         self.path, self.origin = path, origin
         self.data: dict = {"version": VERSION, "manifest": {"port": None, "problem": ""}, "cold_start": None,
                            "correctness": None, "robustness": [], "latency": None, "capacity": None,
-                           "skipped": [], "settings": settings}
+                           "load_check": None, "skipped": [], "settings": settings}
         self.pending = list(PHASES)
 
     def done(self, phase: str, section: object) -> None:
@@ -132,7 +153,68 @@ def cold_start_section(health: Health, health_timeout: float, origin: float) -> 
 
 
 def load_section(result: LoadResult, connections: int) -> dict:
-    return {**dataclasses.asdict(result), "error_rate": result.error_rate, "connections": connections}
+    figures = {f.name: getattr(result, f.name) for f in dataclasses.fields(result) if f.name != "kept"}
+    return {**figures, "error_rate": result.error_rate, "connections": connections}
+
+
+class Budget:
+    """When the probe must be done (a time.monotonic() value; inf without a budget), and how long
+    each later phase needs at least, so an earlier phase stops in time to leave it that."""
+
+    def __init__(self, deadline: float, args: argparse.Namespace) -> None:
+        self.deadline = deadline
+        cases = robustness_cases(max_batch=args.max_batch, n_features=args.n_features)
+        self.robustness_s = sum(case_worst_s(case, args.timeout) for case in cases) + args.timeout
+        self.latency_s = args.warmup + args.duration + args.timeout + 1.0
+        self.capacity_step_s = (args.capacity_warmup + args.capacity_duration + args.timeout + args.settle
+                                + 1.0)
+        self._later = {"correctness": self.robustness_s + self.latency_s + self.capacity_step_s,
+                       "robustness": self.latency_s + self.capacity_step_s,
+                       "latency": self.capacity_step_s, "capacity": 0.0}
+
+    def stop_at(self, phase: str) -> float:
+        """The latest time `phase` may run to, leaving the later phases their least time."""
+        return self.deadline - self._later[phase]
+
+    def fits(self, phase: str, seconds: float) -> bool:
+        return time.monotonic() + seconds <= self.stop_at(phase)
+
+
+class LoadInputs:
+    """The load phases' request bodies, each pool row sent once while the pool lasts, and a random
+    sample of the answers checked into report.data["load_check"] (the host compares them with the
+    reference). The sample is drawn from the OS's randomness: the server cannot tell it apart."""
+
+    def __init__(self, pool: list[list[float]], *, distinct: bool, report: Report, n_classes: int) -> None:
+        self.bodies = [json.dumps({"instances": [row]}).encode() for row in pool]
+        self.offset, self.n_classes, self.random = 0, n_classes, random.SystemRandom()
+        self.section = report.data["load_check"] = {"pool": len(pool), "distinct": distinct, "requests": 0,
+                                                    "reused": False, "samples": []}
+
+    def next_run(self, rate: float, seconds: float, sample: int) -> tuple[list[bytes], frozenset[int], int]:
+        """Bodies for a run of `rate` x `seconds` requests (rotated past the rows already sent), the
+        request indices whose answers to keep, and the pool offset of request 0."""
+        total = math.ceil(rate * seconds)
+        start = self.offset % len(self.bodies)
+        self.offset += total
+        self.section["requests"] = self.offset
+        self.section["reused"] = self.offset > len(self.bodies)
+        room = max(MAX_SAMPLES - len(self.section["samples"]), 0)
+        keep = frozenset(self.random.sample(range(total), min(sample, total, room)))
+        return self.bodies[start:] + self.bodies[:start], keep, start
+
+    def check(self, result: LoadResult, start: int, phase: str, rate: float) -> None:
+        for index, status, body in result.kept:
+            try:
+                if body is None:
+                    raise AnswerError(f"an answer over {KEEP_MAX_BYTES} bytes for one instance")
+                predictions, problems = check_answer(Response(status, {}, body, True), 1, self.n_classes)
+                prediction, problem = predictions[0], "; ".join(problems)
+            except AnswerError as exc:
+                prediction, problem = None, str(exc)
+            self.section["samples"].append({
+                "input": (start + index) % len(self.bodies), "phase": phase, "rate": round(rate, 3),
+                "status": status, "prediction": prediction, "problem": problem[:MAX_PROBLEM_CHARS]})
 
 
 def _step(rate: float, result: LoadResult, *, p99_ms: float, max_error_rate: float) -> dict:
@@ -143,34 +225,53 @@ def _step(rate: float, result: LoadResult, *, p99_ms: float, max_error_rate: flo
             "histogram": result.histogram}
 
 
-async def _load_phases(args: argparse.Namespace, report: Report, target: Target, bodies: list[bytes]) -> None:
-    common = {"host": target.host, "port": target.port, "path": "/predict", "bodies": bodies,
-              "timeout_s": args.timeout, "connections": args.connections}
-    latency = await run_open_loop(rate=args.rate, duration_s=args.duration, warmup_s=args.warmup, **common)
+async def _measure(args: argparse.Namespace, target: Target, load: LoadInputs, *, phase: str, rate: float,
+                   duration_s: float, warmup_s: float, sample: int) -> LoadResult:
+    bodies, keep, start = load.next_run(rate, warmup_s + duration_s, sample)
+    result = await run_open_loop(host=target.host, port=target.port, path="/predict", bodies=bodies,
+                                 rate=rate, duration_s=duration_s, warmup_s=warmup_s, timeout_s=args.timeout,
+                                 connections=args.connections, keep=keep)
+    load.check(result, start, phase, rate)
+    return result
+
+
+async def _load_phases(args: argparse.Namespace, report: Report, target: Target, load: LoadInputs,
+                       budget: Budget) -> None:
+    if not budget.fits("latency", budget.latency_s):
+        report.skip_rest(OUT_OF_TIME)
+        return
+    latency = await _measure(args, target, load, phase="latency", rate=args.rate, duration_s=args.duration,
+                             warmup_s=args.warmup, sample=args.load_sample)
     _log(f"latency at {args.rate:g}/s: p50 {latency.p50_ms:.2f} ms, p99 {latency.p99_ms:.2f} ms, "
          f"error rate {latency.error_rate:.2%}")
     report.done("latency", load_section(latency, args.connections))
 
     async def measure(rate: float) -> LoadResult:
-        return await run_open_loop(rate=rate, duration_s=args.capacity_duration,
-                                   warmup_s=args.capacity_warmup, **common)
+        return await _measure(args, target, load, phase="capacity", rate=rate,
+                              duration_s=args.capacity_duration, warmup_s=args.capacity_warmup,
+                              sample=args.step_sample)
 
     search = await capacity_search(measure, low=args.capacity_low, high=args.capacity_high,
                                    p99_ms=args.p99_ms, max_error_rate=args.max_error_rate,
                                    factor=args.capacity_factor,
-                                   refine=args.capacity_refine, settle_s=args.settle)
+                                   refine=args.capacity_refine, settle_s=args.settle,
+                                   stop=lambda: not budget.fits("capacity", budget.capacity_step_s))
     steps = [_step(rate, result, p99_ms=args.p99_ms, max_error_rate=args.max_error_rate)
              for rate, result in search.curve]
-    _log(f"capacity {search.capacity:.1f}/s{' (or more)' if search.capped else ''} in {len(steps)} steps")
+    _log(f"capacity {search.capacity:.1f}/s{' (or more)' if search.capped else ''} in {len(steps)} steps"
+         f"{' (cut short: ' + OUT_OF_TIME + ')' if search.cut_short else ''}")
     report.done("capacity", {"capacity_rps": round(search.capacity, 3), "capped": search.capped,
-                             "objective_p99_ms": args.p99_ms, "max_error_rate": args.max_error_rate,
-                             "steps": steps})
+                             "cut_short": search.cut_short, "objective_p99_ms": args.p99_ms,
+                             "max_error_rate": args.max_error_rate, "steps": steps})
 
 
-async def run_phases(args: argparse.Namespace, report: Report, port: int, inputs: list[list[float]]) -> None:
+async def run_phases(args: argparse.Namespace, report: Report, port: int, inputs: list[list[float]],
+                     load: LoadInputs, budget: Budget) -> None:
     """Cold start, correctness, robustness, latency, capacity; each phase lands in `report`."""
     target = Target(args.host, port)
-    health = await wait_healthy(target, deadline=report.origin + args.health_timeout, timeout_s=args.timeout)
+    health_by = min(report.origin + args.health_timeout,
+                    budget.stop_at("correctness") - args.correctness_timeout)
+    health = await wait_healthy(target, deadline=health_by, timeout_s=args.timeout)
     report.done("cold_start", cold_start_section(health, args.health_timeout, report.origin))
     cold = report.data["cold_start"]
     _log(f"healthy after {cold['seconds']:.2f} s" if health.healthy else cold["problem"])
@@ -178,19 +279,19 @@ async def run_phases(args: argparse.Namespace, report: Report, port: int, inputs
         report.skip_rest("server not healthy")
         return
     correctness = await run_correctness(target, inputs, batch_size=args.correctness_batch,
-                                        n_classes=args.n_classes, timeout_s=args.correctness_timeout)
+                                        n_classes=args.n_classes, timeout_s=args.correctness_timeout,
+                                        stop_at=budget.stop_at("correctness"))
     _log(f"correctness: {correctness['answered']}/{len(inputs)} answered")
     report.done("correctness", correctness)
     cases = await run_robustness(target, max_batch=args.max_batch, n_features=args.n_features,
-                                 timeout_s=args.timeout)
+                                 timeout_s=args.timeout, stop_at=budget.stop_at("robustness"))
     _log(f"robustness: {sum(c['passed'] for c in cases)}/{len(cases)} passed")
     report.done("robustness", cases)
     after = await wait_healthy(target, deadline=time.monotonic() + args.timeout, timeout_s=args.timeout)
     if not after.healthy:
         report.skip_rest(f"server not healthy after the robustness checks ({after.problem})")
         return
-    bodies = [json.dumps({"instances": [row]}).encode() for row in inputs]
-    await _load_phases(args, report, target, bodies)
+    await _load_phases(args, report, target, load, budget)
 
 
 def _host(text: str) -> str:
@@ -213,12 +314,24 @@ def _number(kind: type, minimum: float, *, strict: bool = True):
     return parse
 
 
+def _budget_from_env() -> float | None:
+    try:
+        value = float(os.environ.get(BUDGET_ENV, "nan"))
+    except ValueError:
+        return None
+    return value if math.isfinite(value) and value > 0 else None
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """The CLI (see the module docstring). Exits 2 on bad arguments."""
     pos, count, nonneg = _number(float, 0), _number(int, 1, strict=False), _number(float, 0, strict=False)
+    nonneg_int = _number(int, 0, strict=False)
     parser = argparse.ArgumentParser(prog="probe.py", description="Measure a model server on loopback.")
     for name in ("--manifest", "--inputs", "--out"):
         parser.add_argument(name, required=True)
+    parser.add_argument("--load-inputs", help="instances for the load phases (default: --inputs)")
+    parser.add_argument("--budget", type=pos, default=_budget_from_env(),
+                        help=f"seconds from the probe's start to finish within (default ${BUDGET_ENV})")
     options = [("--host", _host, "127.0.0.1", "loopback address of the server"),
                ("--health-timeout", pos, 60.0, "seconds from the server's start"),
                ("--timeout", pos, 2.0, "seconds per request (robustness, health, load)"),
@@ -237,6 +350,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                ("--settle", nonneg, 0.5, "seconds of quiet between capacity steps"),
                ("--p99-ms", pos, 50.0, "latency objective of the capacity search"),
                ("--max-error-rate", nonneg, 0.01, "error share allowed in a capacity step"),
+               ("--load-sample", nonneg_int, 100, "answers of the latency run checked"),
+               ("--step-sample", nonneg_int, 20, "answers of each capacity step checked"),
                ("--max-batch", count, 64, "the documented maximum batch"),
                ("--n-features", count, 20, "features per instance"),
                ("--n-classes", count, 3, "classes per prediction")]
@@ -250,13 +365,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def main(argv: list[str] | None = None, *, origin: float = T0) -> int:
+async def _within(deadline: float, phases) -> None:
+    async with asyncio.timeout_at(None if math.isinf(deadline) else deadline):
+        await phases
+
+
+def main(argv: list[str] | None = None, *, origin: float = T0, started: float = PROBE_T0) -> int:
     """Run the probe; the exit code. `origin` (a time.monotonic() value) is where the cold start
-    and --health-timeout count from: by default the server's start (see _service_start)."""
+    and --health-timeout count from: by default the server's start (see _service_start); `started`
+    is where --budget counts from: by default the probe's start."""
     args = parse_args(argv)
     report = Report(args.out, settings={k: v for k, v in vars(args).items() if k != "out"}, origin=origin)
     try:
         inputs = load_inputs(args.inputs, n_features=args.n_features)
+        pool = load_inputs(args.load_inputs, n_features=args.n_features) if args.load_inputs else inputs
     except (OSError, ValueError) as exc:
         report.skip_rest(f"probe inputs unusable: {exc}")
         report.write()
@@ -271,8 +393,13 @@ def main(argv: list[str] | None = None, *, origin: float = T0) -> int:
         _log(str(exc))
         return 0
     report.data["manifest"]["port"] = manifest.port
+    budget = Budget(started + args.budget if args.budget else math.inf, args)
+    report.data["budget_s"] = args.budget
+    load = LoadInputs(pool, distinct=bool(args.load_inputs), report=report, n_classes=args.n_classes)
     try:
-        asyncio.run(run_phases(args, report, manifest.port, inputs))
+        asyncio.run(_within(budget.deadline, run_phases(args, report, manifest.port, inputs, load, budget)))
+    except TimeoutError:  # a backstop: every phase plans to end before the deadline
+        report.skip_rest(OUT_OF_TIME)
     except Exception as exc:  # noqa: BLE001 - a probe bug: keep what was measured, say so, exit 1
         traceback.print_exc()
         report.skip_rest(f"probe error: {type(exc).__name__}: {exc}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -150,7 +151,21 @@ async def run_case(target: Target, case: Case, *, timeout_s: float) -> dict:
             "problem": problem[:_PROBLEM_CHARS]}
 
 
-async def run_robustness(target: Target, *, max_batch: int, n_features: int, timeout_s: float) -> list[dict]:
-    """Every case of `robustness_cases`, one after the other."""
-    return [await run_case(target, case, timeout_s=timeout_s)
-            for case in robustness_cases(max_batch=max_batch, n_features=n_features)]
+def case_worst_s(case: Case, timeout_s: float) -> float:
+    """The longest one case can take: its request, then the health check after it."""
+    return timeout_s * (SLOW_CASE_FACTOR if case.slow else 1) + timeout_s + 0.1
+
+
+async def run_robustness(target: Target, *, max_batch: int, n_features: int, timeout_s: float,
+                         stop_at: float = math.inf) -> list[dict]:
+    """Every case of `robustness_cases`, one after the other; a case that could not end by `stop_at`
+    (a time.monotonic() value: the probe's time budget) is not sent, and fails with that reason."""
+    results = []
+    for case in robustness_cases(max_batch=max_batch, n_features=n_features):
+        if time.monotonic() + case_worst_s(case, timeout_s) > stop_at:
+            results.append({"case": case.name, "expected": "4xx", "status": None, "json_body": None,
+                            "ms": None, "healthy_after": None, "passed": False,
+                            "problem": "not run: the probe's time budget ran out (earlier phases took it)"})
+        else:
+            results.append(await run_case(target, case, timeout_s=timeout_s))
+    return results

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from dataclasses import dataclass, field
 
 import http11
@@ -42,7 +43,14 @@ def load_inputs(path: str, *, n_features: int) -> list[list[float]]:
 
 
 def _finite_number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    """A JSON number that is a finite float: not a bool, NaN, an infinity or an integer too large for
+    a float (math.isfinite raises OverflowError on a 400-digit integer)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
 
 
 def check_prediction(item: object, n_classes: int) -> tuple[dict | None, str]:
@@ -51,12 +59,21 @@ def check_prediction(item: object, n_classes: int) -> tuple[dict | None, str]:
         return None, f"a {type(item).__name__}, not an object"
     label, probabilities = item.get("label"), item.get("probabilities")
     if isinstance(label, bool) or not isinstance(label, int) or not 0 <= label < n_classes:
-        return None, f"label {json.dumps(label)[:30]} is not an integer in 0..{n_classes - 1}"
+        return None, f"label {_shown(label)} is not an integer in 0..{n_classes - 1}"
     if not isinstance(probabilities, list) or len(probabilities) != n_classes:
         return None, f"probabilities is not a list of {n_classes} numbers"
     if not all(_finite_number(p) for p in probabilities):
         return None, "probabilities holds a value that is not a finite number"
     return {"label": label, "probabilities": [float(p) for p in probabilities]}, ""
+
+
+def _shown(value: object) -> str:
+    """A short rendering of a JSON value from the server (never the whole of a huge one)."""
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10**18:
+        return f"(a {len(str(abs(value)))}-digit integer)"
+    text = json.dumps(value) if isinstance(value, str | int | float | bool) or value is None else \
+        f"(a JSON {type(value).__name__})"
+    return text[:30]
 
 
 def check_answer(response: http11.Response, expected: int,
@@ -98,19 +115,24 @@ class _Problems:
 
 
 async def run_correctness(target: Target, inputs: list[list[float]], *, batch_size: int, n_classes: int,
-                          timeout_s: float) -> dict:
+                          timeout_s: float, stop_at: float = math.inf) -> dict:
     """POST the inputs in batches of `batch_size`, in order; the phase's report section. Never raises.
 
     After GIVE_UP_AFTER consecutive batches without an HTTP answer (timeouts, refused or broken
-    connections) the remaining batches are not sent: the server is gone or hung.
+    connections) the remaining batches are not sent: the server is gone or hung. Nor are those
+    that could not be answered by `stop_at` (a time.monotonic() value: the probe's time budget).
     """
     predictions: list[dict | None] = [None] * len(inputs)
     problems, silent, sent = _Problems(), 0, 0
-    starts = range(0, len(inputs), batch_size)
+    starts, began = range(0, len(inputs), batch_size), time.monotonic()
     for number, start in enumerate(starts):
         if silent >= GIVE_UP_AFTER:
             problems.add(f"batches {number}..{len(starts) - 1} not sent: "
                          f"{silent} batches in a row got no answer")
+            break
+        if time.monotonic() + timeout_s > stop_at:
+            problems.add(f"batches {number}..{len(starts) - 1} not sent: the probe's time budget ran out "
+                         f"(the earlier batches took {time.monotonic() - began:.0f} s)")
             break
         batch = inputs[start:start + batch_size]
         body = json.dumps({"instances": batch}).encode()

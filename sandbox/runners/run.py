@@ -6,7 +6,11 @@ The first ENTRY that exists (relative to the working directory) runs:
 * `*.ipynb`: a cell `NAME = 'VALUE'` per parameter is inserted after the cell tagged `parameters`
   (at the top if there is none), the notebook runs top to bottom with nbclient on the `python3`
   kernel, and the executed notebook is written to PATH after every cell, so a reviewer sees how
-  far it got even when a later cell fails or the stage is killed. Exit 0, or 1 on an error.
+  far it got even when a later cell fails or the stage is killed. Exit 0, or 1 on an error. A
+  kernel that dies (e.g. killed for memory while this runner lives on) is noticed within a second:
+  the line "run.py: ENTRY: kernel died in cell N ..." names the cell (counted in the candidate's
+  notebook), and the exit code is 128+SIG when a signal killed it, as a shell reports a killed
+  process, so the backend's verdict (OOM, disk limit) is the kernel's.
 * `*.py`: replaced by `python ENTRY --name-with-dashes VALUE ...`; its exit code is the stage's.
 No ENTRY found: exit 2. This file runs with the sandbox's Python; it imports only the standard
 library and, for notebooks, nbformat and nbclient.
@@ -16,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import tempfile
 
@@ -75,8 +80,9 @@ def _write(notebook, path: str | None) -> None:
 
 def _run_notebook(entry: str, params: list[tuple[str, str]], executed: str | None) -> int:
     import nbformat
-    from jupyter_client.manager import KernelManager
+    from jupyter_client.manager import AsyncKernelManager
     from nbclient import NotebookClient
+    from nbclient.exceptions import DeadKernelError
 
     scratch = tempfile.gettempdir()  # the sandbox's private /tmp: the rest of the root is read-only
     for var, default in (("JUPYTER_RUNTIME_DIR", "jupyter-runtime"), ("IPYTHONDIR", "ipython"),
@@ -89,20 +95,53 @@ def _run_notebook(entry: str, params: list[tuple[str, str]], executed: str | Non
         print(f"run.py: {entry} is not a readable notebook: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
     _inject(notebook, params)
-    # IPC sockets in the private /tmp rather than TCP ports: nothing listens on the network at all
-    kernel = KernelManager(kernel_name="python3", transport="ipc", ip=os.path.join(scratch, "kernel"))
+    # IPC sockets in the private /tmp rather than TCP ports: nothing listens on the network at all.
+    # Async: nbclient's blocking client waits for a reply without ever checking that the kernel
+    # still lives (no cell timeout), so a kernel killed mid-cell would hang the stage to its limit.
+    kernel = AsyncKernelManager(kernel_name="python3", transport="ipc", ip=os.path.join(scratch, "kernel"))
+    running: list[int] = []
     client = NotebookClient(notebook, km=kernel, timeout=None, allow_errors=False,
                             resources={"metadata": {"path": os.getcwd()}},
+                            on_cell_execute=lambda cell_index, **_: running.append(cell_index),
                             on_cell_executed=lambda **_: _write(notebook, executed))
     try:
         client.execute()
-    except Exception as exc:  # noqa: BLE001 - CellExecutionError, DeadKernelError, ...
+    except DeadKernelError:
+        return _kernel_died(entry, notebook, executed, running[-1] if running else None, kernel)
+    except Exception as exc:  # noqa: BLE001 - CellExecutionError, a kernel that would not start, ...
         _write(notebook, executed)
         print(f"run.py: {entry} failed: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
     _write(notebook, executed)
     print(f"run.py: {entry} ran to the end ({len(notebook.cells)} cells)", file=sys.stderr)
     return 0
+
+
+def _kernel_died(entry: str, notebook, executed: str | None, index: int | None, kernel) -> int:
+    """Say in which cell and how the kernel died, mark that cell in the executed notebook, and exit
+    as the kernel did."""
+    from nbformat.v4 import new_output
+
+    process = getattr(getattr(kernel, "provisioner", None), "process", None)
+    code = process.poll() if process is not None else None
+    if code is not None and code < 0:
+        name = signal.Signals(-code).name if -code in signal.valid_signals() else f"signal {-code}"
+        how = f"killed by {name}" + (", most likely out of memory" if -code == signal.SIGKILL else "")
+    else:
+        how = "cause unknown" if code is None else f"it exited with code {code}"
+    where = "before its first cell"
+    if index is not None:
+        injected = [i for i, cell in enumerate(notebook.cells)
+                    if INJECTED_TAG in cell.get("metadata", {}).get("tags", [])]
+        number = index + 1 - sum(1 for i in injected if i < index)
+        where = "in the injected parameters cell" if index in injected else f"in cell {number}"
+        evalue = f"the kernel died in this cell ({how})"
+        notebook.cells[index].setdefault("outputs", []).append(new_output(
+            "error", ename="DeadKernelError", evalue=evalue, traceback=[f"DeadKernelError: {evalue}"]))
+    _write(notebook, executed)
+    print(f"run.py: {entry}: kernel died {where} ({how}); the cells after it did not run",
+          file=sys.stderr)
+    return 128 - code if code is not None and code < 0 else 1
 
 
 if __name__ == "__main__":

@@ -4,13 +4,17 @@ Trusted code, run by the harness on the host: `materialize(root, hidden_dir)` wr
 
     root/model/{model.pt,meta.json,model.py}    trained from the public seed (ships to candidates)
     root/probe_inputs/inputs.json               512 instances drawn from the secret seed
-    root/reference/predictions.json             the reference model's answers to them (graders only)
+    root/probe_inputs/load_inputs.json          32768 more, typical, for the load phases
+    root/reference/predictions.json             the reference model's answers to the 512 (graders only)
+    root/reference/load_predictions.json        and to the load inputs (graders check a sample)
     root/reference/inputs_meta.json             what each input is (typical, zeros, large, ...)
 
 `inputs.json` is a JSON list of instances (each a list of 20 numbers), in the order the probe
 sends them; `predictions.json` the list of `model.predict`'s answers to them, one
 {"label", "probabilities"} per input, in the same order; `inputs_meta.json` an object with
-`kinds` (one per input), `min_gap` and `weights_sha256` (of the model).
+`kinds` (one per input), `min_gap` and `weights_sha256` (of the model). The load inputs are as
+many as a server meeting every capacity step is sent (about 28,000 requests), so no load request
+repeats an input the server has answered before, in the correctness phase or earlier in the load.
 
 The secret seed is `hidden_dir/seed.txt`, created (128 random bits) when missing; see README.md
 next to this file. Needs numpy and torch (torch imported only by `materialize`). Raises
@@ -35,6 +39,7 @@ MIN_GAP = 0.05  # top-two reference probabilities differ by at least this (see R
 MAX_FLOAT64_DIFF = 1e-4  # float32 answers within this of exact (float64) arithmetic
 EDGE_CASES = {"zeros": 2, "large": 24, "negative": 24, "tiny": 8, "integers": 8, "near_tie": 32}
 NEAR_TIE_MAX_GAP = 0.10
+N_LOAD_INPUTS = 32768
 SIGNIFICANT_DIGITS = 6
 
 
@@ -57,9 +62,9 @@ def prepare(hidden_dir: Path) -> None:
     read_seed(hidden_dir)
 
 
-def probe_seed(secret: int) -> int:
-    """A 128-bit seed for the probe inputs, derived from the secret (one-way)."""
-    return int.from_bytes(hashlib.sha256(f"endpoint:{secret}:probe".encode()).digest()[:16], "big")
+def probe_seed(secret: int, purpose: str = "probe") -> int:
+    """A 128-bit seed for the probe inputs (or the load inputs), derived from the secret (one-way)."""
+    return int.from_bytes(hashlib.sha256(f"endpoint:{secret}:{purpose}".encode()).digest()[:16], "big")
 
 
 def _rows(train, rng: np.random.Generator, n: int) -> np.ndarray:
@@ -143,6 +148,23 @@ def draw_inputs(train, model, rng: np.random.Generator) -> tuple[list[list], lis
     return [instances[i] for i in order], [kinds[i] for i in order]
 
 
+def draw_load_inputs(train, model, rng: np.random.Generator, *, exclude: list[list],
+                     n: int = N_LOAD_INPUTS) -> list[list]:
+    """n typical instances, stable as the probe inputs are (a clear top label, float32 exact enough),
+    distinct from each other and from `exclude`. Raises RuntimeError if too few are usable."""
+    rows = _json_rows(_candidates(train, rng, "typical", 2 * n), "typical", train.N_CONTINUOUS)
+    gap, agrees = _stable(train, model, rows)
+    chosen, seen = [], {tuple(row) for row in exclude}
+    for i in np.flatnonzero(agrees & (gap >= MIN_GAP)):
+        key = tuple(rows[i])
+        if key not in seen:
+            seen.add(key)
+            chosen.append(rows[i])
+        if len(chosen) == n:
+            return chosen
+    raise RuntimeError(f"only {len(chosen)} of {n} usable load inputs")
+
+
 def _write_json(path: Path, payload) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(payload, separators=(",", ":")) + "\n", encoding="utf-8")
@@ -162,8 +184,12 @@ def materialize(root: Path, hidden_dir: Path) -> None:
         train.train(root / "model")
         model = train.model_module.load(root / "model")
         instances, kinds = draw_inputs(train, model, np.random.default_rng(probe_seed(secret)))
+        load = draw_load_inputs(train, model, np.random.default_rng(probe_seed(secret, "load")),
+                                exclude=instances)
     meta = json.loads((root / "model" / "meta.json").read_text(encoding="utf-8"))
     _write_json(root / "probe_inputs" / "inputs.json", instances)
+    _write_json(root / "probe_inputs" / "load_inputs.json", load)
     _write_json(root / "reference" / "predictions.json", train.model_module.predict(model, instances))
+    _write_json(root / "reference" / "load_predictions.json", train.model_module.predict(model, load))
     _write_json(root / "reference" / "inputs_meta.json", {
         "version": 1, "kinds": kinds, "min_gap": MIN_GAP, "weights_sha256": meta["weights_sha256"]})
