@@ -26,7 +26,7 @@ from graders._endpoint_plots import (
 )
 from graders._probe_report import ProbeReport, finite, read_probe_report
 from harness._text import one_line
-from harness.errors import SpecError
+from harness.errors import DeterministicInfraError, SpecError
 
 if TYPE_CHECKING:
     from harness.spec import AssignmentSpec
@@ -83,21 +83,23 @@ class _EndpointGrader(Grader):
     def linear(self, value: float) -> float:
         return linear_score(value, baseline=self.args.zero, target=self.args.full)
 
-    def scaled(self, score: float, report: ProbeReport, ctx: GradingContext,
-               phase: str) -> tuple[float, str, dict[str, Any]]:
-        """`score` times the correct share of the hidden inputs when the spec asks for it, and times
-        that of the sampled answers of this load `phase`; a note saying so, and the sample's details."""
+    def correct_share(self, report: ProbeReport, ctx: GradingContext) -> tuple[float, str]:
+        """The correct share of the hidden inputs when the spec gates on it (else 1), and a note."""
         gate = getattr(self.args, "scale_by_correctness", None)
         if not gate:
-            return score, "", {}
+            return 1.0, ""
         reference, wrong = _mismatches(report, ctx.hidden[gate] / self.args.reference_file, self.args.atol)
         share = (len(reference) - len(wrong)) / len(reference) if reference else 0.0
-        note = f" Scaled by the correct share of answers ({share:.0%})"
-        check = check_load_samples(report, ctx.hidden[gate], phase=phase, atol=self.args.atol,
-                                   load_file=self.args.load_reference_file, file=self.args.reference_file)
-        if check.share is not None:
-            share *= check.share
-        return score * share, f"{note}; {check.note}.", check.details
+        return share, f" Scaled by the correct share of the hidden inputs ({share:.0%})."
+
+    def load_samples(self, report: ProbeReport, ctx: GradingContext, phase: str) -> LoadSamples | None:
+        """This phase's sampled load answers checked against the reference (None when the spec does
+        not gate on correctness, or the probe kept no sample)."""
+        gate = getattr(self.args, "scale_by_correctness", None)
+        if not gate or report.load_check is None:
+            return None
+        return check_load_samples(report, ctx.hidden[gate], phase=phase, atol=self.args.atol,
+                                  load_file=self.args.load_reference_file, file=self.args.reference_file)
 
     def skipped(self, what: str, report: ProbeReport) -> CriterionResult:
         why = "; ".join(report.skipped) or "the probe did not get that far"
@@ -160,8 +162,12 @@ class CorrectnessGrader(_EndpointGrader):
         answered = sum(p is not None for p in got[:total])
         explanation = (f"{correct}/{total} hidden inputs correct (label equal, every probability within "
                        f"{self.args.atol:g}); {answered} answered.")
-        if report.correctness.problems:
-            explanation += f" First problem: {report.correctness.problems[0]}"
+        problems = report.correctness.problems
+        if problems:
+            explanation += f" First problem: {problems[0]}"
+        cut = [line for line in problems[1:] if "time budget ran out" in line]
+        if cut:  # the server was too slow for every batch to be sent: say so, not only the first problem
+            explanation += f" Also: {cut[0]}"
         return self.criterion(score=correct / total if total else 0.0,
                               metrics={"accuracy_vs_reference": correct / total if total else 0.0,
                                        "answered": answered, "inputs": total},
@@ -249,12 +255,17 @@ class LatencyGrader(_EndpointGrader):
                                               f"{lat.rate:g}/s (allowed {self.args.max_error_rate:.0%})."
                                               f"{plot_note}",
                                   details={"artifacts": artifacts})
-        score, note, sample = self.scaled(self.linear(lat.p99_ms), report, ctx, phase="latency")
+        share, note = self.correct_share(report, ctx)
+        samples = self.load_samples(report, ctx, "latency")
+        if samples is not None:
+            share *= samples.share
+            note += f" {samples.summary()}, so scaled by {samples.share:.0%}."
         return self.criterion(
-            score=score, metrics={k: v for k, v in metrics.items() if finite(v)} | sample.get("metrics", {}),
+            score=self.linear(lat.p99_ms) * share,
+            metrics={k: v for k, v in metrics.items() if finite(v)} | (samples.metrics() if samples else {}),
             explanation=f"p99 {lat.p99_ms:.1f} ms at {lat.rate:g} requests/s (p50 {_ms(lat.p50_ms)}); full "
                         f"marks at {self.args.full:g} ms, none at {self.args.zero:g} ms.{note}{plot_note}",
-            details={"artifacts": artifacts, "load_answers": sample.get("rows", [])})
+            details={"artifacts": artifacts, "load_answers": samples.wrong()[:_SHOWN] if samples else []})
 
     def _artifacts(self, lat, ctx) -> tuple[list[str], str]:
         if not lat.histogram:
@@ -303,54 +314,87 @@ class CapacityGrader(_EndpointGrader):
         if cap.steps:
             artifacts, plot_note = self.drawn(plot_capacity, cap, ctx.artifacts_dir,
                                               objective_ms=self.args.objective_ms)
-        steps = [s.model_dump() for s in cap.steps]
-        score, note, sample = self.scaled(self.linear(found), report, ctx, phase="capacity")
+        share, note = self.correct_share(report, ctx)
+        samples = self.load_samples(report, ctx, "capacity")
+        if samples is not None:  # a step counts only if its sampled answers are right
+            verified = max((s.rate for s in cap.steps if s.ok and samples.step_correct(s.rate)), default=0.0)
+            if verified < found:
+                note += (f" Steps whose sampled answers were wrong do not count: capacity {verified:g}/s, "
+                         f"not {found:g}/s.")
+            found = verified
+            note += f" {samples.summary()}."
         how = ""
-        if found == 0 and cap.steps:
+        if found == 0 and cap.steps and not any(s.ok for s in cap.steps):
             how = f" (even the lowest rate, {min(s.rate for s in cap.steps):g}/s, missed the objective)"
         elif cap.cut_short:
             how = " (a lower bound: the probe's time budget ended the search)"
         explanation = (f"Capacity {found:g} requests/s{how} (full marks at {self.args.full:g}, none at "
                        f"{self.args.zero:g}).{note}{plot_note}")
-        return self.criterion(score=score, metrics={"capacity_rps": found, "steps": len(steps)}
-                              | sample.get("metrics", {}), explanation=explanation,
-                              details={"steps": steps, "artifacts": artifacts,
-                                       "load_answers": sample.get("rows", [])})
+        return self.criterion(score=self.linear(found) * share,
+                              metrics={"capacity_rps": found, "steps": len(cap.steps)}
+                              | (samples.metrics() if samples else {}), explanation=explanation,
+                              details={"steps": [s.model_dump() for s in cap.steps], "artifacts": artifacts,
+                                       "load_answers": samples.wrong()[:_SHOWN] if samples else []})
 
 
 @dataclass(frozen=True)
-class LoadSampleCheck:
-    share: float | None  # correct share of the answered samples; None: nothing to gate on
-    note: str
-    details: dict[str, Any]
+class LoadSamples:
+    """One phase's sampled load answers (2xx only: errors count in the error rate), each with its
+    problem ("" when it matches the reference)."""
+
+    phase: str
+    rows: list[dict[str, Any]]
+    reused_note: str = ""
+
+    @property
+    def share(self) -> float:
+        return sum(not row["problem"] for row in self.rows) / len(self.rows) if self.rows else 0.0
+
+    def wrong(self) -> list[dict[str, Any]]:
+        return [row for row in self.rows if row["problem"]]
+
+    def step_correct(self, rate: float) -> bool:
+        """Some sampled answer of the step at `rate` was checked, and none was wrong."""
+        rows = [row for row in self.rows if abs(row["rate"] - rate) <= 1e-6 * max(rate, 1)]
+        return bool(rows) and not any(row["problem"] for row in rows)
+
+    def summary(self) -> str:
+        if not self.rows:
+            return f"No sampled answer of the {self.phase} requests came back"
+        text = (f"{len(self.rows) - len(self.wrong())}/{len(self.rows)} sampled answers of the {self.phase} "
+                f"requests correct")
+        if self.wrong():
+            first = self.wrong()[0]
+            text += f" (first wrong: input {first['input']} at {first['rate']:g}/s: {first['problem']})"
+        return text + self.reused_note
+
+    def metrics(self) -> dict[str, float]:
+        return {"load_answers_checked": len(self.rows), "load_answers_correct_share": self.share}
 
 
 def check_load_samples(report: ProbeReport, hidden: Path, *, phase: str, atol: float, load_file: str,
-                       file: str) -> LoadSampleCheck:
-    """The sampled answers of one load phase against the reference answers of their inputs."""
+                       file: str) -> LoadSamples:
+    """The sampled 2xx answers of one load phase against the reference answers of their inputs.
+
+    Raises DeterministicInfraError when the reference file is missing or unreadable: that is the
+    harness's data (re-run `harness prepare`), and grading without it would leave speed unchecked.
+    """
     check = report.load_check
-    if check is None:
-        return LoadSampleCheck(None, "load-phase answers not checked (the probe kept none)", {})
+    assert check is not None  # noqa: S101 - callers check
     path = hidden / (load_file if check.distinct else file)
     try:
         reference = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
-        return LoadSampleCheck(None, f"load-phase answers not checked: {path.name}: {type(exc).__name__}", {})
-    samples = [s for s in check.samples if s.phase == phase and s.status is not None]
+        raise DeterministicInfraError(f"the load phases' reference {path} is unusable "
+                                      f"({type(exc).__name__}): re-run `harness prepare`") from None
     rows = []
-    for sample in samples:
+    for sample in check.samples:
+        if sample.phase != phase or sample.status is None or not 200 <= sample.status < 300:
+            continue
         expected = reference[sample.input] if sample.input < len(reference) else None
         problem = sample.problem or (_mismatch(expected, sample.prediction, atol) if expected else
                                      f"input {sample.input} is not a load input")
         rows.append({"input": sample.input, "rate": sample.rate, "status": sample.status, "problem": problem})
-    correct = sum(not row["problem"] for row in rows)
-    share = correct / len(rows) if rows else 0.0
-    note = (f"{correct}/{len(rows)} sampled answers of the {phase} requests correct, so scaled by {share:.0%}"
-            if rows else f"no sampled answer of the {phase} requests came back, so scaled to 0")
-    wrong = [row for row in rows if row["problem"]]
-    if wrong:
-        note += f" (first: input {wrong[0]['input']} at {wrong[0]['rate']:g}/s: {wrong[0]['problem']})"
-    if check.reused:
-        note += f"; {check.requests} load requests for {check.pool} load inputs, so some repeated"
-    metrics = {"load_answers_checked": len(rows), "load_answers_correct_share": share}
-    return LoadSampleCheck(share, note, {"metrics": metrics, "rows": wrong[:_SHOWN]})
+    reused = f"; {check.requests} load requests for {check.pool} load inputs, so some repeated" \
+        if check.reused else ""
+    return LoadSamples(phase, rows, reused)

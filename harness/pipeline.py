@@ -16,7 +16,7 @@ from harness._text import printable, reviewer_text
 from harness._workdirs import owned_name, remove_tree, replace_folder
 from harness.batch_similarity import take_snapshot
 from harness.data import DataSets
-from harness.errors import DeterministicInfraError, HarnessError, SpecError
+from harness.errors import DeterministicInfraError, HarnessError, InfraError, SpecError
 from harness.intake import StagedSubmission
 from harness.report import render_report
 from harness.results import (
@@ -173,13 +173,20 @@ def _copy_review_files(assignment: Assignment, staged: StagedSubmission, result_
         write_atomic(result_dir / REVIEW_DIR / "MISSING.txt", "\n".join(notes) + "\n")
 
 
+_BINARY_OUTPUTS = frozenset({".png", ".jpg", ".jpeg", ".gif", ".npy", ".npz", ".parquet", ".feather", ".pt",
+                             ".pth", ".pkl", ".joblib", ".onnx", ".zip", ".gz", ".bz2", ".xz", ".hdr"})
+
+
 def _outputs_for_reviewers(outputs: Path) -> None:
     """Rewrite the stored outputs as reviewer text (`reviewer_text`), once graders have read them as
     written. Notebooks stay valid JSON: what is removed can only stand inside its strings. Their
-    HTML renderings are sanitised when rendered and are left alone."""
+    HTML renderings are sanitised when rendered and are left alone, and so are files whose suffix
+    says they are binary (_BINARY_OUTPUTS: images, arrays, models), which a reviewer does not print."""
     for path in sorted(outputs.rglob("*")):
         if not path.is_file() or path.is_symlink() or (path.suffix == ".html"
                                                         and path.with_suffix(".ipynb").is_file()):
+            continue
+        if path.suffix.lower() in _BINARY_OUTPUTS:  # not printed by a reviewer; rewriting would corrupt it
             continue
         data = path.read_bytes()
         text, _ = reviewer_text(data)
@@ -203,6 +210,8 @@ def _score(assignment: Assignment, staged: StagedSubmission, runtime: Runtime, r
             criteria.append(grader.grade(ctx))
         except HarnessError:
             raise
+        except (OSError, MemoryError) as exc:  # a full disk, a busy machine: a retry may succeed
+            raise InfraError(f"grader {grader.name!r} failed: {exc.__class__.__name__}: {exc}") from exc
         except Exception as exc:  # a grader bug is the harness's failure, never the candidate's zero
             raise DeterministicInfraError(f"grader {grader.name!r} crashed: {exc.__class__.__name__}: "
                                           f"{exc}") from exc

@@ -154,4 +154,5 @@ def test_load_scores_can_be_scaled_by_the_correct_share(tmp_path):
     half = right[:2] + [None, None]  # 2 of 4 reference answers
     report = {"latency": latency(50.0), "correctness": {"sent": 4, "answered": 2, "predictions": half}}
     result = grader.grade(context(tmp_path, report))
-    assert result.score == pytest.approx(0.5) and "correct share of answers (50%)" in result.explanation
+    assert result.score == pytest.approx(0.5)
+    assert "correct share of the hidden inputs (50%)" in result.explanation

@@ -151,7 +151,7 @@ def test_a_400_digit_probability_is_counted_wrong_and_the_probe_goes_on(tmp_path
 def test_a_server_slow_in_every_phase_gets_every_phase_within_the_budget(tmp_path):
     # Healthy late, every answer just under the request timeout, bad requests hung: the phases'
     # own bounds add up to far more than the budget. The probe must plan to end within it.
-    budget = 12.0
+    budget = 20.0
     behaviour = Behaviour(healthy_after_s=1.0, service_s=0.18, on_bad_input="hang")
     started = time.monotonic()
     with model_server(behaviour) as port:
@@ -173,14 +173,54 @@ def test_the_budget_leaves_every_later_phase_its_least_time():
     args = probe.parse_args(["--manifest", "m", "--inputs", "i", "--out", "o", "--budget", "456"])
     plan = probe.Budget(1000.0, args)
     # hand-computed from the defaults: robustness 12 cases x (2 + 2 + 0.1) s + 2 x 2 s more for the
-    # huge body + 2 s for the health check after it = 55.2 s; latency 2 + 10 + 2 + 1 = 15 s;
-    # a capacity step 1 + 4 + 2 + 0.5 + 1 = 8.5 s
+    # huge body + 2 s for the health check after it = 55.2 s; latency 2 (connecting) + 2 + 10 + 2
+    # (the last timeout) + 2 = 18 s; a capacity step 2 + 1 + 4 + 2 + 0.5 + 2 = 11.5 s
     assert plan.robustness_s == pytest.approx(55.2)
-    assert plan.latency_s == pytest.approx(15.0)
-    assert plan.capacity_step_s == pytest.approx(8.5)
-    assert plan.stop_at("correctness") == pytest.approx(1000 - 55.2 - 15 - 8.5)
-    assert plan.stop_at("latency") == pytest.approx(1000 - 8.5)
+    assert plan.latency_s == pytest.approx(18.0)
+    assert plan.capacity_step_s == pytest.approx(11.5)
+    assert plan.stop_at("correctness") == pytest.approx(1000 - 55.2 - 18 - 11.5)
+    assert plan.stop_at("latency") == pytest.approx(1000 - 11.5)
     assert plan.stop_at("capacity") == 1000.0
+
+
+def test_a_load_run_against_a_server_slow_to_accept_ends_within_its_reservation():
+    # One connection at a time, a tiny backlog and 0.3 s an answer: opening the pool waits a whole
+    # timeout and the last requests time out. The run must still end within what the budget keeps
+    # for it (a bound the plan promises, not a performance figure).
+    import asyncio
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    class Slow(BaseHTTPRequestHandler):
+        def do_POST(self):
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            time.sleep(0.3)
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"{}")
+
+        def log_message(self, *args):
+            pass
+
+    class OneAtATime(HTTPServer):
+        request_queue_size = 1
+
+    server = OneAtATime(("127.0.0.1", 0), Slow)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        args = probe.parse_args(["--manifest", "m", "--inputs", "i", "--out", "o", "--timeout", "2",
+                                 "--warmup", "0.5", "--duration", "0.5", "--rate", "20"])
+        started = time.monotonic()
+        asyncio.run(probe.run_open_loop(host="127.0.0.1", port=server.server_address[1], path="/predict",
+                                        bodies=[b"{}"], rate=args.rate, duration_s=args.duration,
+                                        warmup_s=args.warmup, timeout_s=args.timeout,
+                                        connections=args.connections))
+        took = time.monotonic() - started
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert took <= probe.Budget(0.0, args).latency_s
 
 
 def test_the_harness_gives_the_probe_a_budget_below_its_time_limit():
@@ -313,7 +353,7 @@ def test_kept_load_answers_become_checked_samples_whatever_they_are(tmp_path):
     report = probe.Report(str(tmp_path / "probe.json"), settings={})
     load = probe.LoadInputs([[0.0] * N_FEATURES] * 10, distinct=True, report=report, n_classes=3)
     bodies, keep, start = load.next_run(rate=4, seconds=2, sample=8)  # 8 requests, every one kept
-    assert len(bodies) == 10 and keep == frozenset(range(8)) and start == 0
+    assert len(bodies) == 8 and keep == frozenset(range(8)) and start == 0
     good = json.dumps({"predictions": [{"label": 0, "probabilities": [1, 0, 0]}]}).encode()
     kept = [(0, 200, good), (1, 200, None), (2, 503, b"busy"), (3, 200, b"[" * 100_000),
             (4, 200, b'{"predictions": [{"label": 0, "probabilities": [1e999, 0, 0]}]}')]
@@ -323,7 +363,75 @@ def test_kept_load_answers_become_checked_samples_whatever_they_are(tmp_path):
     assert samples[0]["prediction"] == {"label": 0, "probabilities": [1.0, 0.0, 0.0]}
     assert samples[0]["problem"] == ""
     assert [s["problem"] for s in samples[1:]] == [
-        "an answer over 16384 bytes for one instance", "HTTP 503", "answer is not JSON",
+        "an answer over 65536 bytes for one instance", "HTTP 503", "answer is not JSON",
         "item 0: probabilities holds a value that is not a finite number"]
     assert load.next_run(rate=4, seconds=1, sample=2)[2] == 8  # the next run starts past the rows sent
     assert report.data["load_check"]["reused"]  # 12 requests for 10 rows
+
+
+def test_the_backstop_keeps_the_capacity_steps_already_measured(tmp_path, monkeypatch):
+    # If the plan were wrong and the budget's deadline struck mid-search, the steps measured so far
+    # must stay in the report (cut short), not be thrown away with the phase.
+    monkeypatch.setattr(probe.Budget, "stop_at", lambda self, phase: self.deadline)
+    monkeypatch.setattr(probe.Budget, "fits", lambda self, phase, seconds: True)
+    with model_server(Behaviour()) as port:
+        report = _probe(tmp_path, port, "--capacity-high", "3200", "--capacity-duration", "1",
+                        "--budget", "6")
+    capacity = report["capacity"]
+    assert capacity["cut_short"] and not capacity["capped"] and capacity["steps"]
+    assert capacity["capacity_rps"] == max(s["rate"] for s in capacity["steps"] if s["ok"])
+
+
+def _report_with_samples(tmp_path: Path, steps: list[dict], samples: list[dict], *, capacity: float) -> None:
+    reference = tmp_path / "reference"
+    reference.mkdir(exist_ok=True)
+    right = {"label": 1, "probabilities": [0.2, 0.7, 0.1]}
+    (reference / "predictions.json").write_text(json.dumps([right] * 4))
+    (reference / "load_predictions.json").write_text(json.dumps([right] * 100))
+    report = {"correctness": {"sent": 4, "predictions": [right] * 4},
+              "latency": {"rate": 100, "duration_s": 10, "scheduled": 1000, "completed": 1000, "errors": 0,
+                          "timeouts": 0, "p50_ms": 2, "p99_ms": 5},
+              "capacity": {"capacity_rps": capacity, "steps": steps},
+              "load_check": {"pool": 100, "distinct": True, "samples": samples}}
+    (tmp_path / "probe.json").write_text(json.dumps(report))
+
+
+def _sample(rate: float, *, right: bool = True, status: int = 200, phase: str = "capacity") -> dict:
+    label = 1 if right else 0
+    return {"input": 3, "phase": phase, "rate": rate, "status": status,
+            "prediction": {"label": label, "probabilities": [0.2, 0.7, 0.1]} if status == 200 else None,
+            "problem": "" if status == 200 else f"HTTP {status}"}
+
+
+def test_capacity_counts_only_steps_whose_sampled_answers_are_right(tmp_path):
+    # Honest up to 200/s, canned answers above: every step passes, but the steps over 200/s do not count.
+    steps = [{"rate": r, "p50_ms": 1, "p99_ms": 5, "error_rate": 0, "ok": True} for r in (100, 200, 400, 800)]
+    samples = [_sample(r, right=r <= 200) for r in (100, 200, 400, 800) for _ in range(3)]
+    samples += [_sample(100, phase="latency")] * 5
+    _report_with_samples(tmp_path, steps, samples, capacity=800)
+    result = _grade(tmp_path, "endpoint_capacity")  # zero at 10/s, full at 100/s
+    assert result.metrics["capacity_rps"] == 200 and result.score == 1.0
+    assert "wrong do not count: capacity 200/s, not 800/s." in result.explanation
+    # and with every step wrong, nothing counts
+    wrong = [_sample(r, right=False) for r in (100, 200, 400, 800)]
+    _report_with_samples(tmp_path, steps, wrong, capacity=800)
+    assert _grade(tmp_path, "endpoint_capacity").score == 0
+
+
+def test_error_answers_in_the_sample_are_left_to_the_error_rate(tmp_path):
+    # A server shedding load answers 503 to some sampled requests: not wrong answers (the error rate
+    # already counts them); its 200s are all right, so no scaling.
+    samples = [_sample(100, phase="latency")] * 17 + [_sample(100, phase="latency", status=503)] * 3
+    _report_with_samples(tmp_path, [], samples, capacity=0)
+    result = _grade(tmp_path, "endpoint_latency")
+    assert result.score == 1.0 and result.metrics["load_answers_checked"] == 17
+    assert "17/17 sampled answers of the latency requests correct" in result.explanation
+
+
+def test_a_missing_load_reference_is_the_harness_failure_not_an_unchecked_pass(tmp_path):
+    from harness.errors import DeterministicInfraError
+
+    _report_with_samples(tmp_path, [], [_sample(100, phase="latency")], capacity=0)
+    (tmp_path / "reference" / "load_predictions.json").unlink()
+    with pytest.raises(DeterministicInfraError, match="load_predictions.json is unusable"):
+        _grade(tmp_path, "endpoint_latency")

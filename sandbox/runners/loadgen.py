@@ -25,7 +25,7 @@ LOWEST_US = 1
 HIGHEST_US = 60_000_000
 SIGNIFICANT_DIGITS = 3
 MAX_REQUESTS = 2_000_000  # a bound on one run, whatever the arguments
-KEEP_MAX_BYTES = 16 << 10  # answers kept for checking (see run_open_loop's `keep`): at most this each
+KEEP_MAX_BYTES = 64 << 10  # answers kept for checking (see run_open_loop's `keep`): at most this each
 _SPIN_S = 0.001  # below this, the scheduler yields instead of sleeping: epoll timers round up to 1 ms
 _IO_ERRORS = (OSError, EOFError, ValueError)  # http11's ClosedEarly and ProtocolError among them
 

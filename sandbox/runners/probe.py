@@ -88,7 +88,7 @@ VERSION = 1
 MAX_PROBLEM_CHARS = 500  # the host's reader refuses longer lines
 PHASES = ("cold_start", "correctness", "robustness", "latency", "capacity")
 BUDGET_ENV = "MLGRADE_PROBE_BUDGET_S"  # = harness._stages.PROBE_BUDGET_ENV
-MAX_SAMPLES = 1000  # load-phase answers kept in the report, over all runs
+MAX_SAMPLES = 5000  # load-phase answers kept in the report, over all runs (defaults: about 500)
 OUT_OF_TIME = "the probe's time budget ran out"
 
 
@@ -101,6 +101,7 @@ class Report:
                            "correctness": None, "robustness": [], "latency": None, "capacity": None,
                            "load_check": None, "skipped": [], "settings": settings}
         self.pending = list(PHASES)
+        self.steps: list[dict] = []  # capacity steps as they are measured
 
     def done(self, phase: str, section: object) -> None:
         self.data[phase] = section
@@ -143,12 +144,17 @@ def _log(message: str) -> None:
     print(f"probe: {message}", file=sys.stderr, flush=True)
 
 
-def cold_start_section(health: Health, health_timeout: float, origin: float) -> dict:
+def cold_start_section(health: Health, health_timeout: float, origin: float, *,
+                       waited_s: float | None = None) -> dict:
+    """The cold-start section; `waited_s`, when the time budget allowed less than health_timeout."""
     if health.healthy:
         return {"healthy": True, "seconds": round(health.at - origin, 3), "attempts": health.attempts,
                 "problem": ""}
+    within = f"{health_timeout:g} s"
+    if waited_s is not None and waited_s < health_timeout:
+        within = f"{max(waited_s, 0):.0f} s (all the probe's time budget allowed)"
     return {"healthy": False, "seconds": None, "attempts": health.attempts,
-            "problem": f"no 200 from GET /health within {health_timeout:g} s of the server's start "
+            "problem": f"no 200 from GET /health within {within} of the server's start "
                        f"({health.attempts} attempts; last: {health.problem})"}
 
 
@@ -165,9 +171,11 @@ class Budget:
         self.deadline = deadline
         cases = robustness_cases(max_batch=args.max_batch, n_features=args.n_features)
         self.robustness_s = sum(case_worst_s(case, args.timeout) for case in cases) + args.timeout
-        self.latency_s = args.warmup + args.duration + args.timeout + 1.0
-        self.capacity_step_s = (args.capacity_warmup + args.capacity_duration + args.timeout + args.settle
-                                + 1.0)
+        # a load run: opening its connections (up to one timeout), the schedule, the last request's
+        # timeout, loadgen's 1 s backstop after it, and 1 s for building the requests and exiting
+        self.latency_s = 2 * args.timeout + args.warmup + args.duration + 2.0
+        self.capacity_step_s = (2 * args.timeout + args.capacity_warmup + args.capacity_duration + args.settle
+                                + 2.0)
         self._later = {"correctness": self.robustness_s + self.latency_s + self.capacity_step_s,
                        "robustness": self.latency_s + self.capacity_step_s,
                        "latency": self.capacity_step_s, "capacity": 0.0}
@@ -201,7 +209,9 @@ class LoadInputs:
         self.section["reused"] = self.offset > len(self.bodies)
         room = max(MAX_SAMPLES - len(self.section["samples"]), 0)
         keep = frozenset(self.random.sample(range(total), min(sample, total, room)))
-        return self.bodies[start:] + self.bodies[:start], keep, start
+        needed = min(total, len(self.bodies))  # request i sends row (start + i) % pool
+        rows = [self.bodies[(start + i) % len(self.bodies)] for i in range(needed)]
+        return rows, keep, start
 
     def check(self, result: LoadResult, start: int, phase: str, rate: float) -> None:
         for index, status, body in result.kept:
@@ -247,22 +257,30 @@ async def _load_phases(args: argparse.Namespace, report: Report, target: Target,
     report.done("latency", load_section(latency, args.connections))
 
     async def measure(rate: float) -> LoadResult:
-        return await _measure(args, target, load, phase="capacity", rate=rate,
-                              duration_s=args.capacity_duration, warmup_s=args.capacity_warmup,
-                              sample=args.step_sample)
+        result = await _measure(args, target, load, phase="capacity", rate=rate,
+                                duration_s=args.capacity_duration, warmup_s=args.capacity_warmup,
+                                sample=args.step_sample)
+        report.steps.append(_step(rate, result, p99_ms=args.p99_ms, max_error_rate=args.max_error_rate))
+        return result
 
     search = await capacity_search(measure, low=args.capacity_low, high=args.capacity_high,
                                    p99_ms=args.p99_ms, max_error_rate=args.max_error_rate,
                                    factor=args.capacity_factor,
                                    refine=args.capacity_refine, settle_s=args.settle,
                                    stop=lambda: not budget.fits("capacity", budget.capacity_step_s))
-    steps = [_step(rate, result, p99_ms=args.p99_ms, max_error_rate=args.max_error_rate)
-             for rate, result in search.curve]
-    _log(f"capacity {search.capacity:.1f}/s{' (or more)' if search.capped else ''} in {len(steps)} steps"
-         f"{' (cut short: ' + OUT_OF_TIME + ')' if search.cut_short else ''}")
-    report.done("capacity", {"capacity_rps": round(search.capacity, 3), "capped": search.capped,
-                             "cut_short": search.cut_short, "objective_p99_ms": args.p99_ms,
-                             "max_error_rate": args.max_error_rate, "steps": steps})
+    _log(f"capacity {search.capacity:.1f}/s{' (or more)' if search.capped else ''} in {len(report.steps)} "
+         f"steps{' (cut short: ' + OUT_OF_TIME + ')' if search.cut_short else ''}")
+    report.done("capacity", capacity_section(args, report.steps, capped=search.capped,
+                                             cut_short=search.cut_short))
+
+
+def capacity_section(args: argparse.Namespace, steps: list[dict], *, capped: bool, cut_short: bool) -> dict:
+    """The capacity section from the steps measured: the highest rate that met the objective (the
+    search only measures rates above a passing one while they pass, so that is its answer)."""
+    passing = [step["rate"] for step in steps if step["ok"]]
+    return {"capacity_rps": round(max(passing, default=0.0), 3), "capped": capped, "cut_short": cut_short,
+            "objective_p99_ms": args.p99_ms, "max_error_rate": args.max_error_rate,
+            "steps": sorted(steps, key=lambda step: step["rate"])}
 
 
 async def run_phases(args: argparse.Namespace, report: Report, port: int, inputs: list[list[float]],
@@ -272,7 +290,8 @@ async def run_phases(args: argparse.Namespace, report: Report, port: int, inputs
     health_by = min(report.origin + args.health_timeout,
                     budget.stop_at("correctness") - args.correctness_timeout)
     health = await wait_healthy(target, deadline=health_by, timeout_s=args.timeout)
-    report.done("cold_start", cold_start_section(health, args.health_timeout, report.origin))
+    report.done("cold_start", cold_start_section(health, args.health_timeout, report.origin,
+                                                 waited_s=health_by - report.origin))
     cold = report.data["cold_start"]
     _log(f"healthy after {cold['seconds']:.2f} s" if health.healthy else cold["problem"])
     if not health.healthy:
@@ -325,7 +344,6 @@ def _budget_from_env() -> float | None:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """The CLI (see the module docstring). Exits 2 on bad arguments."""
     pos, count, nonneg = _number(float, 0), _number(int, 1, strict=False), _number(float, 0, strict=False)
-    nonneg_int = _number(int, 0, strict=False)
     parser = argparse.ArgumentParser(prog="probe.py", description="Measure a model server on loopback.")
     for name in ("--manifest", "--inputs", "--out"):
         parser.add_argument(name, required=True)
@@ -350,8 +368,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                ("--settle", nonneg, 0.5, "seconds of quiet between capacity steps"),
                ("--p99-ms", pos, 50.0, "latency objective of the capacity search"),
                ("--max-error-rate", nonneg, 0.01, "error share allowed in a capacity step"),
-               ("--load-sample", nonneg_int, 100, "answers of the latency run checked"),
-               ("--step-sample", nonneg_int, 20, "answers of each capacity step checked"),
+               ("--load-sample", count, 100, "answers of the latency run checked"),
+               ("--step-sample", count, 20, "answers of each capacity step checked"),
                ("--max-batch", count, 64, "the documented maximum batch"),
                ("--n-features", count, 20, "features per instance"),
                ("--n-classes", count, 3, "classes per prediction")]
@@ -399,6 +417,8 @@ def main(argv: list[str] | None = None, *, origin: float = T0, started: float = 
     try:
         asyncio.run(_within(budget.deadline, run_phases(args, report, manifest.port, inputs, load, budget)))
     except TimeoutError:  # a backstop: every phase plans to end before the deadline
+        if "capacity" in report.pending and report.steps:  # keep the steps measured
+            report.done("capacity", capacity_section(args, report.steps, capped=False, cut_short=True))
         report.skip_rest(OUT_OF_TIME)
     except Exception as exc:  # noqa: BLE001 - a probe bug: keep what was measured, say so, exit 1
         traceback.print_exc()
