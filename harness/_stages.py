@@ -31,6 +31,7 @@ from sandbox import (
     make_writable_dir,
     read_bounded,
 )
+from sandbox.images import WHEEL_SYSTEM_LIBRARIES
 
 if TYPE_CHECKING:
     from harness.pipeline import Runtime
@@ -180,6 +181,7 @@ def _run_step(assignment: Assignment, step: _Step, staged: StagedSubmission, run
         if folder is not None:
             remove_tree(folder)
     run.stages.append(_record(step.label, outcome, result_dir))
+    _check_image(outcome, step.label, run.image or runtime.image)
     if outcome.probe is not None:
         _probe_outcome(step, outcome.probe, probe_output, result_dir, run)
     if outcome.status is not StageStatus.OK:
@@ -190,6 +192,22 @@ def _run_step(assignment: Assignment, step: _Step, staged: StagedSubmission, run
         _collect_outputs(step, output, result_dir, run, failure=failure)
     remove_tree(output)
     return ok
+
+
+_MISSING_LIBRARY = re.compile(r"(lib[\w+.-]+\.so(?:\.\d+)*): cannot open shared object file")
+
+
+def _check_image(outcome: RunResult, label: str, image: str) -> None:
+    """DeterministicInfraError if the stage failed loading a system library the image promises
+    (WHEEL_SYSTEM_LIBRARIES): the image is broken, and the candidate's code is not to blame."""
+    if outcome.status is StageStatus.OK:
+        return
+    named = set(_MISSING_LIBRARY.findall(outcome.log[-_LOG_TAIL_CHARS:]))
+    missing = sorted(named & set(WHEEL_SYSTEM_LIBRARIES))
+    if missing:
+        raise DeterministicInfraError(
+            f"image defect: stage {label} could not load {', '.join(missing)}, a system library the image "
+            f"{image} must carry for common wheels; rebuild it (harness clean --images, harness prepare)")
 
 
 def _readable(root: Path) -> None:

@@ -105,3 +105,41 @@ class SandboxBackend(ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources."""
+
+
+class CappedLog:
+    """A stage's output kept within `cap` bytes: everything while it fits; past that, the first
+    three quarters of the cap, a line saying how much was left out, and the last quarter (where
+    a late traceback is)."""
+
+    _MARKER_ROOM = 64  # for the "[... N bytes of output not kept ...]" line
+
+    def __init__(self, cap: int) -> None:
+        self.cap, self.size, self.truncated = cap, 0, False
+        self._tail_cap = cap // 4
+        self._head_cap = max(cap - self._tail_cap - self._MARKER_ROOM, 0)
+        self._head = bytearray()
+        self._tail = bytearray()
+
+    def add(self, chunk: bytes) -> bool:
+        """Keep what fits of `chunk`; True the first time the output goes over the cap."""
+        first = not self.truncated and self.size + len(chunk) > self.cap
+        self.size += len(chunk)
+        if self.truncated and not first:
+            self._tail += chunk
+        else:
+            self._head += chunk
+        if first:  # what is over the head's share starts the tail
+            self.truncated = True
+            self._tail = self._head[self._head_cap:]
+            del self._head[self._head_cap:]
+        del self._tail[:max(len(self._tail) - self._tail_cap, 0)]
+        return first
+
+    def value(self) -> bytes:
+        """At most `cap` bytes (for a cap of a few hundred bytes or more)."""
+        if not self.truncated:
+            return bytes(self._head)
+        left_out = self.size - len(self._head) - len(self._tail)
+        marker = f"\n[... {left_out} bytes of output not kept ...]\n".encode()
+        return bytes(self._head) + marker + bytes(self._tail)

@@ -17,7 +17,7 @@ from docker.types import LogConfig, Ulimit
 from docker.types import Mount as DockerMount
 
 from harness.errors import InfraError
-from sandbox._base import RunRequest, RunResult, SandboxBackend, StageStatus
+from sandbox._base import CappedLog, RunRequest, RunResult, SandboxBackend, StageStatus
 from sandbox._fs import open_deleted_bytes, pid_alive, tree_size
 
 _DOCKER_FAILURES = (docker.errors.DockerException, requests.exceptions.RequestException, ConnectionError)
@@ -233,7 +233,8 @@ class DockerBackend(SandboxBackend):
             probe = _Probe(self, request.probe.as_probe_of_service_started_at(service_started), container,
                            watchdog)
         try:
-            log, truncated = self._read_capped(stream, request.limits.output_bytes, watchdog)
+            log, truncated = self._read_capped(stream, request.limits.output_bytes, watchdog,
+                                               kill=request.probe is None)
             state = self._wait(container, watchdog)
         finally:
             watchdog.done.set()
@@ -252,20 +253,18 @@ class DockerBackend(SandboxBackend):
                          probe=probe.outcome() if probe is not None else None)
 
     @staticmethod
-    def _read_capped(stream, cap: int, watchdog: _Watchdog) -> tuple[bytes, bool]:
-        kept, size, truncated = bytearray(), 0, False
+    def _read_capped(stream, cap: int, watchdog: _Watchdog, *, kill: bool = True) -> tuple[bytes, bool]:
+        """The output, at most `cap` bytes of it. Over the cap a stage is killed (OUTPUT_LIMIT); a
+        service (`kill` False: a server logging each request is no fault) keeps running, and its
+        log keeps the start and the end (see CappedLog)."""
+        log = CappedLog(cap)
         for chunk in stream:  # after a kill, keep draining: the daemon holds the exit until we do
-            if not truncated and size + len(chunk) > cap:
-                kept += chunk[: cap - size]
-                truncated = True
+            if log.add(chunk) and kill:
                 # Kill from another thread: the daemon completes a kill only once this
                 # stream is drained, so killing here, without reading on, would deadlock.
                 threading.Thread(target=watchdog.kill, daemon=True, args=(
                     StageStatus.OUTPUT_LIMIT, f"wrote more than the {cap} byte output limit")).start()
-            elif not truncated:
-                kept += chunk
-                size += len(chunk)
-        return bytes(kept), truncated
+        return log.value(), log.truncated
 
     @staticmethod
     def _wait(container, watchdog: _Watchdog) -> dict:

@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from harness.errors import HarnessError, InfraError
-from sandbox._base import RunRequest, RunResult, SandboxBackend, StageStatus
+from sandbox._base import CappedLog, RunRequest, RunResult, SandboxBackend, StageStatus
 from sandbox._bwrap import (
     SANDBOX_GID,
     SANDBOX_UID,
@@ -296,7 +296,8 @@ def _pump_output(stage: _Stage) -> tuple[bytes, bool]:
     """Read the merged output until it closes, enforcing the time, output and disk limits."""
     limits = stage.request.limits
     fd = stage.proc.stdout.fileno()
-    log, truncated = bytearray(), False
+    log = CappedLog(limits.output_bytes)
+    service = stage.request.probe is not None  # a server logging each request is no fault: not killed
     disk = _DiskWatch([m.source for m in stage.request.mounts if not m.read_only], limits.disk_bytes)
     while stage.killed_at is None or time.monotonic() - stage.killed_at < _KILL_GRACE_S:
         _enforce_time_and_disk(stage, disk)
@@ -305,13 +306,10 @@ def _pump_output(stage: _Stage) -> tuple[bytes, bool]:
         chunk = os.read(fd, _READ_CHUNK)
         if not chunk:
             break
-        room = limits.output_bytes - len(log)
-        if len(chunk) > room and not truncated:
-            truncated = True
+        if log.add(chunk) and not service:
             stage.kill(StageStatus.OUTPUT_LIMIT, f"printed more than the {limits.output_bytes} byte limit")
-        log += chunk[: max(room, 0)]
     stage.proc.stdout.close()
-    return bytes(log), truncated
+    return log.value(), log.truncated
 
 
 def _wait_for_exit(stage: _Stage) -> None:

@@ -150,6 +150,29 @@ def test_a_failed_probe_is_attempted_once_and_a_transient_error_is_retried(tmp_p
     assert result.message.startswith("ungraded after 3 attempts: docker failed")
 
 
+def test_a_library_the_image_promises_missing_is_an_image_defect_not_the_candidates_error(tmp_path):
+    # LightGBM's wheel loads the system's libgomp; an image without it failed every LightGBM
+    # submission as `error`, as if the candidate's code were at fault.
+    loader = ("Traceback (most recent call last):\n  File \"train.py\", line 3, in <module>\n"
+              "OSError: libgomp.so.1: cannot open shared object file: No such file or directory\n")
+
+    def missing(request, output):
+        return RunResult(status=StageStatus.ERROR, exit_code=1, seconds=0.1, log=loader, detail="exit 1")
+
+    def own_library(request, output):  # a library of the candidate's own: their problem
+        return RunResult(status=StageStatus.ERROR, exit_code=1, seconds=0.1, detail="exit 1",
+                         log="OSError: libmystuff.so.2: cannot open shared object file: No such file\n")
+
+    subs = tmp_path / "subs"
+    backend = FakeBackend({("lgbm", "fit"): missing, ("mine", "fit"): own_library})
+    items = by_candidate(run(tmp_path, [make_submission(subs, "lgbm"), make_submission(subs, "mine")],
+                             backend, retries=2))
+    lgbm = items["lgbm"].result
+    assert lgbm.status is Status.INFRA_ERROR and lgbm.total_score is None and lgbm.attempts == 1
+    assert lgbm.message.startswith("ungraded: image defect: stage fit could not load libgomp.so.1")
+    assert items["mine"].result.status is Status.ERROR
+
+
 def test_rerun_skips_graded_and_retries_ungraded(tmp_path):
     subs = tmp_path / "subs"
     good, flaky = make_submission(subs, "good"), make_submission(subs, "flaky")

@@ -109,6 +109,21 @@ def test_the_probe_reaches_the_service_on_loopback_only_and_then_stops_it(backen
     assert result.peak_memory_bytes is not None and result.peak_memory_bytes > 0
 
 
+def test_a_service_over_its_output_limit_keeps_serving_and_its_log_keeps_both_ends(backend, sandbox_image,
+                                                                                  tmp_path):
+    # A server that logs every request (uvicorn's and werkzeug's default) passes the output cap
+    # under load: that is no fault of a server, so it is not killed (a run stage is).
+    flooding = SERVER.replace('print("serving", flush=True)',
+                              'print("START"); print("x" * 200_000); print("serving", flush=True)')
+    request, probe_out = _request(sandbox_image, tmp_path, flooding, PROBE)
+    result = backend.run(request)
+    assert result.status is StageStatus.OK, (result.detail, result.log[-300:])
+    assert json.loads((probe_out / "seen.json").read_text())["body"] == '{"ok": true}'
+    assert result.log_truncated and len(result.log.encode()) <= LIMITS.output_bytes
+    assert result.log.startswith("START") and "bytes of output not kept ...]" in result.log
+    assert result.log.rstrip().endswith("serving")  # the end of the log is kept, not only the start
+
+
 def test_a_service_that_dies_keeps_its_failure(backend, sandbox_image, tmp_path):
     # dies at once: the probe may find no namespace to join (then there is no probe result)
     request, probe_out = _request(sandbox_image, tmp_path, "import sys; sys.exit(3)\n", PROBE)

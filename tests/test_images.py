@@ -399,6 +399,16 @@ def test_candidate_requirements_are_checked_again(client, base_image, cache_dir)
 
 
 @pytest.mark.docker
+def test_base_image_carries_the_libraries_common_wheels_assume(client, base_image):
+    # the list comes from the wheels' ELF NEEDED entries (see sandbox/images.py); without libgomp1,
+    # LightGBM's wheel raised "OSError: libgomp.so.1: cannot open shared object file"
+    code = (f"import ctypes\nfor name in {images.WHEEL_SYSTEM_LIBRARIES!r}:\n    ctypes.CDLL(name)\n"
+            "print('loaded')")
+    output = client.containers.run(base_image.tag, ["python3", "-c", code], network_mode="none", remove=True)
+    assert output.decode().strip() == "loaded"
+
+
+@pytest.mark.docker
 def test_base_image_must_exist_locally_unless_overridden(client, base_image, cache_dir, monkeypatch):
     monkeypatch.delenv(images.BASE_IMAGE_ENV, raising=False)
     with pytest.raises(ImageBuildError, match="not present locally and images are never pulled"):

@@ -167,6 +167,20 @@ def test_output_flood_is_capped_and_keeps_the_first_bytes(backend, ws):
     assert len(result.log.encode()) <= LIMITS.output_bytes
 
 
+def test_a_capped_log_keeps_the_start_the_end_and_how_much_was_left_out():
+    # logic only (both backends keep output through CappedLog); hand-computed for a 400-byte cap:
+    # head 400 - 100 - 64 = 236 bytes, tail 100 bytes
+    from sandbox._base import CappedLog
+
+    log = CappedLog(400)
+    assert not log.add(b"a" * 200) and log.value() == b"a" * 200 and not log.truncated
+    assert log.add(b"b" * 300)  # over the cap: said once
+    assert not log.add(b"c" * 50)
+    value = log.value()
+    assert value.startswith(b"a" * 200 + b"b" * 36 + b"\n[... 214 bytes of output not kept ...]\n")
+    assert value.endswith(b"b" * 50 + b"c" * 50) and len(value) <= 400 and log.truncated
+
+
 @pytest.mark.parametrize("files", [1, 32], ids=["one-file", "many-files"])
 def test_filling_the_writable_mount_is_disk_limit(backend, ws, files):
     # 32 MiB in total, four times the cap; then wait, so only a kill can end the stage.
