@@ -319,8 +319,8 @@ class CapacityGrader(_EndpointGrader):
         if samples is not None:  # a step counts only if its sampled answers are right
             verified = max((s.rate for s in cap.steps if s.ok and samples.step_correct(s.rate)), default=0.0)
             if verified < found:
-                note += (f" Steps whose sampled answers were wrong do not count: capacity {verified:g}/s, "
-                         f"not {found:g}/s.")
+                note += (f" Steps whose sampled answers were wrong do not count: capacity {verified:.0f}/s, "
+                         f"not {found:.0f}/s.")
             found = verified
             note += f" {samples.summary()}."
         how = ""
@@ -328,7 +328,9 @@ class CapacityGrader(_EndpointGrader):
             how = f" (even the lowest rate, {min(s.rate for s in cap.steps):g}/s, missed the objective)"
         elif cap.cut_short:
             how = " (a lower bound: the probe's time budget ended the search)"
-        explanation = (f"Capacity {found:g} requests/s{how} (full marks at {self.args.full:g}, none at "
+        elif cap.capped and found == max((s.rate for s in cap.steps), default=None):
+            how = " or more (every rate of the search passed)"
+        explanation = (f"Capacity {found:.0f} requests/s{how} (full marks at {self.args.full:g}, none at "
                        f"{self.args.zero:g}).{note}{plot_note}")
         return self.criterion(score=self.linear(found) * share,
                               metrics={"capacity_rps": found, "steps": len(cap.steps)}

@@ -412,6 +412,14 @@ def test_capacity_counts_only_steps_whose_sampled_answers_are_right(tmp_path):
     result = _grade(tmp_path, "endpoint_capacity")  # zero at 10/s, full at 100/s
     assert result.metrics["capacity_rps"] == 200 and result.score == 1.0
     assert "wrong do not count: capacity 200/s, not 800/s." in result.explanation
+    # every step right and every rate passed: the capacity is at least the highest rate
+    right = [_sample(r) for r in (100, 200, 400, 800)]
+    _report_with_samples(tmp_path, steps, right, capacity=800)
+    report = json.loads((tmp_path / "probe.json").read_text())
+    report["capacity"]["capped"] = True
+    (tmp_path / "probe.json").write_text(json.dumps(report))
+    assert "Capacity 800 requests/s or more (every rate of the search passed)" in \
+        _grade(tmp_path, "endpoint_capacity").explanation
     # and with every step wrong, nothing counts
     wrong = [_sample(r, right=False) for r in (100, 200, 400, 800)]
     _report_with_samples(tmp_path, steps, wrong, capacity=800)
