@@ -31,7 +31,7 @@ from sandbox import (
     make_writable_dir,
     read_bounded,
 )
-from sandbox.images import WHEEL_SYSTEM_LIBRARIES
+from sandbox._base import WHEEL_SYSTEM_LIBRARIES
 
 if TYPE_CHECKING:
     from harness.pipeline import Runtime
@@ -207,7 +207,7 @@ def _check_image(outcome: RunResult, label: str, image: str) -> None:
     if missing:
         raise DeterministicInfraError(
             f"image defect: stage {label} could not load {', '.join(missing)}, a system library the image "
-            f"{image} must carry for common wheels; rebuild it (harness clean --images, harness prepare)")
+            f"{image} must carry for common wheels; remove it (docker rmi) and run harness prepare")
 
 
 def _readable(root: Path) -> None:

@@ -45,6 +45,12 @@ class Mount:
     read_only: bool = True
 
 
+# System libraries that popular manylinux wheels load from the system instead of bundling them
+# (read from their ELF NEEDED entries, 2026-12-01: lightgbm needs libgomp.so.1, xgboost-cpu and
+# pyarrow libstdc++ and libgcc_s, opencv-python-headless also libz). The Debian base carries them
+# (sandbox/recipes/debian-base.json); a stage that cannot load one found the image broken, not its own code.
+WHEEL_SYSTEM_LIBRARIES = ("libgomp.so.1", "libstdc++.so.6", "libgcc_s.so.1", "libz.so.1")
+
 SERVICE_STARTED_ENV = "MLGRADE_SERVICE_STARTED_AT"  # given to a probe: when its service started
 
 

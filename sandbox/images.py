@@ -38,6 +38,7 @@ import requests.exceptions
 
 from harness.errors import ImageBuildError
 from sandbox import _debian, _wheels
+from sandbox._base import WHEEL_SYSTEM_LIBRARIES
 from sandbox._wheels import MAX_DOWNLOAD_BYTES, MAX_WHEEL_FILES, RequirementsError, parse_requirements
 
 __all__ = [
@@ -45,11 +46,6 @@ __all__ = [
     "ensure_image", "parse_requirements",
 ]
 
-# System libraries that popular manylinux wheels load from the system instead of bundling them
-# (read from their ELF NEEDED entries, 2026-12-01: lightgbm needs libgomp.so.1, xgboost-cpu and
-# pyarrow libstdc++ and libgcc_s, opencv-python-headless also libz). The Debian base carries them
-# (recipes/debian-base.json); a stage that cannot load one found the image broken, not its own code.
-WHEEL_SYSTEM_LIBRARIES = ("libgomp.so.1", "libstdc++.so.6", "libgcc_s.so.1", "libz.so.1")
 
 BASE_IMAGE_ENV = "HARNESS_BASE_IMAGE"
 SLIM_IMAGE = "python:3.11-slim"
