@@ -196,6 +196,9 @@ def _outputs_for_reviewers(outputs: Path) -> None:
 
 def _score(assignment: Assignment, staged: StagedSubmission, runtime: Runtime, run: RunState,
            result_dir: Path) -> list:
+    if run.status is Status.INVALID:  # one rule for every assignment: it scores 0 and nothing is run
+        return [grader.criterion(score=0.0, metrics={}, explanation=f"not graded: {run.message}")
+                for grader in runtime.graders]
     declared = {key for stage in assignment.spec.stages for key in stage.output_keys()}
     outputs = {n: run.outputs.get(n) or OutputFile(n, None, _why_missing(run)) for n in declared}
     criteria = []

@@ -161,18 +161,48 @@ def parse_requirements(text: str) -> list[str]:
     if len(lines) > MAX_REQUIREMENT_LINES:
         raise RequirementsError(f"requirements.txt has more than {MAX_REQUIREMENT_LINES} lines")
     found: dict[str, int] = {}
-    result = []
+    result, problems = [], []
     for number, raw in enumerate(lines, start=1):
         line = _INLINE_COMMENT.sub("", raw).strip()
         if not line or line.startswith("#"):
             continue
-        requirement = check_requirement(line, where=f"line {number}")
+        try:
+            requirement = check_requirement(line, where=f"line {number}")
+        except RequirementsError as exc:
+            problems.append(str(exc))  # every bad line, so one resubmission fixes them all
+            continue
         key = canonical_name(requirement)
         if key in found:
-            raise RequirementsError(f"line {number}: {key!r} is already required on line {found[key]}")
+            problems.append(f"line {number}: {key!r} is already required on line {found[key]}")
+            continue
         found[key] = number
         result.append(requirement)
+    if problems:
+        raise RequirementsError("; ".join(problems))
     return result
+
+
+def check_harness_pins(requirements: Sequence[str], constraints: Sequence[str]) -> None:
+    """Refuse requirements that pin a package the harness pins (`constraints`) to another version.
+
+    pip would only say "conflicting dependencies"; this names each line, the version the
+    harness provides and what the candidate may write instead. Raises RequirementsError.
+    """
+    held = {canonical_name(c): c for c in constraints}
+    clashes = [f"{r!r}: the harness provides {held[canonical_name(r)]}" for r in requirements
+               if canonical_name(r) in held and _version(r) != _version(held[canonical_name(r)])]
+    if clashes:
+        raise RequirementsError("; ".join(clashes) + f" ({harness_pins_note(constraints)})")
+
+
+def harness_pins_note(constraints: Sequence[str]) -> str:
+    """One sentence on what the harness pins, for messages about conflicts."""
+    return (f"the harness pins {', '.join(sorted(constraints))}: list these only at exactly these "
+            "versions, or leave them out")
+
+
+def _version(requirement: str) -> str:
+    return re.split(r"===?", requirement, maxsplit=1)[-1].strip().lower()
 
 
 def check_requirement(line: str, *, where: str) -> str:
@@ -226,7 +256,7 @@ def download(requirements: Sequence[str], *, dest: Path, wheelhouse: Path, targe
         code, output = _run_pip(requirements, constraints, work=work, staging=staging,
                                 wheelhouse=wheelhouse, target=target, limits=limits)
         if code != 0:
-            raise _pip_failure(output, code, candidate=candidate)
+            raise _pip_failure(output, code, candidate=candidate, constraints=constraints)
         if limits is not None:
             limits.check(staging)  # pip may have finished between two looks
         wheels = []
@@ -314,7 +344,21 @@ def _stop_group(process: subprocess.Popen) -> None:
             continue
 
 
-def _pip_failure(output: str, code: int, *, candidate: bool) -> Exception:
+def _conflict_causes(output: str, limit: int = 6) -> list[str]:
+    """The indented lines pip prints under "The conflict is caused by:" (at most `limit`, bounded)."""
+    lines = output.splitlines()
+    starts = [i for i, line in enumerate(lines) if line.strip() == "The conflict is caused by:"]
+    if not starts:
+        return []
+    causes = []
+    for line in lines[starts[0] + 1:]:
+        if not line.startswith(" ") or not line.strip():
+            break
+        causes.append(line.strip()[:200])
+    return causes[:limit]
+
+
+def _pip_failure(output: str, code: int, *, candidate: bool, constraints: Sequence[str] = ()) -> Exception:
     """Whose fault a failed `pip download` is: the candidate's (RequirementsError) or ours."""
     errors = [line.removeprefix("ERROR: ") for line in output.splitlines() if line.startswith("ERROR:")]
     # an unreachable index also ends in "no matching distribution" or in a timeout
@@ -325,6 +369,11 @@ def _pip_failure(output: str, code: int, *, candidate: bool) -> Exception:
         if any(m in output for m in _UNSATISFIABLE):
             preferred = [e for e in errors if e.startswith(("No matching", "Cannot install"))]
             reason = (preferred or errors or ["pip could not resolve the requirements"])[0]
+            causes = _conflict_causes(output)
+            if causes:
+                reason += f" The conflict is caused by: {'; '.join(causes)}."
+            if causes and constraints:
+                reason += f" Note that {harness_pins_note(constraints)}."
             return RequirementsError(f"no installable wheel: {reason}")
     return ImageBuildError(f"pip download failed (exit {code}):\n{output}")
 

@@ -151,15 +151,17 @@ def ensure_candidate_image(client: docker.DockerClient, *, parent: ImageRef, req
     wheels they need, dependencies included, may take at most `max_download_bytes` and
     `max_wheel_files` files; pip is stopped as soon as it goes over. They are downloaded
     into a scratch build context, never into the shared wheelhouse. With no requirements
-    the parent itself is returned. Raises RequirementsError (the candidate's fault) when no
-    wheel satisfies the requirements, the limits or pip's timeout are exceeded, or pip
-    fails to install the wheels in the image; ImageBuildError when the index, Docker or the
+    the parent itself is returned. Raises RequirementsError (the candidate's fault) when a
+    requirement pins a constrained package to another version, no wheel satisfies the
+    requirements, the limits or pip's timeout are exceeded, or pip fails to install the
+    wheels in the image; ImageBuildError when the index, Docker or the
     disk fail; ValueError when a limit is not positive.
     """
     limits = _wheels.DownloadLimits(max_bytes=max_download_bytes, max_files=max_wheel_files)
     pinned = sorted({_wheels.check_requirement(r, where=f"requirement {r!r}") for r in requirements})
     if not pinned:
         return ImageRef(parent.tag, parent.id, built=False)
+    _wheels.check_harness_pins(pinned, constraints)
     recipe = (RECIPES / "candidate.Dockerfile").read_text()
     digest = _digest(parent=parent.id, packages=pinned, constraints=sorted(constraints), recipe=recipe)
     plan = _Plan(

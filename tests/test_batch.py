@@ -59,6 +59,24 @@ def test_missing_required_file_is_invalid_and_runs_nothing(tmp_path):
     assert result.total_score == 0.0 and backend.calls == []
 
 
+def test_an_invalid_submission_scores_zero_on_every_criterion_even_static_ones(tmp_path):
+    # the briefs' rule: "it scores 0 and nothing is run"; code quality needs no run, and scored
+    # a tidy but invalid submission 6-9 of 100 before (issue 11)
+    toy = shutil.copytree(TOY, tmp_path / "toy")
+    spec = toy / "assignment.yaml"
+    spec.write_text(spec.read_text() + "  - {name: code_quality, grader: code_quality, weight: 1}\n")
+    sub = make_submission(tmp_path / "subs", "tidy", {"model.py": '"""A model."""\n\n\nVALUE = 1\n'})
+    (sub / "run.py").unlink()
+    install_fake_backend(backend := FakeBackend({}))
+    report = api.grade(toy, [str(sub)], results_dir=tmp_path / "results", backend="fake", backoff_s=0.0,
+                       log_to_mlflow=False)
+    result = report.items[0].result
+    assert result.status is Status.INVALID and result.total_score == 0.0 and backend.calls == []
+    assert [(c.name, c.score) for c in result.criteria] == [("completion", 0), ("answer", 0),
+                                                            ("code_quality", 0)]
+    assert all(c.explanation == "not graded: required files missing: run.py" for c in result.criteria)
+
+
 @pytest.mark.parametrize("status", [StageStatus.TIMEOUT, StageStatus.OOM, StageStatus.OUTPUT_LIMIT])
 def test_stage_limit_statuses_reach_the_result(tmp_path, status):
     sub = make_submission(tmp_path / "subs", "limited")

@@ -82,6 +82,49 @@ def test_parse_requirements_rejects_a_project_listed_twice() -> None:
         parse_requirements("scikit_learn==1.9.1\nnumpy==2.4.6\nScikit-Learn==1.9.0\n")
 
 
+def test_parse_requirements_names_every_bad_line_at_once() -> None:
+    text = "pandas\nnumpy==2.4.6\n--extra-index-url https://example.invalid\nscikit-learn>=1.5\nNumPy==2.4.5\n"
+    with pytest.raises(RequirementsError) as caught:
+        parse_requirements(text)
+    assert str(caught.value) == (
+        "line 1: 'pandas': pin an exact version as name==version (no ranges, wildcards or bare names); "
+        "line 3: '--extra-index-url https://example.invalid': pip options are not allowed; "
+        "line 4: 'scikit-learn>=1.5': pin an exact version as name==version (no ranges, wildcards or "
+        "bare names); line 5: 'numpy' is already required on line 2")
+
+
+@pytest.mark.parametrize(("requirements", "message"), [
+    (["pytest==9.2.0"], "'pytest==9.2.0': the harness provides pytest==9.0.3 (the harness pins "
+                        "coverage==7.17.4, pytest==9.0.3, torch==2.13.0: list these only at exactly these "
+                        "versions, or leave them out)"),
+    (["Coverage==7.0", "torch==2.5.1", "numpy==2.4.6"],
+     "'Coverage==7.0': the harness provides coverage==7.17.4; 'torch==2.5.1': the harness provides "
+     "torch==2.13.0 ("),
+])
+def test_a_pin_against_the_harness_names_the_version_it_provides(requirements, message) -> None:
+    constraints = ("torch==2.13.0", "pytest==9.0.3", "coverage==7.17.4")
+    with pytest.raises(RequirementsError) as caught:
+        _wheels.check_harness_pins(requirements, constraints)
+    assert str(caught.value).startswith(message)
+    _wheels.check_harness_pins(["pytest==9.0.3", "torch==2.13.0", "numpy==2.4.6"], constraints)  # same: fine
+
+
+def test_an_indirect_conflict_with_a_harness_pin_says_what_the_harness_pins() -> None:
+    # pip 25's output for a plugin that needs a newer pytest than the harness's constraint
+    output = ("ERROR: Cannot install pytest-xyz==2.0.0 because these package versions have conflicting "
+              "dependencies.\n\nThe conflict is caused by:\n    pytest-xyz 2.0.0 depends on pytest>=9.1\n"
+              "    The user requested (constraint) pytest==9.0.3\n\nTo fix this you could try to:\n"
+              "1. loosen the range of package versions you've specified\n"
+              "ERROR: ResolutionImpossible: for help visit https://pip.pypa.io/en/latest/topics/\n")
+    failure = _wheels._pip_failure(output, 1, candidate=True, constraints=("pytest==9.0.3",))
+    assert isinstance(failure, RequirementsError)
+    assert str(failure) == (
+        "no installable wheel: Cannot install pytest-xyz==2.0.0 because these package versions have "
+        "conflicting dependencies. The conflict is caused by: pytest-xyz 2.0.0 depends on pytest>=9.1; "
+        "The user requested (constraint) pytest==9.0.3. Note that the harness pins pytest==9.0.3: list "
+        "these only at exactly these versions, or leave them out.")
+
+
 def test_parse_requirements_limits_lines_and_bytes() -> None:
     many = [f"pkg{i}==1.0" for i in range(201)]
     assert len(parse_requirements("\n".join(many[:200]))) == 200
@@ -380,7 +423,8 @@ def test_candidate_image_is_cached_by_its_inputs(client, assignment_build, cache
 @pytest.mark.docker
 @pytest.mark.parametrize(("requirements", "constraints", "message"), [
     (["threadpoolctl==99.0.0"], (), "No matching distribution found for threadpoolctl==99.0.0"),
-    (["joblib==1.4.0"], (CANDIDATE_PACKAGE,), "Cannot install joblib==1.4.0"),  # the constraint rules it out
+    # the constraint rules it out: named before pip runs, with the version the harness provides
+    (["joblib==1.4.0"], (CANDIDATE_PACKAGE,), "'joblib==1.4.0': the harness provides joblib==1.4.2"),
 ])
 def test_candidate_requirement_without_a_wheel_is_the_candidates_fault(
         client, base_image, cache_dir, requirements, constraints, message, monkeypatch):
@@ -504,3 +548,13 @@ def test_wheels_that_pip_cannot_install_in_the_image_are_the_candidates_fault(
         images.ensure_candidate_image(client, parent=parent, requirements=["markupsafe==2.1.5"],
                                       cache_dir=cache_dir)
     assert len(builds) == 1 and len(builds[0]) == 1 and "-cp312-" in builds[0][0]  # it failed in the build
+
+
+@pytest.mark.parametrize("assignment", ["ranker", "abtest", "endpoint"])
+def test_each_brief_states_the_versions_the_harness_pins(assignment) -> None:
+    # a candidate reads the brief, not the code: the pins it promises must be the ones enforced
+    from harness.spec import TEST_PACKAGES
+
+    brief = (Path(__file__).parents[1] / "assignments" / assignment / "BRIEF.md").read_text()
+    for pin in (*TEST_PACKAGES, images.TORCH_PIN):
+        assert f"`{pin}`" in brief

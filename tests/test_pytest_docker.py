@@ -58,4 +58,7 @@ def test_independent_stages_run_after_a_failure_and_a_hang_costs_only_its_criter
 def test_a_submission_cannot_swap_the_test_tools(graded) -> None:
     # its requirements.txt pins another pytest: the image's pins are constraints, so it is refused
     pins = graded["pins_pytest"]
-    assert pins["status"] == "invalid_submission" and "pytest" in pins["message"]
+    assert pins["status"] == "invalid_submission" and pins["total_score"] == 0
+    # named before pip runs, with the version the candidate may pin instead (issue 11)
+    assert "'pytest==8.3.5': the harness provides pytest==9.0.3" in pins["message"]
+    assert all(c["score"] == 0 for c in pins["criteria"].values())
