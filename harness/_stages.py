@@ -30,6 +30,7 @@ from sandbox import (
     copy_workspace,
     make_writable_dir,
     read_bounded,
+    tree_size,
 )
 from sandbox._base import WHEEL_SYSTEM_LIBRARIES
 
@@ -62,9 +63,9 @@ class RunState:
     image_id: str | None = None
 
 
-def _stage_request(assignment: Assignment, stage: StageSpec, *, staged: StagedSubmission, runtime: Runtime,
+def _stage_request(assignment: Assignment, stage: StageSpec, *, submission: Mount, runtime: Runtime,
                    image: str, workspace: Path, output: Path, run_input: Path | None = None) -> RunRequest:
-    mounts = [Mount(staged.path, "/submission"), Mount(workspace, "/workspace", read_only=False),
+    mounts = [submission, Mount(workspace, "/workspace", read_only=False),
               Mount(output, "/output", read_only=False), Mount(RUNNERS_DIR, RUNNERS_MOUNT)]
     mounts += [Mount(runtime.data.visible[name], f"/data/{name}") for name in stage.data]
     if run_input is not None:
@@ -74,8 +75,11 @@ def _stage_request(assignment: Assignment, stage: StageSpec, *, staged: StagedSu
     threads = str(max(1, math.floor(assignment.spec.limits.cpus)))
     env = (("OMP_NUM_THREADS", threads), ("OPENBLAS_NUM_THREADS", threads), ("MKL_NUM_THREADS", threads),
            ("MLGRADE_STAGE", stage.name), ("HOME", "/tmp"))  # noqa: S108 - in the sandbox; root is read-only
+    limits = assignment.spec.stage_limits(stage)
+    if not submission.read_only:  # the disk limit is on what the stage writes, not on the copy it starts with
+        limits = replace(limits, disk_bytes=limits.disk_bytes + tree_size([submission.source])[0])
     return RunRequest(name=stage.name, command=stage.command, image=image, mounts=tuple(mounts),
-                      limits=assignment.spec.stage_limits(stage), env=env, workdir="/submission",
+                      limits=limits, env=env, workdir="/submission",
                       labels=(("mlgrade.assignment", assignment.key),))
 
 
@@ -113,6 +117,14 @@ def _probe_outcome(step: _Step, outcome: RunResult, output: Path, result_dir: Pa
 
 
 @dataclass(frozen=True)
+class _Folders:
+    """The writable folders a submission's stages share, in stage order."""
+
+    workspace: Path
+    submission: Path  # the working copy of the submission (spec: stages[].submission: copy)
+
+
+@dataclass(frozen=True)
 class _Step:
     """One container: a stage, or one run of a stage that has runs."""
 
@@ -129,8 +141,11 @@ def run_stages(assignment: Assignment, staged: StagedSubmission, runtime: Runtim
     uid, gid = runtime.backend.run_as
     scratch.mkdir(parents=True, exist_ok=True)
     scratch.chmod(0o755)
-    workspace = scratch / "workspace"
-    make_writable_dir(workspace, uid, gid)
+    folders = _Folders(workspace=scratch / "workspace", submission=scratch / "submission")
+    make_writable_dir(folders.workspace, uid, gid)
+    # code that writes beside itself (relative paths, a model file next to the script) works; the
+    # original stays read-only and is what was hashed and is graded for quality
+    copy_workspace(staged.path, folders.submission, uid, gid)
     for stage in assignment.spec.stages:
         if run.status is not Status.OK and stage.blocking:
             continue  # an earlier stage failed; independent stages (tests) still run
@@ -139,7 +154,7 @@ def run_stages(assignment: Assignment, staged: StagedSubmission, runtime: Runtim
         order = secrets.SystemRandom().sample(steps, len(steps))
         first_record = len(run.stages)
         failed = [step for step in order
-                  if not _run_step(assignment, step, staged, runtime, run, result_dir, scratch, workspace)]
+                  if not _run_step(assignment, step, staged, runtime, run, result_dir, scratch, folders)]
         labels = [s.label for s in steps]  # records and failures are reported in the spec's order
         run.stages[first_record:] = sorted(run.stages[first_record:],
                                            key=lambda r: labels.index(r.name.removesuffix("/probe")))
@@ -152,7 +167,7 @@ def run_stages(assignment: Assignment, staged: StagedSubmission, runtime: Runtim
 
 
 def _run_step(assignment: Assignment, step: _Step, staged: StagedSubmission, runtime: Runtime,
-              run: RunState, result_dir: Path, scratch: Path, workspace: Path) -> bool:
+              run: RunState, result_dir: Path, scratch: Path, folders: _Folders) -> bool:
     """Run one container and collect its outputs; False if it did not finish cleanly."""
     uid, gid = runtime.backend.run_as
     # A run's folders have the same host paths whichever run it is: mount sources show inside the
@@ -160,16 +175,23 @@ def _run_step(assignment: Assignment, step: _Step, staged: StagedSubmission, run
     slug = "run" if step.run is not None else step.stage.name
     output = scratch / f"output-{slug}"
     make_writable_dir(output, uid, gid)
-    run_input = private = None
+    copy = step.stage.submission == "copy"
+    submission = Mount(folders.submission, "/submission", read_only=False) if copy else Mount(staged.path,
+                                                                                             "/submission")
+    run_input = private = private_copy = None
     if step.run is not None:  # nothing one run writes is seen by another
         private = scratch / "workspace-run"
-        copy_workspace(workspace, private, uid, gid)
+        copy_workspace(folders.workspace, private, uid, gid)
+        if copy:
+            private_copy = scratch / "submission-run"
+            copy_workspace(folders.submission, private_copy, uid, gid)
+            submission = replace(submission, source=private_copy)
         run_input = scratch / "input-run"
         shutil.copytree(runtime.data.visible[step.run], run_input)
         _readable(run_input)
-    request = _stage_request(assignment, step.stage, staged=staged, runtime=runtime,
+    request = _stage_request(assignment, step.stage, submission=submission, runtime=runtime,
                              image=run.image or runtime.image, run_input=run_input,
-                             workspace=private or workspace, output=output)
+                             workspace=private or folders.workspace, output=output)
     probe_output = scratch / f"probe-{slug}"
     if step.stage.probe is not None:
         make_writable_dir(probe_output, uid, gid)
@@ -177,7 +199,7 @@ def _run_step(assignment: Assignment, step: _Step, staged: StagedSubmission, run
                                                         runtime=runtime, output=probe_output))
     _require_free_space(scratch, request.limits.disk_bytes + _DISK_MARGIN, step.label)
     outcome = runtime.backend.run(request)
-    for folder in (private, run_input):
+    for folder in (private, private_copy, run_input):
         if folder is not None:
             remove_tree(folder)
     run.stages.append(_record(step.label, outcome, result_dir))

@@ -192,6 +192,12 @@ class StageSpec(_Strict):
     #: earlier stage failed, and its own failure is reported by its criteria, not as the
     #: submission's status. Test stages default to false, others to true.
     blocking: bool = True
+    #: "copy": the stage runs in a writable working copy of the submission at /submission, made once
+    #: per submission and shared by its stages in order (a model file a stage writes beside its
+    #: script is there for the next); each run of a `runs` stage gets a private copy of it. The
+    #: original stays read-only: it is what is hashed and graded for quality. "read_only": the
+    #: original itself, mounted read-only.
+    submission: Literal["copy", "read_only"] = "copy"
 
     @model_validator(mode="before")
     @classmethod

@@ -134,9 +134,10 @@ def _copy_file(source: str, target: str) -> None:
     try:
         with os.fdopen(fd, "rb", closefd=False) as src, open(target, "xb") as dst:
             shutil.copyfileobj(src, dst, 1 << 20)
+        executable = os.fstat(fd).st_mode & 0o111
     finally:
         os.close(fd)
-    os.chmod(target, 0o644)
+    os.chmod(target, 0o755 if executable else 0o644)  # a script run as ./train.sh keeps working
 
 
 def make_writable_dir(path: Path, uid: int, gid: int) -> None:

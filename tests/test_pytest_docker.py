@@ -17,7 +17,8 @@ pytestmark = [pytest.mark.docker, pytest.mark.slow]
 def graded(tmp_path_factory) -> dict[str, dict]:
     """Each submission's JSON line, with the criteria's explanations from its result.json."""
     results = tmp_path_factory.mktemp("testsuite-results")
-    subs = [str(SUBMISSIONS / name) for name in ("honest", "tamper", "hangs", "pins_pytest")]
+    subs = [str(SUBMISSIONS / name) for name in ("honest", "tamper", "hangs", "pins_pytest",
+                                                         "writes_beside")]
     proc = run_cli("grade", str(FIXTURE), *subs, "--jobs", "2", "--json", "--results", str(results))
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = json_lines(proc.stdout)
@@ -62,3 +63,13 @@ def test_a_submission_cannot_swap_the_test_tools(graded) -> None:
     # named before pip runs, with the version the candidate may pin instead (issue 11)
     assert "'pytest==8.3.5': the harness provides pytest==9.0.3" in pins["message"]
     assert all(c["score"] == 0 for c in pins["criteria"].values())
+
+
+def test_stages_share_a_writable_working_copy_and_the_original_stays_as_handed_in(graded) -> None:
+    # it writes beside itself and into relative folders in stage `run`; its own tests (the next
+    # stage) read what it wrote and run a script of its own; read-only, `run` failed (issue 11)
+    beside = graded["writes_beside"]
+    assert beside["status"] == "ok" and beside["criteria"]["completion"]["score"] == 1
+    assert beside["criteria"]["own_tests"]["metrics"] == {"tests": 3, "passed": 3, "skipped": 0, "failed": 0}
+    original = SUBMISSIONS / "writes_beside"
+    assert not (original / "summary.json").exists() and not (original / "plots").exists()

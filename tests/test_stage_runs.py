@@ -28,6 +28,7 @@ def _mount(request, target: str) -> Path:
 def fit(request, output):
     base = (_mount(request, "/data/shared") / "base.txt").read_text()
     (_mount(request, "/workspace") / "model.txt").write_text(base)
+    (_mount(request, "/submission") / "beside.txt").write_text(base)  # a model file beside the script
     return RunResult(status=StageStatus.OK, exit_code=0, seconds=0.01, log="fit\n")
 
 
@@ -38,8 +39,11 @@ def answer(seen: list, *, fail_on: str | None = None, answers_on_failure: bool =
         value = (_mount(request, "/data/input") / "value.txt").read_text()
         workspace = _mount(request, "/workspace")
         sources = tuple(str(m.source) for m in request.mounts)
-        seen.append((value, sorted(p.name for p in workspace.iterdir()), dict(request.env), sources))
+        beside = _mount(request, "/submission")
+        seen.append((value, sorted(p.name for p in workspace.iterdir()), dict(request.env), sources,
+                     sorted(p.name for p in beside.iterdir())))
         (workspace / f"left-by-{value}.txt").write_text("x")
+        (beside / f"left-by-{value}.txt").write_text("x")
         model = (workspace / "model.txt").read_text()
         if value == fail_on:
             (output / "executed.ipynb").write_text('{"cells": []}')
@@ -69,9 +73,12 @@ def test_each_run_gets_its_data_and_a_private_copy_of_the_workspace(tmp_path):
     assert sorted(v for v, *_ in seen) == ["1", "2", "3"]
     # every run sees the fit stage's model and nothing another run wrote
     assert all(files == ["model.txt"] for _, files, *_ in seen)
+    # the same for the working copy of the submission: fit's file beside the script, no other run's
+    assert all(beside == ["NAME", "beside.txt", "main.py", "run.py"] for *_, beside in seen)
     # nothing in the environment or the mount sources (visible in /proc/self/mountinfo) names the run
-    assert all(not any(r in str(env) for r in ("first", "second", "third")) for _, _, env, _ in seen)
-    assert len({sources for *_, sources in seen}) == 1
+    assert all(not any(r in str(env) for r in ("first", "second", "third")) for _, _, env, *_ in seen)
+    assert len({sources for *_, sources, _ in seen}) == 1
+    assert not (tmp_path / "subs" / "cand" / "beside.txt").exists()  # the original is untouched
     assert [s.name for s in result.stages] == ["fit", "answer/first", "answer/second", "answer/third"]
     assert (item.folder / "outputs" / "third" / "answer.txt").read_text() == "13"
     assert "run 2" in (item.folder / "logs" / "answer" / "second.log").read_text()
