@@ -37,7 +37,7 @@ import docker.errors
 import requests.exceptions
 
 from harness.errors import ImageBuildError
-from sandbox import _debian, _wheels
+from sandbox import _debian, _syslibs, _wheels
 from sandbox._base import WHEEL_SYSTEM_LIBRARIES
 from sandbox._wheels import MAX_DOWNLOAD_BYTES, MAX_WHEEL_FILES, RequirementsError, parse_requirements
 
@@ -64,6 +64,7 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")  # the daemon colours a step's stde
 # pip install's errors when the host, not the candidate's wheels, is at fault; each has a
 # space or a bracket, so no package name or version in an error line can imitate it
 _HOST_TROUBLE = ("due to an OSError", "[Errno", "No space left", "Read-only file system")
+_MISSING_LIBRARIES: dict[str, tuple[str, ...]] = {}  # image id -> see _missing_libraries
 _PROBE = ("import platform, sys; "
           "print(sys.implementation.name, *sys.version_info[:2], platform.machine(), *platform.libc_ver())")
 
@@ -89,6 +90,7 @@ class _Plan:
     labels: tuple[tuple[str, str], ...]
     candidate: bool  # resolution and install failures are the candidate's (RequirementsError)
     limits: _wheels.DownloadLimits | None = None
+    system_libraries: tuple[tuple[str, Path], ...] = ()  # host copies of what the base lacks
 
 
 def ensure_base_image(client: docker.DockerClient, *, base: str = "auto", cache_dir: Path) -> ImageRef:
@@ -127,16 +129,20 @@ def ensure_image(client: docker.DockerClient, *, name: str, base: ImageRef, pack
         raise ImageBuildError(f"image name {name!r} must be lowercase letters and digits joined by . _ -")
     requirements = sorted(_check_package(package) for package in packages)
     wheels = [_check_wheel(Path(path)) for path in extra_wheels]
-    recipe = (RECIPES / "assignment.Dockerfile").read_text()
+    missing = _missing_libraries(client, base.id)
+    copies = _syslibs.host_copies(missing, _probe(client, base.id).machine) if missing else {}
+    recipe = _syslibs.recipe_with((RECIPES / "assignment.Dockerfile").read_text(), missing)
     wheel_hashes = sorted((w.name, hashlib.sha256(w.read_bytes()).hexdigest()) for w in wheels)
-    digest = _digest(parent=base.id, packages=requirements, wheels=wheel_hashes, recipe=recipe)
+    # the Debian base lacks nothing, and its images keep the digest they had before libraries were checked
+    extra = {"system_libraries": _syslibs.digest_of(copies)} if copies else {}
+    digest = _digest(parent=base.id, packages=requirements, wheels=wheel_hashes, recipe=recipe, **extra)
     listed = requirements + [wheel.name for wheel in wheels]
     plan = _Plan(
         tag=f"mlgrade/{name}:{digest[:12]}", digest=digest, recipe=recipe, parent=("BASE", base.id),
         fetch=(*requirements, *(str(wheel) for wheel in wheels)),
         install=(*requirements, *(f"/tmp/wheels/{wheel.name}" for wheel in wheels)),  # noqa: S108
         constraints=(), labels=((INPUTS_LABEL, digest), (PACKAGES_LABEL, json.dumps(listed))),
-        candidate=False)
+        candidate=False, system_libraries=tuple(copies.items()))
     return _realise(client, plan, cache_dir)
 
 
@@ -211,13 +217,37 @@ def _fill_context(client: docker.DockerClient, plan: _Plan, context: Path, wheel
     (wheels / "requirements.txt").write_text("".join(f"{line}\n" for line in plan.install))
     (wheels / "constraints.txt").write_text("".join(f"{line}\n" for line in plan.constraints))
     (context / "Dockerfile").write_text(plan.recipe)
+    _syslibs.fill_context(context, dict(plan.system_libraries))
 
 
 def _probe(client: docker.DockerClient, image_id: str) -> _wheels.Target:
     """Ask the parent image which interpreter and platform its wheels must fit."""
+    status, output = _run_python(client, image_id, _PROBE)
+    fields = output.split()
+    if status != 0 or len(fields) != 6 or fields[0] != "cpython" or fields[4] != "glibc":
+        raise ImageBuildError(f"image {image_id} needs a glibc CPython as python3; got {output[-500:]!r}")
+    glibc = fields[5].split(".")
+    return _wheels.Target(python=(int(fields[1]), int(fields[2])), machine=fields[3],
+                          glibc=(int(glibc[0]), int(glibc[1])))
+
+
+def _missing_libraries(client: docker.DockerClient, image_id: str) -> tuple[str, ...]:
+    """Which of WHEEL_SYSTEM_LIBRARIES python3 in the image cannot load (an image id names
+    immutable content, so the answer is kept for the process)."""
+    if image_id not in _MISSING_LIBRARIES:
+        status, output = _run_python(client, image_id, _syslibs.CHECK, *WHEEL_SYSTEM_LIBRARIES)
+        missing = tuple(output.split())
+        if status != 0 or not set(missing) <= set(WHEEL_SYSTEM_LIBRARIES):
+            raise ImageBuildError(f"cannot check the system libraries of image {image_id}: {output[-500:]!r}")
+        _MISSING_LIBRARIES[image_id] = missing
+    return _MISSING_LIBRARIES[image_id]
+
+
+def _run_python(client: docker.DockerClient, image_id: str, code: str, *args: str) -> tuple[int | None, str]:
+    """Run `python3 -c code args` in the image, offline; (exit status, output)."""
     container = None
     try:
-        container = client.containers.create(image_id, entrypoint=["python3", "-c", _PROBE],
+        container = client.containers.create(image_id, entrypoint=["python3", "-c", code, *args],
                                              network_mode="none", labels={"mlgrade.role": "probe"})
         container.start()
         status = container.wait(timeout=PROBE_TIMEOUT_S).get("StatusCode")
@@ -230,12 +260,7 @@ def _probe(client: docker.DockerClient, image_id: str) -> _wheels.Target:
                 container.remove(force=True)
             except _DOCKER_FAILURES:
                 pass  # already gone; nothing to clean up
-    fields = output.split()
-    if status != 0 or len(fields) != 6 or fields[0] != "cpython" or fields[4] != "glibc":
-        raise ImageBuildError(f"image {image_id} needs a glibc CPython as python3; got {output[-500:]!r}")
-    glibc = fields[5].split(".")
-    return _wheels.Target(python=(int(fields[1]), int(fields[2])), machine=fields[3],
-                          glibc=(int(glibc[0]), int(glibc[1])))
+    return status, output
 
 
 def _docker_build(client: docker.DockerClient, context: Path, plan: _Plan) -> str:

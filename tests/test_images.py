@@ -452,6 +452,37 @@ def test_base_image_carries_the_libraries_common_wheels_assume(client, base_imag
     assert output.decode().strip() == "loaded"
 
 
+@pytest.fixture(scope="session")
+def base_without_libgomp(client, base_image, tmp_path_factory, made_tags, name_prefix) -> ImageRef:
+    """A stand-in for python:3.11-slim, which has no libgomp (this machine cannot pull it): the
+    Debian base with its libgomp deleted."""
+    context = tmp_path_factory.mktemp("no-libgomp")
+    (context / "Dockerfile").write_text(
+        "ARG BASE\nFROM ${BASE}\nUSER root\n"
+        "RUN rm -f /usr/lib/x86_64-linux-gnu/libgomp.so.1* /lib/x86_64-linux-gnu/libgomp.so.1* && ldconfig\n")
+    tag = f"mlgrade/{name_prefix}-nogomp:test"
+    image, _ = client.images.build(path=str(context), tag=tag, buildargs={"BASE": base_image.id},
+                                   network_mode="none", rm=True, pull=False)
+    made_tags.append(tag)
+    return ImageRef(tag, image.id, built=True)
+
+
+@pytest.mark.docker
+@pytest.mark.slow
+def test_a_base_without_a_library_wheels_assume_gets_the_hosts_copy(
+        client, base_image, base_without_libgomp, cache_dir, made_tags, name_prefix) -> None:
+    load = "import ctypes; ctypes.CDLL('libgomp.so.1'); print('loaded')"
+    with pytest.raises(docker.errors.ContainerError, match="libgomp.so.1: cannot open shared object"):
+        client.containers.run(base_without_libgomp.tag, ["python3", "-c", load], network_mode="none",
+                              remove=True)
+    assert images._missing_libraries(client, base_without_libgomp.id) == ("libgomp.so.1",)
+    assert images._missing_libraries(client, base_image.id) == ()  # its images keep their digest
+    ref = images.ensure_image(client, name=f"{name_prefix}-slimlike", base=base_without_libgomp,
+                              packages=[], cache_dir=cache_dir)
+    made_tags.append(ref.tag)
+    assert run(client, ref.tag, load) == "loaded"  # as the sandbox user, like LightGBM's import
+
+
 @pytest.mark.docker
 def test_base_image_must_exist_locally_unless_overridden(client, base_image, cache_dir, monkeypatch):
     monkeypatch.delenv(images.BASE_IMAGE_ENV, raising=False)
