@@ -22,6 +22,7 @@ from harness.spec import RUN_INPUT, TESTS_MOUNT, Assignment, StageSpec
 from sandbox import (
     RUNNERS_DIR,
     RUNNERS_MOUNT,
+    Limits,
     Mount,
     OutputRefused,
     RunRequest,
@@ -32,7 +33,7 @@ from sandbox import (
     read_bounded,
     tree_size,
 )
-from sandbox._base import WHEEL_SYSTEM_LIBRARIES
+from sandbox._base import LIBRARY_CHECK, WHEEL_SYSTEM_LIBRARIES
 
 if TYPE_CHECKING:
     from harness.pipeline import Runtime
@@ -203,7 +204,7 @@ def _run_step(assignment: Assignment, step: _Step, staged: StagedSubmission, run
         if folder is not None:
             remove_tree(folder)
     run.stages.append(_record(step.label, outcome, result_dir))
-    _check_image(outcome, step.label, run.image or runtime.image)
+    _check_image(outcome, step, runtime)
     if outcome.probe is not None:
         _probe_outcome(step, outcome.probe, probe_output, result_dir, run)
     if outcome.status is not StageStatus.OK:
@@ -219,17 +220,32 @@ def _run_step(assignment: Assignment, step: _Step, staged: StagedSubmission, run
 _MISSING_LIBRARY = re.compile(r"(lib[\w+.-]+\.so(?:\.\d+)*): cannot open shared object file")
 
 
-def _check_image(outcome: RunResult, label: str, image: str) -> None:
+def _check_image(outcome: RunResult, step: _Step, runtime: Runtime) -> None:
     """DeterministicInfraError if the stage failed loading a system library the image promises
-    (WHEEL_SYSTEM_LIBRARIES): the image is broken, and the candidate's code is not to blame."""
+    (WHEEL_SYSTEM_LIBRARIES) and the image indeed cannot load it: the image is broken, and the
+    candidate's code is not to blame. A log can say anything, so the claim is checked in the
+    assignment's image (which the candidate's image only adds Python packages to) by harness
+    code run without site packages. InfraError if that check cannot run."""
     if outcome.status is StageStatus.OK:
         return
     named = set(_MISSING_LIBRARY.findall(outcome.log[-_LOG_TAIL_CHARS:]))
-    missing = sorted(named & set(WHEEL_SYSTEM_LIBRARIES))
+    claimed = sorted(named & set(WHEEL_SYSTEM_LIBRARIES))
+    if not claimed:
+        return
+    check = RunRequest(name=f"{step.stage.name}-libcheck", image=runtime.image, workdir="/tmp",  # noqa: S108
+                       command=("python3", "-I", "-S", "-c", LIBRARY_CHECK, *claimed),
+                       limits=Limits(cpus=1, memory_bytes=256 << 20, pids=16, timeout_s=60,
+                                     output_bytes=4096))
+    verdict = runtime.backend.run(check)
+    if verdict.status is not StageStatus.OK:
+        raise InfraError(f"checking the image for {', '.join(claimed)} failed ({verdict.status.value}: "
+                         f"{verdict.detail}): {one_line(verdict.log[-300:], 300)}")
+    missing = sorted(set(verdict.log.split()) & set(claimed))
     if missing:
         raise DeterministicInfraError(
-            f"image defect: stage {label} could not load {', '.join(missing)}, a system library the image "
-            f"{image} must carry for common wheels; remove it (docker rmi) and run harness prepare")
+            f"image defect: stage {step.label} could not load {', '.join(missing)}, a system library the "
+            f"image {runtime.image} must carry for common wheels; remove it (docker rmi) and run "
+            "harness prepare")
 
 
 def _readable(root: Path) -> None:

@@ -50,6 +50,15 @@ class Mount:
 # pyarrow libstdc++ and libgcc_s, opencv-python-headless also libz). The Debian base carries them
 # (sandbox/recipes/debian-base.json); a stage that cannot load one found the image broken, not its own code.
 WHEEL_SYSTEM_LIBRARIES = ("libgomp.so.1", "libstdc++.so.6", "libgcc_s.so.1", "libz.so.1")
+# `python3 -c LIBRARY_CHECK NAME...` prints, space-separated, the libraries it cannot load.
+LIBRARY_CHECK = ("import ctypes, sys\n"
+                 "missing = []\n"
+                 "for name in sys.argv[1:]:\n"
+                 "    try:\n"
+                 "        ctypes.CDLL(name)\n"
+                 "    except OSError:\n"
+                 "        missing.append(name)\n"
+                 "print(*missing)\n")
 
 SERVICE_STARTED_ENV = "MLGRADE_SERVICE_STARTED_AT"  # given to a probe: when its service started
 

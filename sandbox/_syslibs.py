@@ -20,15 +20,6 @@ from harness.errors import ImageBuildError
 
 FOLDER = "/usr/local/lib/mlgrade-syslibs"
 CONTEXT_DIR = "syslibs"
-# Which of `names` python3 in an image cannot load: prints them space-separated (or nothing).
-CHECK = ("import ctypes, sys\n"
-         "missing = []\n"
-         "for name in sys.argv[1:]:\n"
-         "    try:\n"
-         "        ctypes.CDLL(name)\n"
-         "    except OSError:\n"
-         "        missing.append(name)\n"
-         "print(*missing)\n")
 _LDCONFIG_ENTRY = re.compile(r"^\s*(\S+) \(([^)]*)\) => (\S+)$")
 _ARCH_TAG = {"x86_64": "x86-64", "aarch64": "AArch64"}
 

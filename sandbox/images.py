@@ -38,7 +38,7 @@ import requests.exceptions
 
 from harness.errors import ImageBuildError
 from sandbox import _debian, _syslibs, _wheels
-from sandbox._base import WHEEL_SYSTEM_LIBRARIES
+from sandbox._base import LIBRARY_CHECK, WHEEL_SYSTEM_LIBRARIES
 from sandbox._wheels import MAX_DOWNLOAD_BYTES, MAX_WHEEL_FILES, RequirementsError, parse_requirements
 
 __all__ = [
@@ -235,7 +235,7 @@ def _missing_libraries(client: docker.DockerClient, image_id: str) -> tuple[str,
     """Which of WHEEL_SYSTEM_LIBRARIES python3 in the image cannot load (an image id names
     immutable content, so the answer is kept for the process)."""
     if image_id not in _MISSING_LIBRARIES:
-        status, output = _run_python(client, image_id, _syslibs.CHECK, *WHEEL_SYSTEM_LIBRARIES)
+        status, output = _run_python(client, image_id, LIBRARY_CHECK, *WHEEL_SYSTEM_LIBRARIES)
         missing = tuple(output.split())
         if status != 0 or not set(missing) <= set(WHEEL_SYSTEM_LIBRARIES):
             raise ImageBuildError(f"cannot check the system libraries of image {image_id}: {output[-500:]!r}")

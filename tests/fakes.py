@@ -50,12 +50,13 @@ class FakeBackend(SandboxBackend):
         self._lock = threading.Lock()
 
     def run(self, request: RunRequest) -> RunResult:
-        submission = next(m.source for m in request.mounts if m.target == "/submission")
-        output = next(m.source for m in request.mounts if m.target == "/output")
-        candidate = (submission / "NAME").read_text().strip() if (submission / "NAME").exists() else "?"
+        submission = next((m.source for m in request.mounts if m.target == "/submission"), None)
+        output = next((m.source for m in request.mounts if m.target == "/output"), None)
+        named = submission is not None and (submission / "NAME").exists()
+        candidate = (submission / "NAME").read_text().strip() if named else "?"  # type: ignore[union-attr]
         with self._lock:
             self.calls.append((candidate, request.name))
-        return self.scripts.get((candidate, request.name), self.default)(request, output)
+        return self.scripts.get((candidate, request.name), self.default)(request, output)  # type: ignore[arg-type]
 
 
 class ExactAnswerArgs(BaseModel):

@@ -181,14 +181,38 @@ def test_a_library_the_image_promises_missing_is_an_image_defect_not_the_candida
         return RunResult(status=StageStatus.ERROR, exit_code=1, seconds=0.1, detail="exit 1",
                          log="OSError: libmystuff.so.2: cannot open shared object file: No such file\n")
 
+    checked: list[tuple[str, ...]] = []
+
+    def image_lacks_it(request, output):  # the harness's own check, in the assignment's image
+        checked.append(request.command)
+        return RunResult(status=StageStatus.OK, exit_code=0, seconds=0.1, log="libgomp.so.1\n")
+
     subs = tmp_path / "subs"
-    backend = FakeBackend({("lgbm", "fit"): missing, ("mine", "fit"): own_library})
+    backend = FakeBackend({("lgbm", "fit"): missing, ("mine", "fit"): own_library,
+                           ("?", "fit-libcheck"): image_lacks_it})
     items = by_candidate(run(tmp_path, [make_submission(subs, "lgbm"), make_submission(subs, "mine")],
                              backend, retries=2))
     lgbm = items["lgbm"].result
     assert lgbm.status is Status.INFRA_ERROR and lgbm.total_score is None and lgbm.attempts == 1
     assert lgbm.message.startswith("ungraded: image defect: stage fit could not load libgomp.so.1")
     assert items["mine"].result.status is Status.ERROR
+    # checked once, for lgbm only, by harness code run without site packages or the submission
+    assert [c[:4] for c in checked] == [("python3", "-I", "-S", "-c")] and checked[0][-1] == "libgomp.so.1"
+
+
+def test_a_log_that_only_claims_a_missing_library_stays_the_candidates_error(tmp_path):
+    # a failing submission could print the loader's message to be left ungraded instead of scored:
+    # the image is checked, loads the library, and the failure stays the candidate's
+    def claims(request, output):
+        return RunResult(status=StageStatus.ERROR, exit_code=1, seconds=0.1, detail="exit 1",
+                         log="OSError: libgomp.so.1: cannot open shared object file: No such file\n")
+
+    def image_has_it(request, output):
+        return RunResult(status=StageStatus.OK, exit_code=0, seconds=0.1, log="\n")
+
+    backend = FakeBackend({("faker", "fit"): claims, ("?", "fit-libcheck"): image_has_it})
+    result = run(tmp_path, [make_submission(tmp_path / "subs", "faker")], backend).items[0].result
+    assert result.status is Status.ERROR and result.total_score is not None
 
 
 def test_rerun_skips_graded_and_retries_ungraded(tmp_path):
