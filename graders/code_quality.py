@@ -192,7 +192,7 @@ def _no_code(found: Collection, views: list[FileView]) -> str:
         return (f"No Python code to review (no .py file or notebook code cell beyond the starter "
                 f"kit{skipped}), so the score is 0.")
     broken = [f"{u.rel} ({u.reason})" for u in found.unreadable]
-    broken += [f"{v.source.rel} ({v.result.error})" for v in views if not v.result.ok]
+    broken += [f"{u.where} ({u.view.result.error})" for u in unparsed_files(views)]
     if not broken:
         return ("No Python code to review: the Python files and notebook code cells hold no statement of "
                 "the submission's own (only blank lines, comments or unchanged starter code), so the score "
