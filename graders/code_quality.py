@@ -3,7 +3,8 @@
 Measures (each mapped linearly from its `bad` value, 0, to its `good` value, 1; the score is
 their weighted mean, see graders._quality_args for defaults):
 
-- lint: ruff findings per 100 logical lines, ruff run `--isolated` with the spec's rules;
+- lint: ruff findings per 100 logical lines, ruff run `--isolated` with the spec's rules (each code line
+  of a file that does not parse counts at `bad`, in this and the other line-weighted measures);
 - complexity: radon's cyclomatic complexity of the function each statement is in, averaged;
 - maintainability: radon's maintainability index per file, averaged;
 - function_size / file_size: share of the code in over-long functions (or top-level code) and files;
