@@ -18,7 +18,7 @@ FEEDBACK_FILE = "feedback.md"
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]<>|~$&#])")
 
 _DESCRIBE = {
-    "lint": "{:.1f} ruff findings per 100 logical lines",
+    "lint": "{:.1f} lint findings per 100 lines",
     "complexity": "mean cyclomatic complexity {:.1f}",
     "maintainability": "maintainability index {:.0f}",
     "function_size": "{:.0%} of statements in over-long functions",

@@ -3,6 +3,13 @@
 Only the candidate's code counts: lines unchanged from the starter kit are left out of every
 measure, and a function counts when any of its lines changed. Weights are the candidate's own
 statements (or logical lines), so a starter file with one changed line weighs one line.
+
+A file that does not parse cannot be measured, but it is the candidate's code: each of its code
+lines (non-blank, not only a comment) counts in every line-weighted measure (lint, complexity,
+maintainability, function and file size) at the measure's `bad` value, so its cost follows its
+size: a 2,000-line module that does not parse outweighs a 16-line neighbour, and a 3-line stray
+file in a large project costs little. ruff's own findings in such a file are not counted as
+well (one syntax error can make ruff report one finding per line after it).
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ from dataclasses import dataclass, field
 from graders._quality_args import CodeQualityArgs
 from graders._quality_collect import SourceFile, Unreadable
 from graders._quality_tools import Block, Hit, RuffRun, UnitResult
+from harness._text import one_line
 
 
 @dataclass(frozen=True)
@@ -59,6 +67,44 @@ class FileView:
         return out
 
 
+@dataclass(frozen=True)
+class Unparsed:
+    """A source file the worker could not parse, with its size in the candidate's own code lines."""
+
+    view: FileView
+    lines: int
+
+    @property
+    def where(self) -> str:
+        """Where the parser stopped: `train.py:12`, or a notebook's cell and line."""
+        return self.view.source.location(self.view.result.line)
+
+    def error_line(self) -> str:
+        """The source line the parser stopped at, stripped ('' if out of range)."""
+        lines = self.view.source.text.split("\n")
+        line = self.view.result.line
+        return lines[line - 1].strip() if 1 <= line <= len(lines) else ""
+
+
+def code_lines(view: FileView) -> int:
+    """The candidate's non-blank lines that are not only a comment (no parse needed)."""
+    return sum(1 for number, line in enumerate(view.source.text.split("\n"), start=1)
+               if line.strip() and not line.lstrip().startswith("#") and view.mine(number))
+
+
+def unparsed_files(views: list[FileView]) -> list[Unparsed]:
+    """The files the worker could not parse or analyse, with their own code lines."""
+    return [Unparsed(view, code_lines(view)) for view in views if not view.result.ok]
+
+
+def _blend(value: float | None, weight: float, bad: float, unparsed: list[Unparsed]) -> float | None:
+    """`value` over `weight` units, mixed with the unparsed files' lines counted at `bad`."""
+    lines = sum(u.lines for u in unparsed)
+    if not lines:
+        return value
+    return ((value or 0.0) * weight + bad * lines) / (weight + lines)
+
+
 def _weighted(pairs: list[tuple[float, int]]) -> float | None:
     total = sum(weight for _, weight in pairs)
     return sum(value * weight for value, weight in pairs) / total if total else None
@@ -74,11 +120,11 @@ def hit_lines(source: SourceFile, hit: Hit) -> range | None:
     return None
 
 
-def _ruff_findings(sources: dict[str, SourceFile], ruff: RuffRun) -> list[Finding]:
-    """ruff's findings, except those entirely on lines unchanged from the starter kit."""
+def _ruff_findings(sources: dict[str, SourceFile], ruff: RuffRun, unparsed: set[str]) -> list[Finding]:
+    """ruff's findings, except those in `unparsed` files or entirely on lines unchanged from the starter."""
     findings = []
     for hit in ruff.hits:
-        source = sources.get(hit.rel)
+        source = sources.get(hit.rel) if hit.rel not in unparsed else None
         lines = hit_lines(source, hit) if source else None
         if source and lines and (not source.excluded or any(n not in source.excluded for n in lines)):
             rank = 50 if hit.code == "invalid-syntax" else 0
@@ -87,25 +133,38 @@ def _ruff_findings(sources: dict[str, SourceFile], ruff: RuffRun) -> list[Findin
 
 
 def _file_findings(views: list[FileView], ruff: RuffRun, unreadable: list[Unreadable]) -> list[Finding]:
-    """A finding per file not read, parsed (syntax errors aside: ruff reports those) or linted."""
+    """A finding per file not read or not linted (files that do not parse are counted by size instead)."""
     findings = [Finding(u.rel, "unreadable", u.reason, 100) for u in unreadable]
-    for view in views:
-        if not view.result.ok and not view.result.error.startswith("syntax error"):
-            findings.append(Finding(view.source.rel, "not-analysable", view.result.error, 100))
-        elif view.source.rel in ruff.failed and view.result.ok:
-            findings.append(Finding(view.source.rel, "not-lintable", ruff.failed[view.source.rel], 100))
+    findings += [Finding(view.source.rel, "not-lintable", ruff.failed[view.source.rel], 100)
+                 for view in views if view.result.ok and view.source.rel in ruff.failed]
     return findings
 
 
+def unparsed_finding(unparsed: Unparsed, counted_as: str) -> Finding:
+    """The finding that names a file that did not parse, where, the line, and what it counts as."""
+    line = unparsed.error_line()
+    shown = f" at `{one_line(line, 120)}`" if line else ""
+    return Finding(unparsed.where, "not-parsed", f"{unparsed.view.result.error}{shown}; its {unparsed.lines} "
+                   f"code lines count as {counted_as}", 100 + unparsed.lines)
+
+
 def lint(views: list[FileView], sources: dict[str, SourceFile], ruff: RuffRun,
-         unreadable: list[Unreadable]) -> Measure:
-    """Findings per 100 logical lines: ruff's, plus each file that could not be read or analysed."""
-    findings = _file_findings(views, ruff, unreadable) + _ruff_findings(sources, ruff)
+         unreadable: list[Unreadable], bad: float) -> Measure:
+    """Findings per 100 lines: ruff's and each unreadable file's over the logical lines of the files that
+    parse, with each code line of a file that does not parse counted at `bad` findings per 100."""
+    unparsed = unparsed_files(views)
+    counted = _file_findings(views, ruff, unreadable) + _ruff_findings(
+        sources, ruff, {u.view.source.rel for u in unparsed})
     logical = sum(view.logical for view in views if view.result.ok)
-    if not logical and not findings and not ruff.problem:
+    lines = sum(u.lines for u in unparsed)
+    if not logical and not counted and not lines and not ruff.problem:
         return Measure("lint", None, applicable=False, note="no code to lint")
-    measure = Measure("lint", 100.0 * len(findings) / max(logical, 1), findings=findings,
-                      note=f"{len(findings)} findings in {logical} logical lines")
+    findings = [unparsed_finding(u, f"{bad:g} findings per 100") for u in unparsed] + counted
+    note = f"{len(counted)} findings in {logical} logical lines"
+    if unparsed:
+        note += f"; {lines} code lines that do not parse, at {bad:g} findings per 100"
+    measure = Measure("lint", (100.0 * len(counted) + bad * lines) / max(logical + lines, 1),
+                      findings=findings, note=note)
     if ruff.problem:
         measure.value, measure.note = None, ruff.problem
     elif ruff.truncated:
@@ -124,10 +183,11 @@ def _block_name(view: FileView, block: Block) -> str:
         else "top-level code"
 
 
-def complexity(views: list[FileView], limit: int) -> Measure:
+def complexity(views: list[FileView], limit: int, bad: float) -> Measure:
     """Mean cyclomatic complexity (radon) of the block each of the candidate's statements is in."""
     blocks = _code_blocks(views)
-    value = _weighted([(block.cc, weight) for _, block, weight in blocks])
+    value = _blend(_weighted([(block.cc, weight) for _, block, weight in blocks]),
+                   sum(weight for *_, weight in blocks), bad, unparsed_files(views))
     findings = [Finding(view.source.location(block.line), "complexity",
                         f"{_block_name(view, block)} has cyclomatic complexity {block.cc} "
                         f"(more than {limit})", block.cc)
@@ -136,7 +196,7 @@ def complexity(views: list[FileView], limit: int) -> Measure:
                    note="" if value is not None else "no analysable code")
 
 
-def function_size(views: list[FileView], limit: int) -> Measure:
+def function_size(views: list[FileView], limit: int, bad: float) -> Measure:
     """Share of the candidate's statements in functions (or top-level code) of over `limit` statements."""
     blocks = _code_blocks(views)
     total = sum(weight for _, _, weight in blocks)
@@ -145,25 +205,28 @@ def function_size(views: list[FileView], limit: int) -> Measure:
                         f"{_block_name(view, block)} has {len(block.statements)} statements "
                         f"(more than {limit}) over {block.end - block.line + 1} lines", len(block.statements))
                 for view, block, _ in long]
-    value = sum(weight for *_, weight in long) / total if total else None
+    value = _blend(sum(weight for *_, weight in long) / total if total else None, total, bad,
+                   unparsed_files(views))
     return Measure("function_size", value, applicable=value is not None, findings=findings)
 
 
-def file_size(views: list[FileView], limit: int) -> Measure:
+def file_size(views: list[FileView], limit: int, bad: float) -> Measure:
     """Share of the candidate's logical lines in files of more than `limit` lines."""
     analysed = [view for view in views if view.result.ok]
     total = sum(view.logical for view in analysed)
     long = [view for view in analysed if view.source.line_count > limit]
     findings = [Finding(view.source.rel, "long-file", f"{view.source.line_count} lines (more than {limit})",
                         view.source.line_count) for view in long]
-    value = sum(view.logical for view in long) / total if total else None
+    value = _blend(sum(view.logical for view in long) / total if total else None, total, bad,
+                   unparsed_files(views))
     return Measure("file_size", value, applicable=value is not None, findings=findings)
 
 
-def maintainability(views: list[FileView]) -> Measure:
+def maintainability(views: list[FileView], bad: float) -> Measure:
     """radon's maintainability index per file, averaged with the candidate's logical lines as weights."""
     analysed = [view for view in views if view.result.ok and view.logical]
-    value = _weighted([(view.result.mi, view.logical) for view in analysed])
+    value = _blend(_weighted([(view.result.mi, view.logical) for view in analysed]),
+                   sum(view.logical for view in analysed), bad, unparsed_files(views))
     findings = [Finding(view.source.rel, "maintainability", f"maintainability index {view.result.mi:.0f}",
                         -view.result.mi) for view in sorted(analysed, key=lambda v: v.result.mi)[:5]
                 if view.result.mi < 50]
@@ -204,6 +267,11 @@ def annotations(views: list[FileView]) -> Measure:
 def code_measures(views: list[FileView], sources: dict[str, SourceFile], ruff: RuffRun,
                   unreadable: list[Unreadable], args: CodeQualityArgs) -> list[Measure]:
     """The measures computed from the code itself, in the order of the spec's arguments."""
-    return [lint(views, sources, ruff, unreadable), complexity(views, args.complexity_limit),
-            maintainability(views), function_size(views, args.max_function_statements),
-            file_size(views, args.max_file_lines), docstrings(views), annotations(views)]
+    def bad(name: str) -> float:
+        return args.band(name).bad
+
+    return [lint(views, sources, ruff, unreadable, bad("lint")),
+            complexity(views, args.complexity_limit, bad("complexity")),
+            maintainability(views, bad("maintainability")),
+            function_size(views, args.max_function_statements, bad("function_size")),
+            file_size(views, args.max_file_lines, bad("file_size")), docstrings(views), annotations(views)]

@@ -3,7 +3,8 @@
 Measures (each mapped linearly from its `bad` value, 0, to its `good` value, 1; the score is
 their weighted mean, see graders._quality_args for defaults):
 
-- lint: ruff findings per 100 logical lines, ruff run `--isolated` with the spec's rules;
+- lint: ruff findings per 100 logical lines, ruff run `--isolated` with the spec's rules (each code line
+  of a file that does not parse counts at `bad`, in this and the other line-weighted measures);
 - complexity: radon's cyclomatic complexity of the function each statement is in, averaged;
 - maintainability: radon's maintainability index per file, averaged;
 - function_size / file_size: share of the code in over-long functions (or top-level code) and files;
@@ -40,7 +41,7 @@ from graders._quality_feedback import (
     top_findings,
 )
 from graders._quality_hygiene import hygiene_measures, is_test_file
-from graders._quality_measures import FileView, Measure, code_measures
+from graders._quality_measures import FileView, Measure, code_measures, unparsed_files
 from graders._quality_tools import RuffRun, Unit, UnitResult, check_rules, run_ruff, run_worker, tool_versions
 from harness._text import one_line
 from harness.errors import SpecError
@@ -61,7 +62,7 @@ def _ruff_notebook(source: SourceFile) -> str:
 class CodeQualityGrader(Grader):
     """Static code-quality review: lint, complexity, sizes, documentation and project hygiene."""
 
-    version = "2"  # 2: a submission with no statement of its own scores 0
+    version = "3"  # 2: no statement of its own scores 0; 3: a file that does not parse counts by its size
     Args = CodeQualityArgs
     args: CodeQualityArgs
 
@@ -92,11 +93,13 @@ class CodeQualityGrader(Grader):
         analysed = [view for view in views if view.result.ok]
         has_code = any(view.logical for view in analysed)  # else only measures of absence would count
         total = _weighted_mean(scored) if has_code else 0.0
-        why = explanation(total, scored) if has_code else _no_code(found, views)
+        why = explanation(total, scored) + _unparsed_note(views) if has_code else _no_code(found, views)
         ctx.artifacts_dir.mkdir(parents=True, exist_ok=True)
         (ctx.artifacts_dir / FEEDBACK_FILE).write_text(
             feedback_markdown(total, scored, rules=a.rules, intro="" if has_code else why), encoding="utf-8")
-        return self.criterion(score=total, metrics=_metrics(scored, analysed), explanation=why,
+        metrics = {**_metrics(scored, analysed),
+                   "unparsed_lines": float(sum(u.lines for u in unparsed_files(views)))}
+        return self.criterion(score=total, metrics=metrics, explanation=why,
                               details=self._details(scored, found, views))
 
     def _analyse(self, found: Collection, scratch: Path) -> tuple[list[FileView], RuffRun]:
@@ -145,7 +148,7 @@ class CodeQualityGrader(Grader):
                 "logical_lines": sum(v.logical for v in views if v.result.ok),
                 "same_as_starter": found.starter_files[:50],
                 "not_analysed": [f"{u.rel}: {u.reason}" for u in found.skipped + found.unreadable][:50]
-                + [f"{v.source.rel}: {v.result.error}" for v in views if not v.result.ok][:50],
+                + [f"{u.where}: {u.view.result.error}" for u in unparsed_files(views)][:50],
                 "walk": found.tree.notes[:20],
             },
             "tools": {**tool_versions(), "rules": list(a.rules), "target_version": a.target_version,
@@ -171,13 +174,26 @@ def _metrics(scored: list[Scored], analysed: list[FileView]) -> dict[str, float]
     return metrics
 
 
+def _unparsed_note(views: list[FileView], shown: int = 3) -> str:
+    """A sentence per file that did not parse: where the parser stopped, the line, what it costs."""
+    notes = []
+    for u in unparsed_files(views)[:shown]:
+        line = u.error_line()
+        at = f" at `{one_line(line, 80)}`" if line else ""
+        notes.append(f"{u.where} did not parse ({u.view.result.error}){at}: its {u.lines} code lines count "
+                     "at the worst rating of lint, complexity, maintainability and size.")
+    more = len(unparsed_files(views)) - shown
+    tail = f" {more} more did not parse." if more > 0 else ""
+    return "".join(f" {one_line(note, 400)}" for note in notes) + tail
+
+
 def _no_code(found: Collection, views: list[FileView]) -> str:
     if not found.sources and not found.unreadable:
         skipped = f"; {len(found.skipped)} over the size caps" if found.skipped else ""
         return (f"No Python code to review (no .py file or notebook code cell beyond the starter "
                 f"kit{skipped}), so the score is 0.")
     broken = [f"{u.rel} ({u.reason})" for u in found.unreadable]
-    broken += [f"{v.source.rel} ({v.result.error})" for v in views if not v.result.ok]
+    broken += [f"{u.where} ({u.view.result.error})" for u in unparsed_files(views)]
     if not broken:
         return ("No Python code to review: the Python files and notebook code cells hold no statement of "
                 "the submission's own (only blank lines, comments or unchanged starter code), so the score "

@@ -19,7 +19,7 @@ from harness._text import CONTROL
 from harness.results import write_atomic
 
 if TYPE_CHECKING:
-    from harness.similarity import LineRange, SimilarPair, Snapshot, SourceInfo
+    from harness.similarity import LineRange, SimilarGroup, SimilarPair, Snapshot, SourceInfo
 
 MAX_LINES_PER_SIDE = 6000  # lines rendered per side; past it, a note
 MAX_LINE_CHARS = 300
@@ -118,19 +118,47 @@ def _line(number: int, text: str, info: SourceInfo, marks: dict[int, int], label
     return f'<span class="n">{number:5d}</span> {tags}{code}\n'
 
 
-def render_index(pairs: Sequence[SimilarPair], links: Mapping[tuple[str, str], str]) -> str:
-    """A page listing `pairs`, each linked to its page `links[(pair.a, pair.b)]` (a relative path)."""
+def _view(links: Mapping[tuple[str, str], str], pair: SimilarPair, label: str = "view") -> str:
+    href = links.get((pair.a, pair.b))
+    return f'<a href="{esc(href)}">{esc(label)}</a>' if href and _SAFE_HREF.match(href) else esc(label)
+
+
+def _groups_section(groups: Sequence[SimilarGroup], links: Mapping[tuple[str, str], str]) -> str:
+    """A table per group of three or more: members by members, each flagged pair's similarity linked."""
+    parts = []
+    for number, group in enumerate((g for g in groups if len(g.members) >= 3), 1):
+        head = "".join(f"<th>{esc(name, 60)}</th>" for name in group.members)
+        rows = []
+        for a in group.members:
+            cells = []
+            for b in group.members:
+                pair = next((p for p in group.pairs if (p.a, p.b) in ((a, b), (b, a))), None)
+                cells.append("<td></td>" if a == b else "<td>under threshold</td>" if pair is None
+                             else f"<td>{_view(links, pair, f'{pair.similarity:.0%}')}</td>")
+            rows.append(f"<tr><th>{esc(a, 60)}</th>{''.join(cells)}</tr>\n")
+        parts.append(f"<h2>Group {number}: {len(group.members)} submissions</h2>\n"
+                     f"<table><tr><th></th>{head}</tr>\n{''.join(rows)}</table>\n")
+    if not parts:
+        return ""
+    return ("<p>Flagged pairs that chain together are one group: likely one solution passed round. "
+            "Each cell links to that pair's side-by-side page.</p>\n" + "".join(parts))
+
+
+def render_index(pairs: Sequence[SimilarPair], links: Mapping[tuple[str, str], str],
+                 groups: Sequence[SimilarGroup] = ()) -> str:
+    """A page listing `groups` of three or more, then `pairs`, each linked to its page
+    `links[(pair.a, pair.b)]` (a relative path)."""
     rows = []
     for rank, pair in enumerate(pairs, 1):
-        href = links.get((pair.a, pair.b))
-        view = f'<a href="{esc(href)}">view</a>' if href and _SAFE_HREF.match(href) else ""
+        view = _view(links, pair) if (pair.a, pair.b) in links else ""
         rows.append(f"<tr><td>{rank}</td><td>{esc(pair.a, 120)}</td><td>{esc(pair.b, 120)}</td>"
                     f"<td>{pair.similarity:.0%}</td><td>{pair.shared}</td><td>{len(pair.blocks)}</td>"
                     f"<td>{view}</td></tr>\n")
     table = ("<table><tr><th>#</th><th>submission</th><th>submission</th><th>similarity</th>"
              f"<th>shared fingerprints</th><th>blocks</th><th></th></tr>\n{''.join(rows)}</table>")
     body = (f"<h1>Similar submissions</h1>\n<p>{len(pairs)} pair(s) over the threshold, most similar "
-            f"first. Starter-kit code and code most of the batch shares are ignored.</p>\n{table}")
+            f"first. Starter-kit code (and in a large round, code a large share of it writes) is "
+            f"ignored.</p>\n{_groups_section(groups, links)}<h2>Pairs</h2>\n{table}")
     return _page("Similar submissions", body)
 
 
@@ -140,14 +168,15 @@ def pair_page(a: str, b: str) -> str:
     return f"pair-{digest}.html"
 
 
-def write_report(pairs: Sequence[SimilarPair], snapshots: Mapping[str, Snapshot], dest: Path) -> Path:
-    """Write `dest`/index.html and one `pair-<hash>.html` per pair (named by `pair_page`, never by
-    the candidates); return the index's path."""
+def write_report(pairs: Sequence[SimilarPair], snapshots: Mapping[str, Snapshot], dest: Path,
+                 groups: Sequence[SimilarGroup] = ()) -> Path:
+    """Write `dest`/index.html (groups, then pairs) and one `pair-<hash>.html` per pair (named by
+    `pair_page`, never by the candidates); return the index's path."""
     dest = Path(dest)
     links = {}
     for pair in pairs:
         name = pair_page(pair.a, pair.b)
         write_atomic(dest / name, render_pair(pair, snapshots[pair.a], snapshots[pair.b]))
         links[(pair.a, pair.b)] = name
-    write_atomic(dest / "index.html", render_index(pairs, links))
+    write_atomic(dest / "index.html", render_index(pairs, links, groups))
     return dest / "index.html"

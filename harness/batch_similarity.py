@@ -19,7 +19,16 @@ from harness._text import one_line
 from harness._workdirs import exclusive
 from harness.errors import HarnessError
 from harness.results import newest_per_candidate, stored_results
-from harness.similarity import SimilarPair, SnapshotError, compare, load_snapshot, snapshot, write_report
+from harness.similarity import (
+    SimilarGroup,
+    SimilarPair,
+    SnapshotError,
+    compare,
+    find_groups,
+    load_snapshot,
+    snapshot,
+    write_report,
+)
 from harness.spec import Assignment
 
 SNAPSHOT_DIR = "similarity"  # in a result folder: fingerprints.json and sources.json (not logged)
@@ -32,11 +41,24 @@ class BatchSimilarity:
 
     checked: bool = False  # False: disabled, or the comparison failed (then nothing is re-tagged)
     pairs: list[SimilarPair] = field(default_factory=list)
+    groups: list[SimilarGroup] = field(default_factory=list)  # the pairs joined into rings of copies
     compared: dict[str, Path] = field(default_factory=dict)  # submission id -> result folder
     threshold: float = 0.0
     report: Path | None = None  # index.html, when pairs were flagged
     pages: dict[tuple[str, str], Path] = field(default_factory=dict)  # (a, b) -> its side-by-side page
     problems: list[str] = field(default_factory=list)  # submissions left out, and why
+
+    def group_lines(self) -> list[str]:
+        """One terminal line per group of three or more (a pair is already its own line)."""
+        lines = []
+        for group in self.groups:
+            if len(group.members) < 3:
+                continue
+            sims = ", ".join(f"{p.a} ~ {p.b} {p.similarity:.2f}" for p in group.pairs)
+            missing = len(group.members) * (len(group.members) - 1) // 2 - len(group.pairs)
+            under = f"; {missing} pair(s) under the threshold" if missing else ""
+            lines.append(f"  group of {len(group.members)}: {', '.join(group.members)} ({sims}{under})")
+        return lines
 
     def partners(self, name: str) -> list[tuple[str, float]]:
         """The submissions flagged with `name`, most similar first."""
@@ -85,6 +107,7 @@ def check_round(assignment: Assignment, folders: Mapping[str, Path], dest: Path)
     try:
         found.pairs = compare(snaps, threshold=settings.threshold, max_share=settings.max_share,
                               min_shared=settings.min_shared)
+        found.groups = find_groups(found.pairs)
     except SnapshotError as exc:  # snapshots of another starter kit: re-grading with --force renews them
         found.problems.append(f"nothing compared: {one_line(str(exc), 200)}")
         return found
@@ -93,7 +116,7 @@ def check_round(assignment: Assignment, folders: Mapping[str, Path], dest: Path)
         for stale in [*dest.glob("pair-*.html"), dest / "index.html"]:
             stale.unlink(missing_ok=True)
         if found.pairs:
-            found.report = write_report(found.pairs, snaps, dest)
+            found.report = write_report(found.pairs, snaps, dest, groups=found.groups)
     found.pages = {(p.a, p.b): dest / pair_page(p.a, p.b) for p in found.pairs}
     found.checked = True
     return found

@@ -110,4 +110,5 @@ def similarity_lines(found: BatchSimilarity) -> list[str]:
                      f"graded so far at or over {found.threshold:.2f} (side by side: {found.report})")
         lines += [f"  {p.similarity:.2f}  {p.a}  ~  {p.b}  ({p.shared} shared fingerprints)"
                   for p in found.pairs]
+        lines += found.group_lines()
     return lines + [f"similarity: {problem}" for problem in found.problems]

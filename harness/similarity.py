@@ -7,10 +7,13 @@
 
 Submissions are tokenised with identifiers, strings and numbers normalised and layout dropped
 (harness._winnow), so renaming and reformatting do not hide a copy. Fingerprints that occur
-anywhere in the starter kit, and those that more than `max_share` of the batch has (boilerplate
-everyone writes, as MOSS ignores), never count. The similarity of a pair is the number of
-fingerprints they share over the size of the smaller set: a copy of a whole submission scores
-1.0 even if the copier added code of their own.
+anywhere in the starter kit never count. In a round of at least `min_round` submissions, those
+that more than `max_share` of the round has are boilerplate too (code everyone writes, as MOSS
+ignores); in a smaller round only the starter kit is: there a fingerprint many submissions
+share is as likely a leaked solution as an idiom, and counting cannot tell them apart. The
+similarity of a pair is the number of fingerprints they share over the size of the smaller set:
+a copy of a whole submission scores 1.0 even if the copier added code of their own. Flagged
+pairs that chain together (a ring of k copies) are reported as one group (`find_groups`).
 """
 
 from __future__ import annotations
@@ -31,15 +34,20 @@ from harness._similarity_html import render_index, render_pair, write_report
 from harness.errors import HarnessError, IntakeError
 from harness.results import write_atomic
 
-__all__ = ["LineRange", "MatchBlock", "SimilarPair", "Snapshot", "SnapshotError", "SourceInfo", "compare",
-           "load_snapshot", "make_snapshot", "render_index", "render_pair", "save_snapshot", "snapshot",
-           "write_report"]
+__all__ = ["MIN_ROUND", "LineRange", "MatchBlock", "SimilarGroup", "SimilarPair", "Snapshot", "SnapshotError",
+           "SourceInfo", "compare", "find_groups", "load_snapshot", "make_snapshot", "render_index",
+           "render_pair", "save_snapshot", "snapshot", "write_report"]
 
 FINGERPRINTS_FILE = "fingerprints.json"
 SOURCES_FILE = "sources.json"
 MAX_SNAPSHOT_BYTES = 64 << 20  # a snapshot holds at most 4 MiB of text and its fingerprints
 MAX_BLOCKS = 300  # matched blocks kept per pair
 _GAP = 2 * (_winnow.K + _winnow.W)  # tokens between fingerprints of one block (edits inside a copy)
+# Below 20 submissions the round's share is not used: at the default max_share of 0.25 the cut
+# would sit at 2-4 submissions, the size of a ring of copies (a leaked solution passed between
+# friends); from 20 up it needs more than 5, so a ring of up to five copies stays evidence, while
+# an idiom not in the starter kit that a quarter of a large round writes is still ignored.
+MIN_ROUND = 20
 
 
 class SnapshotError(HarnessError):
@@ -233,10 +241,11 @@ def load_snapshot(dest: Path) -> Snapshot:
 # --- comparison --------------------------------------------------------------------------------------
 
 def compare(snapshots: Mapping[str, Snapshot], *, threshold: float = 0.5, max_share: float = 0.25,
-            min_shared: int = 15) -> list[SimilarPair]:
+            min_shared: int = 15, min_round: int = MIN_ROUND) -> list[SimilarPair]:
     """Pairs whose similarity is at least `threshold` and who share at least `min_shared` fingerprints,
-    most similar first. A fingerprint found in more than `max_share` of the submissions (and in more
-    than two: two is what a copy makes) is boilerplate and ignored, in the counts and the sizes.
+    most similar first. In a round of at least `min_round` submissions, a fingerprint found in more
+    than `max_share` of them (and in more than two: two is what a copy makes) is boilerplate and
+    ignored, in the counts and the sizes; in a smaller round only the starter kit is left out.
     About one token in five is a fingerprint, so the default `min_shared` of 15 asks for some ten
     copied lines: less than that is no evidence, however small the submissions are.
 
@@ -249,7 +258,8 @@ def compare(snapshots: Mapping[str, Snapshot], *, threshold: float = 0.5, max_sh
                             "snapshot the submissions again")
     if len(names) < 2:
         return []
-    matrix, columns = _incidence([snapshots[name] for name in names], max_share)
+    share = max_share if len(names) >= min_round else 1.0
+    matrix, columns = _incidence([snapshots[name] for name in names], share)
     sizes = np.diff(matrix.indptr)
     shared = sparse.triu(matrix @ matrix.T, k=1).tocoo()
     pairs = []
@@ -264,6 +274,37 @@ def compare(snapshots: Mapping[str, Snapshot], *, threshold: float = 0.5, max_sh
             share_b=float(count / sizes[j]), shared=int(count), fingerprints_a=int(sizes[i]),
             fingerprints_b=int(sizes[j]), blocks=_blocks(a, b, keep)))
     return sorted(pairs, key=lambda p: (-p.similarity, -p.shared, p.a, p.b))
+
+
+class SimilarGroup(BaseModel):
+    """Submissions joined by flagged pairs (a connected component): one ring of copies."""
+
+    members: list[str]  # sorted
+    pairs: list[SimilarPair]  # the flagged pairs among them, most similar first
+
+    def similarity(self, a: str, b: str) -> float | None:
+        """The flagged similarity of members `a` and `b`, or None when that pair is under the threshold."""
+        return next((p.similarity for p in self.pairs if {p.a, p.b} == {a, b}), None)
+
+
+def find_groups(pairs: list[SimilarPair]) -> list[SimilarGroup]:
+    """The connected components of the flagged `pairs`, largest first, then by most similar pair."""
+    parent: dict[str, str] = {}
+
+    def root(name: str) -> str:
+        while parent.setdefault(name, name) != name:
+            parent[name] = parent[parent[name]]
+            name = parent[name]
+        return name
+
+    for pair in pairs:
+        parent[root(pair.a)] = root(pair.b)
+    members: dict[str, list[str]] = {}
+    for name in parent:
+        members.setdefault(root(name), []).append(name)
+    groups = [SimilarGroup(members=sorted(names), pairs=[p for p in pairs if root(p.a) == top])
+              for top, names in members.items()]
+    return sorted(groups, key=lambda g: (-len(g.members), -g.pairs[0].similarity, g.members))
 
 
 def _incidence(snaps: list[Snapshot], max_share: float) -> tuple[sparse.csr_matrix, np.ndarray]:

@@ -116,3 +116,39 @@ def test_a_damaged_snapshot_leaves_one_submission_out_not_the_batch(graded) -> N
     found = check_round(load_assignment(TOY), folders, tmp_path / "pages")
     assert len(found.compared) == 3 and len(found.pairs) == 1
     assert any(p.startswith("welford-") for p in found.problems)
+
+
+RING = FIXTURES / "similarity_ring"  # one solution and two lightly edited copies (see test_similarity.py)
+
+
+@pytest.fixture(scope="module")
+def ring_round(tmp_path_factory):
+    """A round of four: the three copies of the ring and one honest solution."""
+    tmp_path = tmp_path_factory.mktemp("ring")
+    install_fake_backend(FakeBackend({}))
+    subs = []
+    for name in ("ring_a", "ring_b", "ring_c"):
+        folder = shutil.copytree(RING / name, tmp_path / "subs" / name)
+        (folder / "run.py").write_text("print('toy')\n")
+        subs.append(str(folder))
+    subs += submissions(tmp_path, ["welford"])
+    report = api.grade(TOY, subs, results_dir=tmp_path / "results", backend="fake", backoff_s=0.0)
+    return tmp_path, report
+
+
+def test_a_ring_of_three_copies_in_a_round_of_four_is_flagged_as_one_group(ring_round) -> None:
+    tmp_path, report = ring_round
+    found = report.similarity
+    assert len(found.compared) == 4
+    assert sorted(stems(found.pairs)) == [("ring_a", "ring_b"), ("ring_a", "ring_c"), ("ring_b", "ring_c")]
+    [group] = found.groups
+    assert [m.rsplit("-", 1)[0] for m in group.members] == ["ring_a", "ring_b", "ring_c"]
+    text = "\n".join(similarity_lines(found))
+    assert "3 pair(s) of the 4" in text and "group of 3: ring_a-" in text and "welford" not in text
+    index = found.report.read_text()
+    assert "Group 1: 3 submissions" in index and "welford" not in index
+    runs, _ = _runs(tmp_path / "results")
+    for name in ("ring_a", "ring_b", "ring_c"):
+        partners = runs[name].data.tags["similarity.partners"]
+        assert sum(other in partners for other in ("ring_a", "ring_b", "ring_c")) == 2
+    assert runs["welford"].data.tags["similarity.flagged"] == "false"

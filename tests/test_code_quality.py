@@ -402,3 +402,129 @@ def test_the_ladder_reports_say_why(ladder):
     notebook_cells = [int(loc.split(":")[1].split()[1]) for loc, _ in rules_at(average)
                       if loc.startswith("explore.ipynb")]
     assert notebook_cells and min(notebook_cells) > 4  # cells 2-4 are the starter's, unchanged
+
+
+# --- files that do not parse: counted by their own size ----------------------------------------------
+# Rule (graders._quality_measures): each code line (non-blank, not only a comment) of a file that
+# does not parse counts at the measure's `bad` value; lint's is 15 findings per 100 lines. So
+# lint = (100 * findings + 15 * U) / (L + U), L the parsed files' logical lines, U the unparsed code lines.
+
+FEATURES = '''"""Feature helpers for the churn model."""
+
+from __future__ import annotations
+
+import math
+
+
+def log_tenure(months: int) -> float:
+    """Log of tenure in months, 0 for new customers."""
+    return math.log1p(max(months, 0))
+
+
+def charge_band(charge: float) -> str:
+    """Three bands of monthly charge."""
+    if charge < 30:
+        return "low"
+    if charge < 70:
+        return "mid"
+    return "high"
+
+
+def ratio(part: float, whole: float) -> float:
+    """part / whole, 0 when whole is 0."""
+    return part / whole if whole else 0.0
+'''  # 16 logical lines, counted one by one: docstring, 2 imports, 3 x (def, docstring), 7 bodies lines
+
+
+def py2_report(metrics: int) -> str:
+    """A Python 2 evaluation script: `print` statements, one function per metric (8 lines each)."""
+    head = "import sys\n\n\n"  # 1 code line
+    block = ('def report_{i}(scores):\n'
+             '    # python 2 era, never ported\n'
+             '    total = 0\n'
+             '    for s in scores:\n'
+             '        total += s\n'
+             '\n'
+             '    print "metric {i}:", total / len(scores)\n'
+             '\n')  # 5 code lines: def, total = 0, for, total += s, print
+    return head + "".join(block.format(i=i) for i in range(metrics))
+
+
+def test_a_large_file_that_does_not_parse_beside_a_small_one_gives_a_bounded_density(tmp_path):
+    sub = write(tmp_path / "sub", {"features.py": FEATURES, "legacy_eval.py": py2_report(250)})
+    assert py2_report(250).count("\n") == 2003  # a 2,000-line module
+    result = grade(sub)
+    # U = 1 + 5 * 250 = 1251 code lines; L = 16; features.py has no finding. The first print is line 3 + 7.
+    # lint = 15 * 1251 / (16 + 1251) = 14.8066... (before: ruff's ~250 syntax errors / 16 lines, > 1,000)
+    assert result.metrics["lint"] == pytest.approx(15 * 1251 / 1267)
+    assert result.metrics["logical_lines"] == 16 and result.metrics["unparsed_lines"] == 1251
+    # complexity: features.py's blocks (McCabe) log_tenure 1 x 2 statements, charge_band 3 x 6,
+    # ratio 2 x 2 (the conditional expression is a decision); mixed with 1251 lines at 15:
+    assert result.metrics["complexity"] == pytest.approx((1 * 2 + 3 * 6 + 2 * 2 + 15 * 1251) / (10 + 1251))
+    assert result.metrics["lint_score"] == pytest.approx(0.0, abs=0.02)
+    assert "legacy_eval.py:10 did not parse (syntax error: Missing parentheses in call to 'print'" \
+        in result.explanation
+    assert '`print "metric 0:", total / len(scores)`' in result.explanation
+    assert rules_at(result)[0] == ("legacy_eval.py:10", "not-parsed")
+
+
+def clean_project(functions: int) -> str:
+    """A clean module: a docstring and `functions` documented one-line functions (3 logical lines each)."""
+    one = '\n\ndef scale_{i}(value: float) -> float:\n    """Scale by {i}."""\n    return value * {i}\n'
+    body = "".join(one.format(i=i) for i in range(functions))
+    return '"""Scaling helpers."""\n' + body
+
+
+EXPORTED = '''#!/usr/bin/env python
+# coding: utf-8
+
+# In[1]:
+
+
+%matplotlib inline
+!pip install lightgbm==4.7.0
+import pandas as pd
+
+
+# In[2]:
+
+
+df = pd.read_csv("train.csv")
+df.head()
+'''  # code lines: %matplotlib, !pip, import, df =, df.head() = 5; the parser stops at line 7
+
+
+def test_a_small_file_that_does_not_parse_in_a_large_clean_project_costs_little(tmp_path):
+    sub = write(tmp_path / "sub", {"scaling.py": clean_project(100), "notebook_export.py": EXPORTED})
+    result = grade(sub)
+    # L = 1 + 3 * 100 = 301, no finding; U = 5. lint = 15 * 5 / 306 = 0.245 (full marks under 2)
+    assert result.metrics["lint"] == pytest.approx(15 * 5 / 306)
+    assert result.metrics["logical_lines"] == 301 and result.metrics["unparsed_lines"] == 5
+    assert result.metrics["lint_score"] == 1.0
+    # complexity: 100 blocks of complexity 1 with 2 statements (docstring, return), and 5 lines at 15
+    assert result.metrics["complexity"] == pytest.approx((200 + 15 * 5) / 205)
+    assert "notebook_export.py:7 did not parse (syntax error: invalid syntax) at `%matplotlib inline`" \
+        in result.explanation
+
+
+MERGE_CONFLICT = '''import pandas as pd
+
+
+def load(path):
+<<<<<<< HEAD
+    df = pd.read_csv(path)
+=======
+    df = pd.read_csv(path, parse_dates=["signup_date"])
+>>>>>>> feature/dates
+    return df.dropna()
+'''  # 8 code lines (everything but the two blank lines)
+
+
+def test_a_merge_conflict_file_is_named_with_the_parsers_line(tmp_path):
+    sub = write(tmp_path / "sub", {"features.py": FEATURES, "data.py": MERGE_CONFLICT})
+    result = grade(sub)
+    # lint = 15 * 8 / (16 + 8) = 5.0 findings per 100 lines
+    assert result.metrics["lint"] == pytest.approx(5.0)
+    assert "data.py:5 did not parse (syntax error: expected an indented block after function definition " \
+           "on line 4) at `<<<<<<< HEAD`" in result.explanation
+    assert any(note.startswith("data.py:5: syntax error") for note in result.details["files"]["not_analysed"])

@@ -26,6 +26,7 @@ from harness.similarity import (
     SimilarPair,
     SnapshotError,
     compare,
+    find_groups,
     load_snapshot,
     make_snapshot,
     render_index,
@@ -144,9 +145,11 @@ def test_boilerplate_most_of_the_batch_writes_is_ignored(tmp_path, snaps):
         batch[name] = make_snapshot(folder, starter_dir=STARTER)
     shared = compare(batch, threshold=0.05, max_share=1.0, min_shared=5)
     assert len(shared) == 6 and all("plots.py" in p.ranges("a") for p in shared)
-    assert compare(batch, threshold=0.05, max_share=0.5, min_shared=5) == []
+    # a round this small is under MIN_ROUND: only the starter kit is boilerplate, the helper counts
+    assert len(compare(batch, threshold=0.05, max_share=0.5, min_shared=5)) == 6
+    assert compare(batch, threshold=0.05, max_share=0.5, min_shared=5, min_round=4) == []
     two = {"loops": snaps["loops"], "renamed_copy": snaps["renamed_copy"]}  # a pair is never boilerplate
-    assert len(compare(two, max_share=0.1)) == 1
+    assert len(compare(two, max_share=0.1, min_round=2)) == 1
 
 
 def test_hashes_do_not_depend_on_the_process(snaps):
@@ -354,6 +357,8 @@ def test_notebook_lines_are_reported_as_cells(snaps):
     ("loops/describe.py", "renamed_copy/helpers.py", True),
     ("loops/describe.py", "welford/online.py", False),
     ("numpy_vec/vecstats.py", "welford/online.py", False),
+    ("../similarity_ring/ring_a/summary.py", "../similarity_ring/ring_c/summary.py", True),
+    ("../similarity_ring/ring_b/summary.py", "welford/online.py", False),
 ])
 def test_similarity_agrees_with_copydetect(tmp_path, left, right, copied):
     # copydetect's defaults: noise threshold 25 characters of filtered code, guarantee 25 (window 1)
@@ -369,3 +374,97 @@ def test_similarity_agrees_with_copydetect(tmp_path, left, right, copied):
         assert ours > 0.8 and theirs > 0.8 and abs(ours - theirs) < 0.15
     else:
         assert ours < 0.2 and theirs < 0.2
+
+
+# --- a ring of copies in rounds of every size -----------------------------------------------------
+# tests/fixtures/similarity_ring: ring_a is one solution of the task; ring_b and ring_c are copies of
+# it with every name changed, the functions reordered, comments and docstrings changed (ring_c also
+# joins the returned dict onto three lines). All three fill in the same starter kit.
+
+RING = Path(__file__).parent / "fixtures" / "similarity_ring"
+RING_NAMES = ["ring_a", "ring_b", "ring_c"]
+HELPER = ("import matplotlib.pyplot as plt\n\n\ndef save_histogram(values, path, bins=30, title=''):\n"
+          "    figure, axis = plt.subplots(figsize=(6, 4))\n"
+          "    axis.hist(values, bins=bins, color='grey')\n"
+          "    axis.set_title(title)\n    axis.set_xlabel('value')\n    axis.set_ylabel('count')\n"
+          "    figure.tight_layout()\n    figure.savefig(path, dpi=120)\n    plt.close(figure)\n"
+          "    return path\n")
+_STEPS = [  # statement shapes of the generated honest solutions; names and numbers vary
+    "{a} = [{x} {op} {n} for {x} in {b}]", "{a} = sum({b}) / len({b})",
+    "{a} = sorted({b}, reverse=True)[:{n}]", "if len({a}) > {n}:\n{t}{a} = {a}[{n}:]",
+    "{a} = {{{i}: {x} {op} {n} for {i}, {x} in enumerate({b})}}",
+    "for {i}, {x} in enumerate({b}):\n{t}{a}.append({x} {op} {i})", "{a} = max({b}) - min({b})",
+    "{a} = round({b} {op} {n}, {n})", "while {a} and {a}[-1] < {n}:\n{t}{a}.pop()",
+    "{a} = list(zip({b}, {a}))", "{a} = any({x} > {n} for {x} in {b})", "{a} = {b}.get('{x}', {n})",
+    "{a} = abs({b} {op} {n})", "try:\n{t}{a} = float({b})\nexcept ValueError:\n{t}{a} = {n}",
+    "{a} = [{x} for {x} in {b} if {x} % {n} == 0]", "{a} = str({b}).strip().lower()",
+    "{a}, {x} = divmod({b}, {n})", "assert isinstance({b}, list), '{x}'", "{a} = {b}[::-1] if {n} else {b}",
+    "{a} += {b} ** {n}", "{a} = set({b}) - set({a})", "{a} = {b}.copy()", "del {a}[{n}]",
+    "{a} = dict.fromkeys({b}, {n})", "{a} = next(iter({b}), None)",
+]
+
+
+def honest(seed: int) -> dict[str, str]:
+    """A generated independent solution: functions of randomly drawn statements, seeded."""
+    rng = random.Random(seed)
+    names = ["values", "data", "rows", "xs", "cells", "items", "acc", "out", "tmp", "res"]
+    parts = ["import math\n"]
+    for f in range(rng.randint(3, 5)):
+        body = []
+        for _ in range(rng.randint(5, 9)):
+            step = rng.choice(_STEPS).replace("\n", "\n    ")
+            body.append("    " + step.format(a=rng.choice(names), b=rng.choice(names), x=rng.choice("vkz"),
+                                             i=rng.choice("ij"), n=rng.randint(1, 9), t="    ",
+                                             op=rng.choice("+-*/%")))
+        parts.append(f"\n\ndef step_{f}(values, data=None, rows=(), xs=(), cells=(), items=(), acc=0, out=(),"
+                     f" tmp=(), res=()):\n" + "\n".join(body) + f"\n    return {rng.choice(names)}\n")
+    return {"solution.py": "".join(parts)}
+
+
+def ring_round(tmp_path: Path, honest_count: int, *, copies: int = 3, helper: bool = False) -> dict:
+    """Snapshots of a round: `copies` of the ring, the hand-written honest fixtures, then generated
+    honest solutions; with `helper`, every submission also has the same plots.py (not in the kit)."""
+    names = RING_NAMES[:copies] + [UNRELATED[i] if i < len(UNRELATED) else f"honest{i}"
+                                   for i in range(honest_count)]
+    for index, name in enumerate(names):
+        source = RING / name if name in RING_NAMES else FIXTURES / name if name in UNRELATED else None
+        if source is not None:
+            shutil.copytree(source, tmp_path / name)
+        else:
+            _submission(tmp_path, name, honest(index))
+        if helper:
+            (tmp_path / name / "plots.py").write_text(HELPER)
+    return {name: make_snapshot(tmp_path / name, starter_dir=STARTER) for name in names}
+
+
+@pytest.mark.parametrize(("size", "copies"), [(2, 2), (3, 3), (5, 3), (40, 3)])
+def test_a_ring_of_copies_is_one_group_in_a_round_of_any_size(tmp_path, size, copies):
+    snaps = ring_round(tmp_path, size - copies, copies=copies, helper=size == 40)
+    assert len(snaps) == size
+    pairs = compare(snaps)  # the defaults: threshold 0.5, max_share 0.25, min_shared 15
+    [group] = find_groups(pairs)
+    assert group.members == RING_NAMES[:copies]
+    assert len(group.pairs) == copies * (copies - 1) // 2 and all(p.similarity > 0.8 for p in group.pairs)
+    for pair in pairs:  # the starter kit's code, in every submission, is in no matched block
+        files = {block.a.file for block in pair.blocks} | {block.b.file for block in pair.blocks}
+        assert files == {"summary.py"}, files
+
+
+def test_in_a_large_round_code_a_large_share_writes_is_boilerplate(tmp_path):
+    snaps = ring_round(tmp_path, 37, helper=True)  # every one of the 40 also has plots.py
+    loose = compare(snaps, threshold=0.0, min_shared=1)
+    assert loose and all("plots.py" not in p.ranges("a") for p in loose)
+    # under MIN_ROUND the same helper counts: in a round of five it is shared evidence
+    small = {name: snaps[name] for name in [*RING_NAMES, "loops", "numpy_vec"]}
+    assert any("plots.py" in p.ranges("a") for p in compare(small, threshold=0.0, min_shared=1))
+    assert [g.members for g in find_groups(compare(small))] == [RING_NAMES]
+
+
+def test_a_group_page_lists_its_members_and_pairwise_similarity(tmp_path):
+    snaps = ring_round(tmp_path, 2)
+    pairs = compare(snaps)
+    index = write_report(pairs, snaps, tmp_path / "report", groups=find_groups(pairs)).read_text()
+    assert "Group 1: 3 submissions" in index
+    for pair in pairs:
+        assert f"{pair.similarity:.0%}</a>" in index
+    assert "<script" not in index.lower()
