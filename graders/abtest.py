@@ -6,10 +6,11 @@ and scores 0 on that run) and the field is compared with the reference computed 
 files that run saw (graders/_abtest_reference.py; the decision rule is in its docstring).
 
 Per run (graders/_abtest_score.py): a number scores 1 within max(abs, rel x |ref|) of any
-accepted formula, falling linearly to 0 at `partial` x that tolerance; an interval likewise per
-bound, with the tolerance `halfwidth` x the reference half-width; a p-value scores 1 iff on the
-same side of alpha as the reference and within `log10` of it on the log10 scale (both floored
-at `floor`); an exact or choice field scores 1 iff accepted.
+accepted formula, falling linearly to 0 at `partial` x that tolerance; an interval likewise by
+the mean of its two bound errors, with the tolerance `halfwidth` x the reference half-width; a
+p-value scores 1 iff on the same side of alpha as the reference and within `log10` of it on the
+log10 scale (and `abs` absolute), or within the Monte-Carlo error of a `resamples`-draw test
+(both floored at `floor`); an exact or choice field scores 1 iff accepted.
 
 The criterion is the mean over runs, except for exact and choice fields, which are
 chance-corrected so that one hard-coded value earns nothing: with c the most runs any single
@@ -49,7 +50,7 @@ _FIELD = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 _FILE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _RUN = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 _KIND_ARGS = {"number": {"rel", "abs", "partial"}, "interval": {"halfwidth", "partial"},
-              "p_value": {"alpha", "log10", "floor", "abs"}, "exact": set(), "choice": set()}
+              "p_value": {"alpha", "log10", "floor", "abs", "resamples"}, "exact": set(), "choice": set()}
 
 
 class AbAnswerArgs(BaseModel):
@@ -70,6 +71,7 @@ class AbAnswerArgs(BaseModel):
     log10: float | None = Field(None, gt=0)
     floor: float = Field(1e-6, gt=0, lt=1)
     partial: float = Field(2.0, ge=1)
+    resamples: int | None = Field(None, ge=100)  # p-values: the fewest draws a resampling test may use
 
     @field_validator("answers")
     @classmethod
@@ -103,7 +105,8 @@ class AbAnswerArgs(BaseModel):
 
     @model_validator(mode="after")
     def _fits_compare(self) -> AbAnswerArgs:
-        given = self.model_fields_set & {"rel", "abs", "halfwidth", "alpha", "log10", "floor", "partial"}
+        given = self.model_fields_set & {"rel", "abs", "halfwidth", "alpha", "log10", "floor", "partial",
+                                         "resamples"}
         extra = sorted(given - _KIND_ARGS[self.compare])
         if extra:
             raise ValueError(f"{', '.join(extra)} do not apply to compare: {self.compare}; remove them")
@@ -238,8 +241,9 @@ def _rule(a: AbAnswerArgs) -> str:
         both = f"max({fmt(a.abs)}, {rel})" if a.abs and rel else rel or fmt(a.abs or 0.0)
         return f"\u00b1{both}"
     if a.compare == "interval":
-        return f"\u00b1{(a.halfwidth or 0) * 100:g}% of the reference half-width per bound"
+        return f"\u00b1{(a.halfwidth or 0) * 100:g}% of the reference half-width (mean bound error)"
     if a.compare == "p_value":
         near = f" and {fmt(a.abs)} absolute" if a.abs else ""
-        return f"{a.log10:g} in log10{near} on the same side of alpha = {a.alpha:g}"
+        mc = f" (or a {a.resamples:,}-draw resampling test's error)" if a.resamples else ""
+        return f"{a.log10:g} in log10{near}{mc} on the same side of alpha = {a.alpha:g}"
     return "accepted"

@@ -94,7 +94,9 @@ def test_srm_flagged_only_on_the_srm_run(data: Path) -> None:
     for run in ("public", *RUNS):
         log = _log(data, run)
         counts = [int((~log["treated"]).sum()), int(log["treated"].sum())]
-        assert srm_test(counts, [1, 1]).flagged == (run == "srm"), run
+        split = json.loads((run_folder(data, run) / "design.json").read_text())["planned_split"]
+        assert srm_test(counts, [split["control"], split["treatment"]]).flagged == (run == "srm"), run
+        assert _truth(data, run)["treatment_share"] == split["treatment"]
     truth, log = _truth(data, "srm"), _log(data, "srm")
     assert truth["srm"] > 0 and truth["dropped"] == truth["n_assigned"] - log["treated"].size
     treated = int(log["treated"].sum())
