@@ -11,9 +11,9 @@
   given, |p' - r'| <= `abs` (analytic tests agree this closely), or, when `resamples` = B is given,
   |p' - r'| <= MC_Z sqrt(ref (1 - ref) / B) + 2 / B: the Monte-Carlo error of a resampling test with
   B draws (a binomial count), plus 2 / B for the add-one estimator's bias ((1 + c) / (B + 1)) and
-  the Poisson tail of small counts; at most 0.3% of such tests miss, for any reference. The log scale judges small p-values; the absolute bound
-  judges large ones, where a factor of 1.6 spans most of [0, 1] and a value pasted from another
-  data set would often land inside it.
+  the Poisson tail of small counts; at most 0.3% of such tests miss, for any reference. The log
+  scale judges small p-values; the absolute bound judges large ones, where a factor of 1.6 spans
+  most of [0, 1] and a value pasted from another data set would often land inside it.
 * exact / choice: 1 iff accepted. Across runs they are chance-corrected (see `chance_corrected`).
 
 A relative slack of 1e-9 keeps a value written at the tolerance's edge from failing on float

@@ -148,7 +148,8 @@ def test_analysis_reference_matches_statsmodels_and_scipy(data: Path, run: str) 
     assert ref["analysis.revenue_cuped.p_value"].value == pytest.approx(p, rel=1e-6)
     assert ref["analysis.revenue_cuped.lift_abs"].values[0][1] == approx(adj[t].mean() - adj[~t].mean())
     split = json.loads((run_folder(data, run) / "design.json").read_text())["planned_split"]
-    srm_p = stats.chisquare([nc, nt], f_exp=[split["control"] * (nc + nt), split["treatment"] * (nc + nt)]).pvalue
+    planned = [split["control"] * (nc + nt), split["treatment"] * (nc + nt)]
+    srm_p = stats.chisquare([nc, nt], f_exp=planned).pvalue
     assert ref["srm.p_value"].value == pytest.approx(srm_p, rel=1e-6)
     assert ref["srm.detected"] == Exact(srm_p < 0.001)
 
