@@ -30,11 +30,16 @@ AB_GROUPS = {"design", "conversion", "revenue", "cuped", "srm", "decision"}
 def test_examples_order_as_a_reviewer_would(graded):
     _, lines = graded
     total = {name: line["total_score"] for name, line in lines.items()}
-    assert set(total) == {"good_notebook", "good_script", "no_srm", "classic_mistakes", "hardcoded", "raises"}
-    # Both correct submissions are near full marks, whichever form they take.
+    assert set(total) == {"good_notebook", "good_script", "bootstrap_permutation", "no_srm",
+                          "classic_mistakes", "hardcoded", "raises"}
+    # The correct submissions are near full marks, whichever form they take, formulas or resampling
+    # (bootstrap CIs and permutation p-values with 1,000 resamples: their Monte-Carlo error is allowed).
     assert min(total["good_notebook"], total["good_script"]) >= 90
+    assert earned(lines["bootstrap_permutation"], groups=AB_GROUPS) >= 0.97 * 18.5
+    assert lines["bootstrap_permutation"]["status"] == "ok"
     # Sound statistics without the SRM check: loses the SRM fields and ships the broken experiment.
-    assert 50 <= total["no_srm"] < min(total["good_notebook"], total["good_script"]) - 10
+    assert 50 <= total["no_srm"] < min(total["good_notebook"], total["good_script"],
+                                       total["bootstrap_permutation"]) - 10
     # One-sided tests, pooled variance, peeking: below the one who only forgot a check.
     assert total["classic_mistakes"] < total["no_srm"] - 10
     # Answers pasted from the public data fit no hidden run (they are drawn unlike it: at most 0.2
@@ -54,8 +59,11 @@ def test_the_hidden_reruns_are_graded_and_the_public_run_is_not(graded):
     assert hard["status"] == "ok"  # it ran fine everywhere; its answers just do not follow the data
     decision = hard["criteria"]["decision"]
     assert decision["score"] == 0  # a constant call earns nothing
-    good = lines["good_script"]["criteria"]
-    assert good["srm_detected"]["score"] == 1 and good["decision"]["score"] == 1
+    for name in ("good_script", "good_notebook", "bootstrap_permutation"):  # they read the planned split
+        good = lines[name]["criteria"]
+        assert good["srm_detected"]["score"] == 1 and good["decision"]["score"] == 1, name
+    # classic_mistakes checks the split against 50/50: the planned 60/40 of clear_win looks broken
+    assert lines["classic_mistakes"]["criteria"]["srm_detected"]["metrics"]["clear_win.score"] == 0
     no_srm = lines["no_srm"]["criteria"]
     assert no_srm["srm_detected"]["score"] == 0 and no_srm["conversion_p_value"]["score"] == 1
 
