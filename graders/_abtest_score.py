@@ -14,7 +14,8 @@
   the Poisson tail of small counts; at most 0.3% of such tests miss, for any reference. The log
   scale judges small p-values; the absolute bound judges large ones, where a factor of 1.6 spans
   most of [0, 1] and a value pasted from another data set would often land inside it.
-* exact / choice: 1 iff accepted. Across runs they are chance-corrected (see `chance_corrected`).
+* exact / choice: 1 iff accepted. Across runs they are chance-corrected (see `chance_corrected`),
+  and so are p-values (`p_value_constant_runs`): a constant 0 is right wherever p is tiny.
 
 A relative slack of 1e-9 keeps a value written at the tolerance's edge from failing on float
 rounding. Nothing here raises for a candidate's value: it arrives already validated.
@@ -147,6 +148,18 @@ def best_constant(accepted_sets: Sequence[frozenset[Hashable]], answers: Sequenc
     values = set().union(*accepted_sets) | set(answers)
     return max((sum(1 for s in accepted_sets if any(type(v) is type(a) and v == a for a in s))
                 for v in values), default=0)
+
+
+# Constant p-values tried for the chance baseline: 0 and a log grid (every 0.02 in log10) from 1e-9
+P_GRID = (0.0, *(10 ** (-k / 50) for k in range(451)))
+
+
+def p_value_constant_runs(expected: Sequence[PValue], answers: Sequence[float], args: Tolerances) -> int:
+    """The most runs one constant p-value would be accepted on (0, a log grid, the references, the
+    answers). On runs whose references all lie below a test's resolution a constant 0 is right on
+    each: like a constant yes/no, it must not earn credit (see `chance_corrected`)."""
+    values = {*P_GRID, *(e.value for e in expected), *answers}
+    return max(sum(compare(v, e, args).score == 1 for e in expected) for v in values)
 
 
 def compare(got: Any, expected: Expected, args: Tolerances) -> Comparison:

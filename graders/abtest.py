@@ -12,8 +12,9 @@ p-value scores 1 iff on the same side of alpha as the reference and within `log1
 log10 scale (and `abs` absolute), or within the Monte-Carlo error of a `resamples`-draw test
 (both floored at `floor`); an exact or choice field scores 1 iff accepted.
 
-The criterion is the mean over runs, except for exact and choice fields, which are
-chance-corrected so that one hard-coded value earns nothing: with c the most runs any single
+The criterion is the mean over runs, except for exact, choice and p-value fields, which are
+chance-corrected so that one hard-coded value earns nothing (a p-value of 0 is right on every run
+whose reference is below a resampling test's resolution): with c the most runs any single
 value is accepted on, the score is max(0, (correct - c) / (runs - c)); when one value is right
 on every run (c = runs) it is correct / runs. For the decision on the three hidden runs
 (inconclusive, ship, inconclusive-or-dont_ship) c = 2, so only all three right scores.
@@ -37,6 +38,7 @@ from graders._abtest_score import (
     compare,
     floats,
     fmt,
+    p_value_constant_runs,
 )
 from graders._answers import Answers, load_schema, lookup, read_answers
 from graders._base import CriterionResult, Grader, GradingContext, grader
@@ -192,13 +194,17 @@ class AbAnswerGrader(Grader):
         return RunOutcome(expected, got=got, verdict=verdict, problem=note)
 
     def _combine(self, runs: dict[str, RunOutcome]) -> tuple[float, int | None]:
-        """The criterion score, and for exact/choice fields the runs a constant answer gets right."""
+        """The criterion score, and for exact/choice/p-value fields the runs a constant gets right."""
         scores = [r.score for r in runs.values()]
-        if self.args.compare not in ("exact", "choice"):
-            return sum(scores) / len(scores), None
-        sets = [accepted(r.expected) for r in runs.values()]  # type: ignore[arg-type]
         answers = [r.got for r in runs.values() if r.got is not None]
-        constant = best_constant(sets, answers)
+        if self.args.compare == "p_value":
+            constant = p_value_constant_runs([r.expected for r in runs.values()],  # type: ignore[misc]
+                                             answers, self.args)
+        elif self.args.compare in ("exact", "choice"):
+            sets = [accepted(r.expected) for r in runs.values()]  # type: ignore[arg-type]
+            constant = best_constant(sets, answers)
+        else:
+            return sum(scores) / len(scores), None
         return chance_corrected(int(sum(scores)), len(scores), constant), constant
 
     def _metrics(self, runs: dict[str, RunOutcome], chance: int | None) -> dict[str, float]:

@@ -388,7 +388,7 @@ def test_hostile_text_is_shortened_and_printable(data: Path, tmp_path: Path) -> 
 
 
 def test_uncollected_run_scores_zero_and_uncollected_file_is_spec_error(data: Path, tmp_path: Path) -> None:
-    grader = make_grader(P, "p_value", ["no_effect", "srm"], alpha=0.05, log10=0.2)
+    grader = make_grader("analysis.conversion.lift_abs", "number", ["no_effect", "srm"], abs=5e-5)
     r = grader.grade(context(data, tmp_path, {"no_effect": good_answers(data, "no_effect")}))
     assert r.score == 0.5 and "no answers.json was collected from run srm" in r.explanation
     with pytest.raises(SpecError, match="no stage collects 'answers.json'"):
@@ -415,6 +415,20 @@ def test_decision_is_chance_corrected(data: Path, tmp_path: Path) -> None:
     r = make_grader("decision", "choice").grade(context(data, tmp_path, {
         run: set_field({}, "decision", "inconclusive") for run in HIDDEN}))
     assert r.metrics["chance_level_runs"] == 2 and "Chance-corrected" in r.explanation
+
+
+def test_a_constant_p_value_of_zero_earns_nothing(data: Path, tmp_path: Path) -> None:
+    # p = 0 everywhere: below the 1,000-draw resolution wherever the reference is (clear_win, and
+    # the spurious win of srm), wrong on no_effect. Chance-corrected like a constant yes/no.
+    args = next(g["args"] for g in yaml_graders() if g["name"] == "conversion_p_value")
+    grader = make_grader(**{k: v for k, v in args.items() if k not in ("answers", "runs")})
+    refs = {run: reference(run_folder(data, run))[P].value for run in HIDDEN}
+    assert refs["no_effect"] > 0.1 and refs["clear_win"] < 1e-3 and refs["srm"] < 0.01, refs
+    zero = grader.grade(context(data, tmp_path, {run: set_field({}, P, 0.0) for run in HIDDEN}))
+    assert zero.metrics["runs_correct"] == 2 and zero.metrics["chance_level_runs"] == 2
+    assert zero.score == 0 and "Chance-corrected" in zero.explanation
+    right = grader.grade(context(data, tmp_path, {run: good_answers(data, run) for run in HIDDEN}))
+    assert right.score == 1
 
 
 # --- arguments and the spec -----------------------------------------------------------------------
