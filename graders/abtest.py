@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from graders import _abtest_gate  # noqa: F401 - registers "ab_gated" (engineering gated on the task)
 from graders._abtest_reference import FIELDS, reference
 from graders._abtest_score import (
     RunOutcome,

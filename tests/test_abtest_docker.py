@@ -46,11 +46,17 @@ def test_examples_order_as_a_reviewer_would(graded):
     # of 18.5 answer weight over ten secret seeds); the classic mistakes earn some answers (how many
     # depends on this install's secret seed: its SRM threshold of 0.001 misses some planted SRMs).
     answers = {name: earned(line, groups=AB_GROUPS) for name, line in lines.items()}
-    assert answers["hardcoded"] < 0.5 and answers["hardcoded"] < answers["classic_mistakes"]
+    assert answers["hardcoded"] < 0.5 and answers["hardcoded"] <= answers["classic_mistakes"]
     assert total["hardcoded"] < total["classic_mistakes"]
-    # The notebook that raises answers nothing; only its static code quality scores (weight 1.5 of 21).
+    # The notebook that raises answers nothing, and the pasted answers follow no data: neither did the
+    # task, so their engineering criteria (code quality, own tests) count for nothing either, though
+    # their code was reviewed (graders/_abtest_gate.py).
     assert lines["raises"]["status"] == "error" and answers["raises"] == 0
-    assert max(total["raises"], total["hardcoded"]) < 10
+    assert total["raises"] == total["hardcoded"] == 0
+    for name in ("raises", "hardcoded"):
+        quality = lines[name]["criteria"]["code_quality"]["metrics"]
+        assert quality["gate.share"] == 0 and quality["ungated_score"] > 0.5, name
+    assert lines["good_script"]["criteria"]["code_quality"]["metrics"]["gate.share"] == 1
 
 
 def test_the_hidden_reruns_are_graded_and_the_public_run_is_not(graded):
