@@ -12,6 +12,7 @@ Spec errors (an unknown inner grader or bad inner arguments) raise SpecError via
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
@@ -66,7 +67,7 @@ class AbGatedGrader(Grader):
     def check_spec(self, spec: AssignmentSpec) -> None:
         self.inner.check_spec(spec)
 
-    def check_files(self, assignment_dir: Any) -> None:
+    def check_files(self, assignment_dir: Path) -> None:
         self.inner.check_files(assignment_dir)
 
     def grade(self, ctx: GradingContext) -> CriterionResult:

@@ -186,7 +186,10 @@ def test_hidden_runs_are_clear_cut_for_any_secret(secret: int) -> None:
         seed, run = generate.clear_cut_run(secret, name, unlike=unlike)
         treated = run.variant == "treatment"
         counts, diff, p_conv = conversion(run)
-        assert (chisquare(counts).pvalue < 1e-6) == (name == "srm"), name
+        share = 0.4 if name == "clear_win" else 0.5  # the planned split (clear_win: 60/40)
+        assert run.truth.treatment_share == share
+        planned = [sum(counts) * (1 - share), sum(counts) * share]
+        assert (chisquare(counts, f_exp=planned).pvalue < 1e-6) == (name == "srm"), name
         p_rev = ttest_ind(run.revenue[treated], run.revenue[~treated], equal_var=False).pvalue
         assert not 0.025 < p_conv < 0.1 and not 0.025 < p_rev < 0.1, name
         if name == "clear_win":
