@@ -13,7 +13,8 @@ with graders/_abstats.py and, where a second standard formula is accepted, stats
   for each accepted n.
 * analysis (95% CIs): conversion by the two-proportion z-test (Wald CI, delta-method relative
   CI), revenue per user by Welch's t-test, CUPED on pre_metric (its adjusted Welch comparison).
-* SRM: chi-square of the two arm counts against 50/50, detected when p < 0.001.
+* SRM: chi-square goodness of fit of the two arm counts against design.json's `planned_split`
+  (each arm's planned share), detected when p < 0.001.
 * decision, the rule written in the candidate brief:
   if the SRM check fires, "inconclusive" and "dont_ship" are both accepted; otherwise "ship" when
   the conversion ci_abs lies entirely above 0 and the CUPED revenue ci_abs does not lie entirely
@@ -133,6 +134,21 @@ def _read_design(path: Path) -> _Design:
     return _Design(**values)
 
 
+def _read_split(path: Path) -> tuple[float, float]:
+    """design.json's planned (control, treatment) shares of the experiment's users."""
+    try:
+        split = json.loads(path.read_text(encoding="utf-8"))["planned_split"]
+        shares = (split["control"], split["treatment"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise HarnessError(f"{path}: no planned_split with control and treatment shares ({exc})") from None
+    if (set(split) != {"control", "treatment"} or not all(
+            isinstance(v, int | float) and not isinstance(v, bool) and 0 < v < 1 for v in shares)
+            or abs(sum(shares) - 1) > 1e-6):
+        raise HarnessError(f"{path}: planned_split must give control and treatment shares in (0, 1) "
+                           "summing to 1")
+    return float(shares[0]), float(shares[1])
+
+
 def _z(d: _Design) -> tuple[float, float]:
     z_alpha = stats.norm.ppf(1 - d.alpha / 2 if d.two_sided else 1 - d.alpha)
     return float(z_alpha), float(stats.norm.ppf(d.power))
@@ -221,13 +237,13 @@ def decide(srm_flagged: bool, conversion_ci: tuple[float, float],
     return frozenset({"inconclusive"})
 
 
-def _analysis_fields(log: dict[str, np.ndarray]) -> dict[str, Expected]:
+def _analysis_fields(log: dict[str, np.ndarray], split: tuple[float, float]) -> dict[str, Expected]:
     t, conv, rev = log["treated"], log["converted"], log["revenue"]
     prop = two_proportion_test(int(conv[~t].sum()), int((~t).sum()), int(conv[t].sum()), int(t.sum()),
                                alpha=ALPHA)
     welch = welch_test(rev[~t], rev[t], alpha=ALPHA)
     adjusted = cuped(rev, log["pre"], t.astype(int), alpha=ALPHA).adjusted
-    srm = srm_test([int((~t).sum()), int(t.sum())], [1, 1], threshold=SRM_THRESHOLD)
+    srm = srm_test([int((~t).sum()), int(t.sum())], list(split), threshold=SRM_THRESHOLD)
     out: dict[str, Expected] = {}
     for metric, lift_abs, lift_rel, ci, ci_rel, p in (
             ("conversion", prop.diff, prop.relative_lift, prop.ci, prop.relative_ci, prop.p_value),
@@ -250,7 +266,8 @@ def _analysis_fields(log: dict[str, np.ndarray]) -> dict[str, Expected]:
 def _cached(run_dir: str, stamp: tuple[int, ...]) -> Mapping[str, Expected]:
     folder = Path(run_dir)
     return MappingProxyType({**_design_fields(_read_design(folder / "design.json")),
-                             **_analysis_fields(_read_log(folder / "experiment.csv"))})
+                             **_analysis_fields(_read_log(folder / "experiment.csv"),
+                                                _read_split(folder / "design.json"))})
 
 
 def reference(run_dir: Path) -> Mapping[str, Expected]:

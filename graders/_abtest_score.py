@@ -2,13 +2,20 @@
 
 * number: tolerance = max(abs, rel x |reference|); full credit within it, falling linearly to 0 at
   `partial` x tolerance. With several accepted references (formulas), the best one counts.
-* interval: each bound within `halfwidth` x the reference interval's half-width, the larger of the
-  two bound errors counting; same linear band. Bounds are compared in the order given.
-* p_value: 1 iff on the same side of alpha as the reference, |log10 max(p, floor) - log10
-  max(ref, floor)| <= `log10` and, when `abs` is given, |p - ref| <= `abs`; else 0. The log scale
-  judges small p-values; the absolute bound judges large ones, where a factor of 1.6 spans most of
-  [0, 1] and a value pasted from another data set would often land inside it.
-* exact / choice: 1 iff accepted. Across runs they are chance-corrected (see `chance_corrected`).
+* interval: the mean of the two bounds' absolute errors within `halfwidth` x the reference
+  interval's half-width; same linear band. Bounds are compared in the order given. The mean (not
+  the larger) error: a resampled interval's two bounds err independently, while a wrong level or
+  standard error moves both, so the mean separates the two far better (assignment.yaml derives it).
+* p_value: 1 iff on the same side of alpha as the reference and close to it, with p' = max(p,
+  floor) and r' = max(ref, floor): either |log10 p' - log10 r'| <= `log10` and, when `abs` is
+  given, |p' - r'| <= `abs` (analytic tests agree this closely), or, when `resamples` = B is given,
+  |p' - r'| <= MC_Z sqrt(ref (1 - ref) / B) + 2 / B: the Monte-Carlo error of a resampling test with
+  B draws (a binomial count), plus 2 / B for the add-one estimator's bias ((1 + c) / (B + 1)) and
+  the Poisson tail of small counts; at most 0.3% of such tests miss, for any reference. The log
+  scale judges small p-values; the absolute bound judges large ones, where a factor of 1.6 spans
+  most of [0, 1] and a value pasted from another data set would often land inside it.
+* exact / choice: 1 iff accepted. Across runs they are chance-corrected (see `chance_corrected`),
+  and so are p-values (`p_value_constant_runs`): a constant 0 is right wherever p is tiny.
 
 A relative slack of 1e-9 keeps a value written at the tolerance's edge from failing on float
 rounding. Nothing here raises for a candidate's value: it arrives already validated.
@@ -24,6 +31,7 @@ from typing import Any, Protocol
 from graders._abtest_reference import Bounds, Choice, Exact, Expected, Numbers, PValue
 
 SLACK = 1e-9
+MC_Z = 3.0  # standard errors of a resampled p-value that still earn full credit
 
 
 class Tolerances(Protocol):
@@ -36,6 +44,7 @@ class Tolerances(Protocol):
     log10: float | None
     floor: float
     partial: float
+    resamples: int | None
 
 
 @dataclass(frozen=True)
@@ -83,20 +92,28 @@ def compare_interval(got: Sequence[float], expected: Bounds, *, halfwidth: float
                      partial: float) -> Comparison:
     """Score a [low, high] pair bound by bound against the reference interval."""
     tolerance = halfwidth * (expected.high - expected.low) / 2
-    error = max(abs(got[0] - expected.low), abs(got[1] - expected.high))
+    error = (abs(got[0] - expected.low) + abs(got[1] - expected.high)) / 2
     ratio = _ratio(error, tolerance)
     note = "the bounds are in descending order; write [low, high]" if got[0] > got[1] else ""
     return Comparison(band(ratio, partial), ratio, tolerance, expected=(expected.low, expected.high),
                       note=note)
 
 
+def resampling_band(reference: float, resamples: int) -> float:
+    """How far a p-value from `resamples` random draws may lie from `reference` (binomial error)."""
+    return MC_Z * math.sqrt(reference * (1 - reference) / resamples) + 2 / resamples
+
+
 def compare_p_value(got: float, expected: PValue, *, alpha: float, log10: float,
-                    floor: float, abs_: float | None = None) -> Comparison:
-    """1 iff the same side of alpha as the reference and close on the log10 (and absolute) scale."""
-    distance = abs(math.log10(max(got, floor)) - math.log10(max(expected.value, floor)))
-    ratio = distance / log10
+                    floor: float, abs_: float | None = None, resamples: int | None = None) -> Comparison:
+    """1 iff the same side of alpha as the reference and close by the analytic or resampling rule."""
+    p, ref = max(got, floor), max(expected.value, floor)
+    ratio = abs(math.log10(p) - math.log10(ref)) / log10
     if abs_ is not None:
-        ratio = max(ratio, abs(got - expected.value) / abs_)
+        ratio = max(ratio, abs(p - ref) / abs_)
+    if resamples is not None:
+        # the band at the reference itself: a tiny p-value is resampled as a count of 0 to 2
+        ratio = min(ratio, abs(p - ref) / resampling_band(expected.value, resamples))
     same_side = (got < alpha) == (expected.value < alpha)
     ok = same_side and ratio <= 1 + SLACK
     note = "" if same_side else f"on the other side of alpha = {alpha:g} from the reference"
@@ -133,6 +150,18 @@ def best_constant(accepted_sets: Sequence[frozenset[Hashable]], answers: Sequenc
                 for v in values), default=0)
 
 
+# Constant p-values tried for the chance baseline: 0 and a log grid (every 0.02 in log10) from 1e-9
+P_GRID = (0.0, *(10 ** (-k / 50) for k in range(451)))
+
+
+def p_value_constant_runs(expected: Sequence[PValue], answers: Sequence[float], args: Tolerances) -> int:
+    """The most runs one constant p-value would be accepted on (0, a log grid, the references, the
+    answers). On runs whose references all lie below a test's resolution a constant 0 is right on
+    each: like a constant yes/no, it must not earn credit (see `chance_corrected`)."""
+    values = {*P_GRID, *(e.value for e in expected), *answers}
+    return max(sum(compare(v, e, args).score == 1 for e in expected) for v in values)
+
+
 def compare(got: Any, expected: Expected, args: Tolerances) -> Comparison:
     """Dispatch on the reference's kind. Raises OverflowError if a number does not fit a float."""
     if isinstance(expected, Numbers):
@@ -142,7 +171,7 @@ def compare(got: Any, expected: Expected, args: Tolerances) -> Comparison:
                                 partial=args.partial)
     if isinstance(expected, PValue):
         return compare_p_value(float(got), expected, alpha=args.alpha or 0.0, log10=args.log10 or 0.0,
-                               floor=args.floor, abs_=args.abs)
+                               floor=args.floor, abs_=args.abs, resamples=args.resamples)
     return compare_accepted(got, expected)
 
 

@@ -6,13 +6,15 @@ and scores 0 on that run) and the field is compared with the reference computed 
 files that run saw (graders/_abtest_reference.py; the decision rule is in its docstring).
 
 Per run (graders/_abtest_score.py): a number scores 1 within max(abs, rel x |ref|) of any
-accepted formula, falling linearly to 0 at `partial` x that tolerance; an interval likewise per
-bound, with the tolerance `halfwidth` x the reference half-width; a p-value scores 1 iff on the
-same side of alpha as the reference and within `log10` of it on the log10 scale (both floored
-at `floor`); an exact or choice field scores 1 iff accepted.
+accepted formula, falling linearly to 0 at `partial` x that tolerance; an interval likewise by
+the mean of its two bound errors, with the tolerance `halfwidth` x the reference half-width; a
+p-value scores 1 iff on the same side of alpha as the reference and within `log10` of it on the
+log10 scale (and `abs` absolute), or within the Monte-Carlo error of a `resamples`-draw test
+(both floored at `floor`); an exact or choice field scores 1 iff accepted.
 
-The criterion is the mean over runs, except for exact and choice fields, which are
-chance-corrected so that one hard-coded value earns nothing: with c the most runs any single
+The criterion is the mean over runs, except for exact, choice and p-value fields, which are
+chance-corrected so that one hard-coded value earns nothing (a p-value of 0 is right on every run
+whose reference is below a resampling test's resolution): with c the most runs any single
 value is accepted on, the score is max(0, (correct - c) / (runs - c)); when one value is right
 on every run (c = runs) it is correct / runs. For the decision on the three hidden runs
 (inconclusive, ship, inconclusive-or-dont_ship) c = 2, so only all three right scores.
@@ -27,6 +29,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from graders import _abtest_gate  # noqa: F401 - registers "ab_gated" (engineering gated on the task)
 from graders._abtest_reference import FIELDS, reference
 from graders._abtest_score import (
     RunOutcome,
@@ -36,6 +39,7 @@ from graders._abtest_score import (
     compare,
     floats,
     fmt,
+    p_value_constant_runs,
 )
 from graders._answers import Answers, load_schema, lookup, read_answers
 from graders._base import CriterionResult, Grader, GradingContext, grader
@@ -49,7 +53,7 @@ _FIELD = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 _FILE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _RUN = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 _KIND_ARGS = {"number": {"rel", "abs", "partial"}, "interval": {"halfwidth", "partial"},
-              "p_value": {"alpha", "log10", "floor", "abs"}, "exact": set(), "choice": set()}
+              "p_value": {"alpha", "log10", "floor", "abs", "resamples"}, "exact": set(), "choice": set()}
 
 
 class AbAnswerArgs(BaseModel):
@@ -70,6 +74,7 @@ class AbAnswerArgs(BaseModel):
     log10: float | None = Field(None, gt=0)
     floor: float = Field(1e-6, gt=0, lt=1)
     partial: float = Field(2.0, ge=1)
+    resamples: int | None = Field(None, ge=100)  # p-values: the fewest draws a resampling test may use
 
     @field_validator("answers")
     @classmethod
@@ -103,7 +108,8 @@ class AbAnswerArgs(BaseModel):
 
     @model_validator(mode="after")
     def _fits_compare(self) -> AbAnswerArgs:
-        given = self.model_fields_set & {"rel", "abs", "halfwidth", "alpha", "log10", "floor", "partial"}
+        given = self.model_fields_set & {"rel", "abs", "halfwidth", "alpha", "log10", "floor", "partial",
+                                         "resamples"}
         extra = sorted(given - _KIND_ARGS[self.compare])
         if extra:
             raise ValueError(f"{', '.join(extra)} do not apply to compare: {self.compare}; remove them")
@@ -189,13 +195,17 @@ class AbAnswerGrader(Grader):
         return RunOutcome(expected, got=got, verdict=verdict, problem=note)
 
     def _combine(self, runs: dict[str, RunOutcome]) -> tuple[float, int | None]:
-        """The criterion score, and for exact/choice fields the runs a constant answer gets right."""
+        """The criterion score, and for exact/choice/p-value fields the runs a constant gets right."""
         scores = [r.score for r in runs.values()]
-        if self.args.compare not in ("exact", "choice"):
-            return sum(scores) / len(scores), None
-        sets = [accepted(r.expected) for r in runs.values()]  # type: ignore[arg-type]
         answers = [r.got for r in runs.values() if r.got is not None]
-        constant = best_constant(sets, answers)
+        if self.args.compare == "p_value":
+            constant = p_value_constant_runs([r.expected for r in runs.values()],  # type: ignore[misc]
+                                             answers, self.args)
+        elif self.args.compare in ("exact", "choice"):
+            sets = [accepted(r.expected) for r in runs.values()]  # type: ignore[arg-type]
+            constant = best_constant(sets, answers)
+        else:
+            return sum(scores) / len(scores), None
         return chance_corrected(int(sum(scores)), len(scores), constant), constant
 
     def _metrics(self, runs: dict[str, RunOutcome], chance: int | None) -> dict[str, float]:
@@ -238,8 +248,9 @@ def _rule(a: AbAnswerArgs) -> str:
         both = f"max({fmt(a.abs)}, {rel})" if a.abs and rel else rel or fmt(a.abs or 0.0)
         return f"\u00b1{both}"
     if a.compare == "interval":
-        return f"\u00b1{(a.halfwidth or 0) * 100:g}% of the reference half-width per bound"
+        return f"\u00b1{(a.halfwidth or 0) * 100:g}% of the reference half-width (mean bound error)"
     if a.compare == "p_value":
         near = f" and {fmt(a.abs)} absolute" if a.abs else ""
-        return f"{a.log10:g} in log10{near} on the same side of alpha = {a.alpha:g}"
+        mc = f" (or a {a.resamples:,}-draw resampling test's error)" if a.resamples else ""
+        return f"{a.log10:g} in log10{near}{mc} on the same side of alpha = {a.alpha:g}"
     return "accepted"

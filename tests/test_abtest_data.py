@@ -94,7 +94,9 @@ def test_srm_flagged_only_on_the_srm_run(data: Path) -> None:
     for run in ("public", *RUNS):
         log = _log(data, run)
         counts = [int((~log["treated"]).sum()), int(log["treated"].sum())]
-        assert srm_test(counts, [1, 1]).flagged == (run == "srm"), run
+        split = json.loads((run_folder(data, run) / "design.json").read_text())["planned_split"]
+        assert srm_test(counts, [split["control"], split["treatment"]]).flagged == (run == "srm"), run
+        assert _truth(data, run)["treatment_share"] == split["treatment"]
     truth, log = _truth(data, "srm"), _log(data, "srm")
     assert truth["srm"] > 0 and truth["dropped"] == truth["n_assigned"] - log["treated"].size
     treated = int(log["treated"].sum())
@@ -184,7 +186,10 @@ def test_hidden_runs_are_clear_cut_for_any_secret(secret: int) -> None:
         seed, run = generate.clear_cut_run(secret, name, unlike=unlike)
         treated = run.variant == "treatment"
         counts, diff, p_conv = conversion(run)
-        assert (chisquare(counts).pvalue < 1e-6) == (name == "srm"), name
+        share = 0.4 if name == "clear_win" else 0.5  # the planned split (clear_win: 60/40)
+        assert run.truth.treatment_share == share
+        planned = [sum(counts) * (1 - share), sum(counts) * share]
+        assert (chisquare(counts, f_exp=planned).pvalue < 1e-6) == (name == "srm"), name
         p_rev = ttest_ind(run.revenue[treated], run.revenue[~treated], equal_var=False).pvalue
         assert not 0.025 < p_conv < 0.1 and not 0.025 < p_rev < 0.1, name
         if name == "clear_win":

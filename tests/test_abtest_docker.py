@@ -30,22 +30,33 @@ AB_GROUPS = {"design", "conversion", "revenue", "cuped", "srm", "decision"}
 def test_examples_order_as_a_reviewer_would(graded):
     _, lines = graded
     total = {name: line["total_score"] for name, line in lines.items()}
-    assert set(total) == {"good_notebook", "good_script", "no_srm", "classic_mistakes", "hardcoded", "raises"}
-    # Both correct submissions are near full marks, whichever form they take.
+    assert set(total) == {"good_notebook", "good_script", "bootstrap_permutation", "no_srm",
+                          "classic_mistakes", "hardcoded", "raises"}
+    # The correct submissions are near full marks, whichever form they take, formulas or resampling
+    # (bootstrap CIs and permutation p-values with 1,000 resamples: their Monte-Carlo error is allowed).
     assert min(total["good_notebook"], total["good_script"]) >= 90
+    assert earned(lines["bootstrap_permutation"], groups=AB_GROUPS) >= 0.97 * 18.5
+    assert lines["bootstrap_permutation"]["status"] == "ok"
     # Sound statistics without the SRM check: loses the SRM fields and ships the broken experiment.
-    assert 50 <= total["no_srm"] < min(total["good_notebook"], total["good_script"]) - 10
+    assert 50 <= total["no_srm"] < min(total["good_notebook"], total["good_script"],
+                                       total["bootstrap_permutation"]) - 10
     # One-sided tests, pooled variance, peeking: below the one who only forgot a check.
     assert total["classic_mistakes"] < total["no_srm"] - 10
     # Answers pasted from the public data fit no hidden run (they are drawn unlike it: at most 0.2
     # of 18.5 answer weight over ten secret seeds); the classic mistakes earn some answers (how many
     # depends on this install's secret seed: its SRM threshold of 0.001 misses some planted SRMs).
     answers = {name: earned(line, groups=AB_GROUPS) for name, line in lines.items()}
-    assert answers["hardcoded"] < 0.5 and answers["hardcoded"] < answers["classic_mistakes"]
+    assert answers["hardcoded"] < 0.5 and answers["hardcoded"] <= answers["classic_mistakes"]
     assert total["hardcoded"] < total["classic_mistakes"]
-    # The notebook that raises answers nothing; only its static code quality scores (weight 1.5 of 21).
+    # The notebook that raises answers nothing, and the pasted answers follow no data: neither did the
+    # task, so their engineering criteria (code quality, own tests) count for nothing either, though
+    # their code was reviewed (graders/_abtest_gate.py).
     assert lines["raises"]["status"] == "error" and answers["raises"] == 0
-    assert max(total["raises"], total["hardcoded"]) < 10
+    assert total["raises"] == total["hardcoded"] == 0
+    for name in ("raises", "hardcoded"):
+        quality = lines[name]["criteria"]["code_quality"]["metrics"]
+        assert quality["gate.share"] == 0 and quality["ungated_score"] > 0.5, name
+    assert lines["good_script"]["criteria"]["code_quality"]["metrics"]["gate.share"] == 1
 
 
 def test_the_hidden_reruns_are_graded_and_the_public_run_is_not(graded):
@@ -54,8 +65,11 @@ def test_the_hidden_reruns_are_graded_and_the_public_run_is_not(graded):
     assert hard["status"] == "ok"  # it ran fine everywhere; its answers just do not follow the data
     decision = hard["criteria"]["decision"]
     assert decision["score"] == 0  # a constant call earns nothing
-    good = lines["good_script"]["criteria"]
-    assert good["srm_detected"]["score"] == 1 and good["decision"]["score"] == 1
+    for name in ("good_script", "good_notebook", "bootstrap_permutation"):  # they read the planned split
+        good = lines[name]["criteria"]
+        assert good["srm_detected"]["score"] == 1 and good["decision"]["score"] == 1, name
+    # classic_mistakes checks the split against 50/50: the planned 60/40 of clear_win looks broken
+    assert lines["classic_mistakes"]["criteria"]["srm_detected"]["metrics"]["clear_win.score"] == 0
     no_srm = lines["no_srm"]["criteria"]
     assert no_srm["srm_detected"]["score"] == 0 and no_srm["conversion_p_value"]["score"] == 1
 

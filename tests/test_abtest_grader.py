@@ -147,9 +147,26 @@ def test_analysis_reference_matches_statsmodels_and_scipy(data: Path, run: str) 
     _, p, _ = ttest_ind(adj[t], adj[~t], usevar="unequal")
     assert ref["analysis.revenue_cuped.p_value"].value == pytest.approx(p, rel=1e-6)
     assert ref["analysis.revenue_cuped.lift_abs"].values[0][1] == approx(adj[t].mean() - adj[~t].mean())
-    srm_p = stats.chisquare([nc, nt]).pvalue
+    split = json.loads((run_folder(data, run) / "design.json").read_text())["planned_split"]
+    planned = [split["control"] * (nc + nt), split["treatment"] * (nc + nt)]
+    srm_p = stats.chisquare([nc, nt], f_exp=planned).pvalue
     assert ref["srm.p_value"].value == pytest.approx(srm_p, rel=1e-6)
     assert ref["srm.detected"] == Exact(srm_p < 0.001)
+
+
+def test_srm_reference_follows_the_planned_unequal_split(data: Path) -> None:
+    # clear_win is planned 60/40 with no mismatch: scipy's chisquare against 50/50 cries SRM there,
+    # against the plan it does not; the reference follows the plan.
+    split = json.loads((run_folder(data, "clear_win") / "design.json").read_text())["planned_split"]
+    assert split == {"control": 0.6, "treatment": 0.4}
+    assert all(json.loads((run_folder(data, r) / "design.json").read_text())["planned_split"]
+               == {"control": 0.5, "treatment": 0.5} for r in ("public", "no_effect", "srm"))
+    t = read_log(data, "clear_win")["t"]
+    counts = [int((~t).sum()), int(t.sum())]
+    assert stats.chisquare(counts).pvalue < 1e-100  # a hard-coded 50/50 check
+    ref = reference(run_folder(data, "clear_win"))
+    assert ref["srm.detected"] == Exact(False) and ref["srm.p_value"].value > 0.01
+    assert ref["decision"] == Choice(frozenset({"ship"}))
 
 
 @pytest.mark.parametrize("run", ALL_RUNS)
@@ -207,10 +224,12 @@ def test_number_takes_the_best_formula_with_linear_partial_credit() -> None:
 
 
 def test_interval_bounds_and_p_value_sides() -> None:
-    ref = Bounds(0.0, 2.0)  # half-width 1, tolerance 0.05 per bound
-    assert compare_interval([0.05, 1.95], ref, halfwidth=0.05, partial=2).score == 1
-    assert compare_interval([0.075, 2.0], ref, halfwidth=0.05, partial=2).score == pytest.approx(0.5)
-    assert compare_interval([0.0, 2.1], ref, halfwidth=0.05, partial=2).score == 0
+    ref = Bounds(0.0, 2.0)  # half-width 1, tolerance 0.05 on the mean of the two bound errors
+    assert compare_interval([0.05, 1.95], ref, halfwidth=0.05, partial=2).score == 1  # (0.05 + 0.05) / 2
+    assert compare_interval([0.1, 2.0], ref, halfwidth=0.05, partial=2).score == 1  # (0.1 + 0) / 2
+    assert compare_interval([0.15, 2.0], ref, halfwidth=0.05, partial=2).score == pytest.approx(0.5)
+    assert compare_interval([0.0, 2.2], ref, halfwidth=0.05, partial=2).score == 0  # 0.1 = 2 x 0.05
+    assert compare_interval([0.13, 1.87], ref, halfwidth=0.1, partial=1.5).score == pytest.approx(0.4)
     flipped = compare_interval([2.0, 0.0], ref, halfwidth=0.05, partial=2)
     assert flipped.score == 0 and "descending" in flipped.note
     p = PValue(0.03)  # log10 distance 0.2 is the edge
@@ -231,6 +250,22 @@ def test_p_value_absolute_bound_judges_large_p_values() -> None:
     # Small p-values are judged by the log rule: 0.001 vs 0.0013 is 0.0003 apart but 0.114 in log10.
     assert compare_p_value(0.0013, PValue(0.001), alpha=0.05, log10=0.2, floor=1e-6, abs_=0.02).score == 1
     assert compare_p_value(0.0017, PValue(0.001), alpha=0.05, log10=0.2, floor=1e-6, abs_=0.02).score == 0
+
+
+def test_p_value_resampling_band_by_hand() -> None:
+    # band = 3 sqrt(r (1 - r) / 1000) + 2 / 1000; at r = 0.3: 3 x 0.014491 + 0.002 = 0.045474
+    kw = {"alpha": 0.05, "log10": 0.2, "floor": 1e-3, "abs_": 0.02}
+    assert compare_p_value(0.345, PValue(0.3), **kw).score == 0  # 0.045 > 0.02: not analytic
+    assert compare_p_value(0.345, PValue(0.3), **kw, resamples=1000).score == 1  # 0.045 <= 0.045474
+    assert compare_p_value(0.346, PValue(0.3), **kw, resamples=1000).score == 0
+    assert compare_p_value(0.15, PValue(0.3), **kw, resamples=1000).score == 0  # one-sided: p / 2
+    # a tiny reference: band 2 / 1000 (+ 3 sqrt(1e-9 / 1000) = 3e-6); 1 / 1001 and 3 / 1001 floor or fit
+    tiny = PValue(1e-9)
+    assert compare_p_value(1 / 1001, tiny, **kw, resamples=1000).score == 1
+    assert compare_p_value(0.0, tiny, **kw, resamples=1000).score == 1
+    assert compare_p_value(3 / 1001, tiny, **kw, resamples=1000).score == 1  # 0.002997 - 0.001 <= 0.002003
+    assert compare_p_value(4 / 1001, tiny, **kw, resamples=1000).score == 0
+    assert compare_p_value(0.06, PValue(0.04), **kw, resamples=1000).score == 0  # other side of alpha
 
 
 def test_chance_correction_by_hand() -> None:
@@ -353,7 +388,7 @@ def test_hostile_text_is_shortened_and_printable(data: Path, tmp_path: Path) -> 
 
 
 def test_uncollected_run_scores_zero_and_uncollected_file_is_spec_error(data: Path, tmp_path: Path) -> None:
-    grader = make_grader(P, "p_value", ["no_effect", "srm"], alpha=0.05, log10=0.2)
+    grader = make_grader("analysis.conversion.lift_abs", "number", ["no_effect", "srm"], abs=5e-5)
     r = grader.grade(context(data, tmp_path, {"no_effect": good_answers(data, "no_effect")}))
     assert r.score == 0.5 and "no answers.json was collected from run srm" in r.explanation
     with pytest.raises(SpecError, match="no stage collects 'answers.json'"):
@@ -380,6 +415,20 @@ def test_decision_is_chance_corrected(data: Path, tmp_path: Path) -> None:
     r = make_grader("decision", "choice").grade(context(data, tmp_path, {
         run: set_field({}, "decision", "inconclusive") for run in HIDDEN}))
     assert r.metrics["chance_level_runs"] == 2 and "Chance-corrected" in r.explanation
+
+
+def test_a_constant_p_value_of_zero_earns_nothing(data: Path, tmp_path: Path) -> None:
+    # p = 0 everywhere: below the 1,000-draw resolution wherever the reference is (clear_win, and
+    # the spurious win of srm), wrong on no_effect. Chance-corrected like a constant yes/no.
+    args = next(g["args"] for g in yaml_graders() if g["name"] == "conversion_p_value")
+    grader = make_grader(**{k: v for k, v in args.items() if k not in ("answers", "runs")})
+    refs = {run: reference(run_folder(data, run))[P].value for run in HIDDEN}
+    assert refs["no_effect"] > 0.1 and refs["clear_win"] < 1e-3 and refs["srm"] < 0.01, refs
+    zero = grader.grade(context(data, tmp_path, {run: set_field({}, P, 0.0) for run in HIDDEN}))
+    assert zero.metrics["runs_correct"] == 2 and zero.metrics["chance_level_runs"] == 2
+    assert zero.score == 0 and "Chance-corrected" in zero.explanation
+    right = grader.grade(context(data, tmp_path, {run: good_answers(data, run) for run in HIDDEN}))
+    assert right.score == 1
 
 
 # --- arguments and the spec -----------------------------------------------------------------------

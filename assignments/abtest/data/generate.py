@@ -40,6 +40,7 @@ PRE_PERIODS = 4  # the pre-period is 8 weeks, four experiment-length windows
 WEEKDAY_FACTOR = (1.00, 1.02, 1.00, 0.98, 0.94, 1.02, 1.04)  # Monday..Sunday
 MDE_CHOICES, ALPHA_CHOICES, POWER_CHOICES = (0.05, 0.08, 0.10), (0.05, 0.01), (0.8, 0.9)
 RUNS = ("no_effect", "clear_win", "srm")
+CLEAR_WIN_TREATMENT_SHARE = 0.4  # a cautious 60/40 rollout, planned (no mismatch)
 SRM_RULE = "treatment users who did not convert are lost from the log (a logging bug)"
 
 
@@ -56,6 +57,7 @@ class Truth:
     srm: float  # share of treatment users dropped
     dropped: int
     srm_rule: str
+    treatment_share: float = 0.5  # the planned share of users in treatment (written to design.json)
 
 
 @dataclass(frozen=True)
@@ -161,15 +163,19 @@ def _drop(rng: np.random.Generator, treated: np.ndarray, converted: np.ndarray, 
 
 
 def simulate(*, seed: int, n_users: int, true_lift_conv: float, true_lift_revenue: float,
-             srm: float = 0.0, start_date: str = START_DATE, days: int = EXPERIMENT_DAYS) -> Experiment:
-    """Draw one experiment log (see README.md for the model).
+             srm: float = 0.0, treatment_share: float = 0.5, start_date: str = START_DATE,
+             days: int = EXPERIMENT_DAYS) -> Experiment:
+    """Draw one experiment log (see README.md for the model); `treatment_share` is the planned split.
 
     Raises ValueError if n_users < 100, a lift leaves the rates outside (0, 1) or revenue
-    negative, srm lies outside [0, 0.5), or start_date is not an ISO date.
+    negative, srm lies outside [0, 0.5), treatment_share outside [0.1, 0.9], or start_date is not
+    an ISO date.
     """
     pop = _population(seed)
     p0 = pop.baseline_conversion
     _check_args(n_users, true_lift_conv, true_lift_revenue, srm, p0)
+    if not 0.1 <= treatment_share <= 0.9:
+        raise ValueError(f"treatment_share must lie in [0.1, 0.9], not {treatment_share}")
     rng = np.random.default_rng([seed, 0])
     dates = _dates(start_date, days)
     weights = _weekday_weights(dates)
@@ -179,7 +185,7 @@ def simulate(*, seed: int, n_users: int, true_lift_conv: float, true_lift_revenu
     pre = np.zeros(n_users)
     for _ in range(PRE_PERIODS):
         pre += (rng.random(n_users) < p) * _orders(rng, typical)
-    treated = rng.random(n_users) < 0.5
+    treated = rng.random(n_users) < treatment_share
     rate = np.where(treated, _treated_rate(p, p0, true_lift_conv), p)
     converted = (rng.random(n_users) < rate).astype(int)
     # the order value carries the part of the revenue lift the conversion lift does not explain
@@ -192,7 +198,8 @@ def simulate(*, seed: int, n_users: int, true_lift_conv: float, true_lift_revenu
     truth = Truth(n_assigned=n_users, baseline_conversion=p0,
                   baseline_revenue_per_user=round(pop.revenue_per_user, 6), true_lift_conv=true_lift_conv,
                   true_diff_conv=round(p0 * true_lift_conv, 8), true_lift_revenue=true_lift_revenue,
-                  srm=srm, dropped=int((~keep).sum()), srm_rule=SRM_RULE if srm > 0 else "")
+                  srm=srm, dropped=int((~keep).sum()), srm_rule=SRM_RULE if srm > 0 else "",
+                  treatment_share=treatment_share)
     return Experiment(user_id=ids[keep][order],
                       variant=np.where(treated, "treatment", "control")[keep][order],
                       exposure_date=dates[day][keep][order], pre_metric=np.round(pre[keep][order], 2),
@@ -256,9 +263,15 @@ def write_dataset(root: Path, experiment: Experiment, history: History, *,
     write_csv(root / "history.csv", {
         "date": h.date, "visitors": np.char.mod("%d", h.visitors),
         "conversions": np.char.mod("%d", h.conversions), "revenue": np.char.mod("%.2f", h.revenue)})
-    _write_json(root / "design.json", asdict(h.design))
+    share = e.truth.treatment_share  # the plan, not an effect: the candidate needs it for the SRM check
+    _write_json(root / "design.json", {**asdict(h.design), "planned_split": planned_split(share)})
     if truth_dir is not None:
         _write_json(truth_dir / "truth.json", asdict(e.truth))
+
+
+def planned_split(treatment_share: float) -> dict[str, float]:
+    """design.json's `planned_split`: each arm's planned share of the experiment's users."""
+    return {"control": round(1 - treatment_share, 6), "treatment": round(treatment_share, 6)}
 
 
 def read_seed(hidden_dir: Path) -> int:
@@ -284,9 +297,10 @@ def hidden_effects(seed: int, name: str) -> dict[str, float]:
     rng = np.random.default_rng([seed, 3])
     if name == "no_effect":
         return {"true_lift_conv": 0.0, "true_lift_revenue": 0.0, "srm": 0.0}
-    if name == "clear_win":
+    if name == "clear_win":  # planned 60/40: a check against 50/50 would cry SRM and miss the win
         return {"true_lift_conv": round(float(rng.uniform(0.12, 0.18)), 3),
-                "true_lift_revenue": round(float(rng.uniform(0.10, 0.18)), 3), "srm": 0.0}
+                "true_lift_revenue": round(float(rng.uniform(0.10, 0.18)), 3), "srm": 0.0,
+                "treatment_share": CLEAR_WIN_TREATMENT_SHARE}
     if name == "srm":  # no real effect: the lost non-converters fake a win
         return {"true_lift_conv": 0.0, "true_lift_revenue": 0.0,
                 "srm": round(float(rng.uniform(0.08, 0.10)), 3)}
@@ -325,7 +339,9 @@ SIZE_APART, DAYS_APART = 1.07, 2.0
 DESIGN_FIELDS = tuple(f"design.{m}.{a}" for m in ("conversion", "revenue")
                       for a in ("sample_size_per_arm", "duration_days"))
 DIFF_APART = (2e-4, 0.02, 0.02)
-P_APART_LOG10, P_APART_ABS, P_FLOOR = 0.4, 0.04, 1e-6
+P_APART_LOG10, P_APART_ABS, P_FLOOR, SRM_P_FLOOR = 0.4, 0.04, 1e-3, 1e-6
+# a p-value's resampling rule (no partial credit) is missed by a margin: 1.25 x its band at 1,000 draws
+P_APART_RESAMPLES, P_APART_BAND = 1000, 1.25
 
 
 def signature(run: Experiment, design: Design) -> Signature:
@@ -345,7 +361,8 @@ def signature(run: Experiment, design: Design) -> Signature:
     return Signature(design=tuple(ranges),
                      diffs=(conv.diff, revenue.diff, adjusted.diff),
                      p_values=(conv.p_value, revenue.p_value, adjusted.p_value,
-                               srm_test(counts, [1, 1]).p_value))
+                               srm_test(counts, [1 - run.truth.treatment_share,
+                                                 run.truth.treatment_share]).p_value))
 
 
 def clear_cut_run(secret: int, name: str, *, unlike: Signature | None = None,
@@ -376,7 +393,8 @@ def _apart(a: Signature, b: Signature) -> bool:
                  for x, y, field in zip(a.design, b.design, DESIGN_FIELDS, strict=True))
     return (design
             and all(abs(x - y) > gap for x, y, gap in zip(a.diffs, b.diffs, DIFF_APART, strict=True))
-            and all(_p_apart(x, y) for x, y in zip(a.p_values, b.p_values, strict=True)))
+            and all(_p_apart(x, y) for x, y in zip(a.p_values[:3], b.p_values[:3], strict=True))
+            and _p_apart(a.p_values[3], b.p_values[3], floor=SRM_P_FLOOR, resampled=False))
 
 
 def _range_apart(a: tuple[float, float], b: tuple[float, float], *, days: bool) -> bool:
@@ -386,9 +404,14 @@ def _range_apart(a: tuple[float, float], b: tuple[float, float], *, days: bool) 
     return a[0] > b[1] * SIZE_APART or a[1] * SIZE_APART < b[0]
 
 
-def _p_apart(p: float, q: float) -> bool:
-    logs = abs(np.log10(max(p, P_FLOOR)) - np.log10(max(q, P_FLOOR)))
-    return bool(logs > P_APART_LOG10 or abs(p - q) > P_APART_ABS)
+def _p_apart(p: float, q: float, *, floor: float = P_FLOOR, resampled: bool = True) -> bool:
+    """Whether `q` pasted where `p` is the reference misses twice each p-value rule's tolerance."""
+    from graders._abtest_score import resampling_band
+
+    band = P_APART_BAND * resampling_band(p, P_APART_RESAMPLES)
+    p, q = max(p, floor), max(q, floor)
+    analytic = abs(np.log10(p) - np.log10(q)) > P_APART_LOG10 or abs(p - q) > P_APART_ABS
+    return bool(analytic and (not resampled or abs(p - q) > band))
 
 
 def _clear_cut(sig: Signature, *, srm_planted: bool) -> bool:

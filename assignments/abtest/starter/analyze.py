@@ -25,8 +25,11 @@ def analysis(log: pd.DataFrame) -> dict:
     raise NotImplementedError("Part 2: compare the arms")
 
 
-def srm_check(log: pd.DataFrame) -> dict:
-    """Sample-ratio mismatch: chi-square of the arm counts against 50/50."""
+def srm_check(log: pd.DataFrame, planned: dict) -> dict:
+    """Sample-ratio mismatch: chi-square of the arm counts against the planned shares.
+
+    `planned` is design.json's `planned_split`, e.g. {"control": 0.5, "treatment": 0.5}.
+    """
     # TODO: {"p_value": float, "detected": bool}
     raise NotImplementedError("Part 2: check the split")
 
@@ -42,8 +45,9 @@ def main() -> None:
     parser.add_argument("--output-dir", type=Path, required=True)
     args = parser.parse_args()
     log = pd.read_csv(args.data_dir / "experiment.csv")
-    results, srm = analysis(log), srm_check(log)
-    answers = {"design": design(json.loads((args.data_dir / "design.json").read_text())),
+    plan = json.loads((args.data_dir / "design.json").read_text())
+    results, srm = analysis(log), srm_check(log, plan["planned_split"])
+    answers = {"design": design(plan),
                "analysis": results, "srm": srm, "decision": decide(results, srm)}
     args.output_dir.mkdir(parents=True, exist_ok=True)
     # numpy numbers (np.float64, np.int64, np.bool_) are written as plain JSON values

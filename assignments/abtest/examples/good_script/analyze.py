@@ -29,7 +29,7 @@ def design(d: dict) -> dict:
             "revenue": {"sample_size_per_arm": n_rev, "duration_days": days_needed(n_rev, d)}}
 
 
-def analysis(log: pd.DataFrame) -> tuple[dict, dict]:
+def analysis(log: pd.DataFrame, planned: dict) -> tuple[dict, dict]:
     treated = (log["variant"] == "treatment").to_numpy()
     conv = log["converted"].to_numpy()
     revenue, pre = log["revenue"].to_numpy(float), log["pre_metric"].to_numpy(float)
@@ -39,7 +39,7 @@ def analysis(log: pd.DataFrame) -> tuple[dict, dict]:
         "revenue": compare_means(revenue[~treated], revenue[treated]),
         "revenue_cuped": cuped(revenue, pre, treated),
     }
-    return results, sample_ratio(n_c, n_t)
+    return results, sample_ratio(n_c, n_t, planned)
 
 
 def decide(results: dict, srm: dict) -> str:
@@ -59,8 +59,9 @@ def main() -> None:
     parser.add_argument("--output-dir", type=Path, required=True)
     args = parser.parse_args()
     log = pd.read_csv(args.data_dir / "experiment.csv")
-    results, srm = analysis(log)
-    answers = {"design": design(json.loads((args.data_dir / "design.json").read_text())),
+    plan = json.loads((args.data_dir / "design.json").read_text())
+    results, srm = analysis(log, plan["planned_split"])
+    answers = {"design": design(plan),
                "analysis": results, "srm": srm, "decision": decide(results, srm)}
     args.output_dir.mkdir(parents=True, exist_ok=True)
     # numpy scalars (np.int64, np.bool_) become plain Python values

@@ -68,7 +68,9 @@ def cuped(y: np.ndarray, pre: np.ndarray, treated: np.ndarray) -> dict:
             "theta": theta}
 
 
-def sample_ratio(n_c: int, n_t: int) -> dict:
-    """Chi-square goodness of fit of the arm counts against 50/50."""
-    p_value = stats.chisquare([n_c, n_t]).pvalue
+def sample_ratio(n_c: int, n_t: int, planned: dict) -> dict:
+    """Chi-square goodness of fit of the arm counts against the planned shares."""
+    total = n_c + n_t
+    expected = [total * planned["control"], total * planned["treatment"]]
+    p_value = stats.chisquare([n_c, n_t], f_exp=expected).pvalue
     return {"p_value": p_value, "detected": bool(p_value < 0.001)}

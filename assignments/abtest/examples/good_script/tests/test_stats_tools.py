@@ -18,8 +18,11 @@ def test_equal_arms_show_no_lift():
 
 
 def test_sample_ratio_mismatch_is_flagged_only_when_clear():
-    assert not sample_ratio(5000, 5050)["detected"]  # chi-square 0.25, p = 0.62
-    assert sample_ratio(5000, 5400)["detected"]  # chi-square 15.4, p < 0.001
+    even = {"control": 0.5, "treatment": 0.5}
+    assert not sample_ratio(5000, 5050, even)["detected"]  # chi-square 0.25, p = 0.62
+    assert sample_ratio(5000, 5400, even)["detected"]  # chi-square 15.4, p < 0.001
+    # a planned 60/40 split of 10,000: 6,000 / 4,000 expected, 6,050 / 3,950 is chi-square 1.04
+    assert not sample_ratio(6050, 3950, {"control": 0.6, "treatment": 0.4})["detected"]
 
 
 def test_relative_interval_contains_the_lift():
