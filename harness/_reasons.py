@@ -27,6 +27,7 @@ from harness.results import REASON_CHARS
 TAIL_CHARS = 64 << 10
 WARNINGS_KEPT = 5
 _LINE_CHARS = 2000
+_MAX_LINES = 5000
 _CELL_LINE_CHARS = 160
 
 _CELL_RAISED = re.compile(r"run\.py: [^:]{1,200}: cell (\d{1,6}) raised (.+)")
@@ -51,13 +52,17 @@ class Failure:
 
 
 def clean_lines(log: str) -> list[str]:
-    """The last TAIL_CHARS of `log` as lines without colour codes or control characters, each cut to
-    _LINE_CHARS (the first line, probably partial, is dropped when the log was longer)."""
-    tail = log[-TAIL_CHARS:]
-    lines = tail.replace("\r\n", "\n").replace("\r", "\n").split("\n")
-    if len(log) > TAIL_CHARS and len(lines) > 1:
-        lines = lines[1:]
-    return [CONTROL.sub("", line[:_LINE_CHARS]).rstrip() for line in lines]
+    """The last lines of `log`, at most TAIL_CHARS of them once each is cut to _LINE_CHARS (so one
+    huge line neither hides the lines before it nor costs more than its cut), without colour codes
+    or control characters; a carriage return ends a line, as it does on a terminal."""
+    lines: list[str] = []
+    used, end = 0, len(log)
+    while end > 0 and used < TAIL_CHARS and len(lines) < _MAX_LINES:
+        start = log.rfind("\n", 0, end) + 1
+        piece = log[start:min(end, start + _LINE_CHARS)]
+        lines += reversed(piece.removesuffix("\r").split("\r"))
+        used, end = used + len(piece) + 1, start - 1
+    return [CONTROL.sub("", line).rstrip() for line in reversed(lines)]
 
 
 def read_failure(log: str, *, failed: bool, last_line: bool = True) -> Failure:
