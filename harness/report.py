@@ -144,7 +144,8 @@ def _criteria_table(criteria: list[CriterionResult], blocked: list[CriterionResu
         names += f" and {len(blocked) - _BLOCKED_NAMED} more" if len(blocked) > _BLOCKED_NAMED else ""
         graders = ", ".join(dict.fromkeys(c.grader for c in blocked))
         why = f"Not graded: their outputs were not produced ({message or 'a stage failed'}); see Why."
-        lines.append(_row(_text(f"{len(blocked)} criteria: {names}", 2000), _text(graders), "0.000",
+        count = f"{len(blocked)} {'criterion' if len(blocked) == 1 else 'criteria'}"
+        lines.append(_row(_text(f"{count}: {names}", 2000), _text(graders), "0.000",
                           _num(round(sum(c.weight for c in blocked), 4)), _text(why, 1000)))
     return "\n".join(lines)
 

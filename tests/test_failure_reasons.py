@@ -20,6 +20,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from graders import CriterionResult
 from harness import api
 from harness._reasons import TAIL_CHARS, read_failure
 from harness._text import CONTROL
@@ -77,10 +78,12 @@ def test_a_raise_from_chain_names_both_and_a_fake_traceback_printed_first_loses(
 
 
 @pytest.mark.parametrize(("source", "args", "expected"), [
-    ('import sys\nsys.exit("no training data under /data/train")\n', (), "no training data under /data/train"),
-    ("raise SystemExit('labels.csv has no relevance column')\n", (), "labels.csv has no relevance column"),
-    ("import argparse\np = argparse.ArgumentParser(prog='train.py')\np.add_argument('--data')\np.parse_args()\n",
-     ("--epochs", "3"), "train.py: error: unrecognized arguments: --epochs 3"),
+    ('import sys\nsys.exit("no training data under /data/train")\n', (),
+     "no training data under /data/train"),
+    ("raise SystemExit('labels.csv has no relevance column')\n", (),
+     "labels.csv has no relevance column"),
+    ("import argparse\np = argparse.ArgumentParser(prog='train.py')\np.add_argument('--data')\n"
+     "p.parse_args()\n", ("--epochs", "3"), "train.py: error: unrecognized arguments: --epochs 3"),
 ])
 def test_systemexit_messages_and_usage_errors_are_the_reason(tmp_path: Path, source: str, args: tuple,
                                                              expected: str) -> None:
@@ -118,7 +121,8 @@ def test_any_log_gives_one_bounded_clean_line_and_the_last_traceback_wins(junk: 
 
 def failing_fit(log: str):
     def play(request, output):
-        return RunResult(status=StageStatus.ERROR, exit_code=1, seconds=0.2, log=log, detail="exited with code 1")
+        return RunResult(status=StageStatus.ERROR, exit_code=1, seconds=0.2, log=log,
+                         detail="exited with code 1")
     return play
 
 
@@ -153,9 +157,19 @@ def test_the_report_opens_with_why(graded) -> None:
     assert any(line.startswith("- **Failing stage**: fit (error: exited with code 1)") for line in head), head
 
 
+def test_criteria_not_graded_because_a_stage_failed_share_one_row_naming_the_cause(graded) -> None:
+    text = (graded.folder / "report.md").read_text()
+    rows = [line for line in text.splitlines() if line.startswith("| ") and "runs / " in line]
+    assert len(rows) == 1, rows  # the answer stage never ran: neither run's answer was produced
+    assert rows[0].startswith("| 2 criteria: runs / second, runs / third |")
+    assert "Not graded" in rows[0] and LGBM_TYPE_ERROR.replace("_", "\\_") in rows[0]
+    assert "### second" not in text and "### third" not in text
+    assert "### completion" in text  # a criterion graded on what ran keeps its section
+
+
 def test_a_result_that_is_not_ok_always_has_a_reason() -> None:
-    invalid = SubmissionResult(key="k", assignment="a", assignment_version="1", submission="s", submission_id="s",
-                               candidate="c", status=Status.INVALID, harness_version="0",
+    invalid = SubmissionResult(key="k", assignment="a", assignment_version="1", submission="s",
+                               submission_id="s", candidate="c", status=Status.INVALID, harness_version="0",
                                message="required files missing: train.py")
     assert invalid.reason == "required files missing: train.py"
     ok = invalid.model_copy(update={"status": Status.OK, "reason": ""})
@@ -181,8 +195,8 @@ def reported(tmp_path: Path, log: str, criteria: list | None = None) -> str:
     (tmp_path / "logs").mkdir(parents=True, exist_ok=True)
     (tmp_path / "logs" / "fit.log").write_text(log)
     found = read_failure(log, failed=True)
-    stage = StageRecord(name="fit", status="error", exit_code=1, log_file="logs/fit.log", detail="exited with code 1",
-                        reason=found.reason)
+    stage = StageRecord(name="fit", status="error", exit_code=1, log_file="logs/fit.log",
+                        detail="exited with code 1", reason=found.reason)
     result = SubmissionResult(key="k", assignment="ranker", assignment_version="1", submission="s",
                               submission_id="s", candidate="c", status=Status.ERROR, harness_version="0",
                               message=f"stage fit: {stage.failure}", reason=stage.cause, stages=[stage],
@@ -198,6 +212,48 @@ def test_the_log_tail_keeps_an_exception_line_a_long_message_pushed_out(tmp_path
     assert SKLEARN_IMPORT in block and "hint 59" in block and "lines …]" in block
 
 
+def ab_criterion(name: str, runs: dict[str, str]) -> CriterionResult:
+    """A criterion shaped as the ab_answer grader writes it (graders/abtest.py)."""
+    text = "; ".join(f"{run}: {problem}" for run, problem in runs.items())
+    return CriterionResult(name=name, group="design", grader="ab_answer", grader_version="1", score=0.0,
+                           weight=1.0, explanation=f"0/{len(runs)} runs within ±3%: {text}.",
+                           details={"runs": {r: {"got": None, "problem": why} for r, why in runs.items()}})
+
+
+def test_a_criterion_with_one_run_answered_wrongly_keeps_its_own_row(tmp_path: Path) -> None:
+    failed = "not graded: stage analyze/srm failed (error: exited with code 1: KeyError: 'x' (cell 7))"
+    blocked = ab_criterion("design_days", {"srm": failed, "clear_win": failed.replace("srm", "clear_win")})
+    mixed = ab_criterion("design_n", {"srm": failed, "clear_win": "got 120, expected 4,117 to 4,250"})
+    text = reported(tmp_path, "Traceback (most recent call last):\n  File \"t.py\"\nKeyError: 'x'\n",
+                    [blocked, mixed])
+    rows = [line for line in text.splitlines() if line.startswith("| ") and "design" in line]
+    assert rows[0].startswith("| design / design\\_n |")  # its wrong answer stays readable
+    assert rows[1].startswith("| 1 criterion: design / design\\_days |") and "Not graded" in rows[1]
+
+
 def test_colour_codes_are_stripped_from_everything_shown(tmp_path: Path) -> None:
-    text = reported(tmp_path, "Traceback (most recent call last):\n  File \"t.py\"\n\x1b[31mKeyError\x1b[0m: 'x'\n")
+    log = "Traceback (most recent call last):\n  File \"t.py\"\n\x1b[31mKeyError\x1b[0m: 'x'\n"
+    text = reported(tmp_path, log)
     assert "KeyError: 'x'" in text and "\x1b" not in text and "[31m" not in text and "[0m" not in text
+
+
+@pytest.mark.slow
+def test_a_notebook_without_a_parameters_cell_gets_the_warning_in_its_report(tmp_path: Path) -> None:
+    # the real runner's log on the fixture (a kernel on the host), played through the pipeline
+    from sandbox import RUNNERS_DIR
+
+    (tmp_path / "nb").mkdir()
+    (tmp_path / "nb" / "analysis.ipynb").write_bytes((REASONS / "ab_untagged.ipynb").read_bytes())
+    done = subprocess.run([sys.executable, str(RUNNERS_DIR / "run.py"), "--param", "data_dir=/data/input",
+                           "--param", "output_dir=/output", "analysis.ipynb"], cwd=tmp_path / "nb",
+                          capture_output=True, text=True, timeout=120,
+                          env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
+    install_fake_backend(FakeBackend({("cand", "fit"): failing_fit(done.stderr)}))
+    sub = make_submission(tmp_path / "subs", "cand", {"main.py": ""})
+    item = api.grade(MULTIRUN, [str(sub)], results_dir=tmp_path / "results", backend="fake", backoff_s=0.0,
+                     log_to_mlflow=False).items[0]
+    assert item.result.reason.startswith("FileNotFoundError: ") and item.result.reason.endswith("(cell 4)")
+    head = (item.folder / "report.md").read_text().splitlines()[:10]
+    warning = next(line for line in head if line.startswith("- **Warning**: "))
+    assert 'has no cell tagged "parameters"' in warning
+    assert "cell 2 sets data\\_dir, output\\_dir" in warning

@@ -118,7 +118,8 @@ def test_a_cell_that_raises_is_named_with_its_first_line_and_error(tmp_path):
     source = nbformat.read(REASONS / "ab_cell7_keyerror.ipynb", as_version=4).cells[6].source
     assert source.startswith('converted = log["converted_flag"]')
     said = done.stderr.splitlines()
-    assert 'run.py: analysis.ipynb: cell 7 begins: converted = log["converted_flag"] # renamed in the v2 export' in said
+    first_line = 'converted = log["converted_flag"] # renamed in the v2 export'
+    assert f"run.py: analysis.ipynb: cell 7 begins: {first_line}" in said
     assert "run.py: analysis.ipynb: cell 7 raised KeyError: 'converted_flag'" in said
     found = read_failure(done.stderr, failed=True)
     assert (found.reason, found.cell) == ("KeyError: 'converted_flag'", 7)

@@ -313,7 +313,8 @@ def test_a_conftest_that_fails_to_import_is_named_with_its_error(tmp_path: Path)
     assert not (tmp_path / "out" / "s.junit.xml").exists()  # pytest stopped before writing any report
     said = json.loads((tmp_path / "out" / "s.run.json").read_text())
     assert said["pytest_exit"] == 4  # pytest's "usage error": it never collected
-    assert said["problem"] == "tests/conftest.py failed to import: ModuleNotFoundError: No module named 'freezegun'"
+    assert said["problem"] == ("tests/conftest.py failed to import: ModuleNotFoundError: No module named "
+                               "'freezegun'")
     ctx = context(tmp_path, _own_outputs(tmp_path / "out"))
     for cls in (PassRateGrader, CoverageGrader):
         result = _grader(cls, stage="tests").grade(ctx)

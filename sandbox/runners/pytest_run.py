@@ -15,7 +15,8 @@
   submission's conftest.py, pytest.ini, pyproject options and plugins play no part.
 
 Writes STAGE.junit.xml, STAGE.coverage.json (own mode) and STAGE.run.json (pytest's exit code,
-and `problem` when pytest stopped before collecting: a conftest.py that failed to import) to /output, then leaves with os._exit: no atexit hook or thread the tested code started runs
+and `problem` when pytest stopped before collecting: a conftest.py that failed to import) to
+/output, then leaves with os._exit: no atexit hook or thread the tested code started runs
 after the report is written; in hidden mode, as PID 1 (Docker), every other process is killed
 just before pytest writes its report. A hidden suite that runs the submission's code in a child
 process (as the ranker's conftest.py does) keeps that code out of the pytest process entirely.
