@@ -59,7 +59,7 @@ class StageRecord(BaseModel):
     @field_validator("warnings")
     @classmethod
     def _lines(cls, value: list[str]) -> list[str]:
-        return [one_line(printable(v), 2 * REASON_CHARS) for v in value[:5]]
+        return [line for v in value[:5] if (line := one_line(printable(v), 2 * REASON_CHARS))]
 
     @property
     def cause(self) -> str:

@@ -257,3 +257,23 @@ def test_a_notebook_without_a_parameters_cell_gets_the_warning_in_its_report(tmp
     warning = next(line for line in head if line.startswith("- **Warning**: "))
     assert 'has no cell tagged "parameters"' in warning
     assert "cell 2 sets data\\_dir, output\\_dir" in warning
+
+
+@settings(max_examples=60, deadline=None)
+@given(reason=st.text(max_size=600), cell_line=st.text(max_size=300), warning=st.text(max_size=800),
+       cell=st.none() | st.integers(min_value=0, max_value=10**6))
+def test_any_stage_text_keeps_the_why_block_one_line_per_item(reason: str, cell_line: str, warning: str,
+                                                             cell: int | None) -> None:
+    # all of it is the candidate's: printed by their process, or their notebook's first line
+    stage = StageRecord(name="analyze/srm", status="error", exit_code=1, detail="exited with code 1",
+                        reason=reason, cell=cell, cell_line=cell_line, warnings=[warning])
+    result = SubmissionResult(key="k", assignment="abtest", assignment_version="1", submission="s",
+                              submission_id="s", candidate="c", status=Status.ERROR, harness_version="0",
+                              message=f"stage analyze on runs srm: {stage.failure}", reason=stage.cause,
+                              stages=[stage], total_score=0.0)
+    text = render_report(result)
+    assert not CONTROL.search(text.replace("\n", "").replace("\t", ""))
+    why = text[text.index("## Why"):text.index("| Field")].strip().splitlines()
+    assert why[:3] == ["## Why", "", "- **Status**: error"], why
+    assert all(line.startswith("- **") for line in why[2:]) and 4 <= len(why) <= 7, why
+    assert all(len(line) < 2000 for line in why)
