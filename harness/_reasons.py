@@ -134,7 +134,13 @@ def _latest(lines: list[str]) -> _Found | None:
             name = match.group(1).rsplit("/", 1)[-1]
             return _Found(f"{name} failed to import" + (f": {error}" if error else ""), at)
         elif (match := _PYTEST_SUMMARY.fullmatch(line)) and ".py" in match.group(2):
-            return _Found(line, index)
+            if match.group(3):
+                return _Found(line, index)
+            # pytest 9 names a collection error alone: its exception is the last `E   ` line above
+            errors = (m.group(1) for i in range(index - 1, max(-1, index - 500), -1)
+                      if (m := _PYTEST_E.fullmatch(lines[i])))
+            error = next(errors, "")
+            return _Found(f"{line} - {error}" if error else line, index)
     return None
 
 

@@ -277,3 +277,12 @@ def test_any_stage_text_keeps_the_why_block_one_line_per_item(reason: str, cell_
     assert why[:3] == ["## Why", "", "- **Status**: error"], why
     assert all(line.startswith("- **") for line in why[2:]) and 4 <= len(why) <= 7, why
     assert all(len(line) < 2000 for line in why)
+
+
+@pytest.mark.parametrize(("fixture", "expected"), [
+    ("collection_error", "ERROR tests/test_request.py - ModuleNotFoundError: No module named 'responses'"),
+    ("conftest_missing", "conftest.py failed to import: ModuleNotFoundError: No module named 'freezegun'"),
+])
+def test_a_stage_that_runs_pytest_itself_gets_pytests_error(fixture: str, expected: str) -> None:
+    log = run_script(REASONS / fixture, "-m", "pytest", "-q", "-p", "no:cacheprovider")
+    assert read_failure(log, failed=True).reason == expected
