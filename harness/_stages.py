@@ -197,6 +197,7 @@ def _run_step(assignment: Assignment, step: _Step, staged: StagedSubmission, run
     return ok
 
 
+_EXPLAINED = frozenset({StageStatus.ERROR, StageStatus.OOM, StageStatus.DISK_LIMIT})
 _MISSING_LIBRARY = re.compile(r"(lib[\w+.-]+\.so(?:\.\d+)*): cannot open shared object file")
 
 
@@ -240,8 +241,9 @@ def _record(name: str, outcome: RunResult, result_dir: Path) -> StageRecord:
     died = _kernel_death(outcome.log) if failed else ""
     if died:
         detail = f"{detail}; {died}" if detail else died
-    # the log's last line is a reason for a process that exited with an error, not one that was killed
-    found = read_failure(outcome.log, failed=failed and not died,
+    # A traceback explains an exit with an error, memory or disk running out (MemoryError, ENOSPC);
+    # not a kill for time or output, which came from outside. The last line explains only an error.
+    found = read_failure(outcome.log, failed=outcome.status in _EXPLAINED and not died,
                          last_line=outcome.status is StageStatus.ERROR)
     return StageRecord(name=name, status=outcome.status.value, exit_code=outcome.exit_code,
                        seconds=round(outcome.seconds, 3), peak_memory_bytes=outcome.peak_memory_bytes,

@@ -10,7 +10,7 @@ import re
 # disguise what a reviewer reads (zero-width, word joiners, byte-order mark, bidi marks, embeddings,
 # overrides and isolates).
 CSI = re.compile(r"(?:\x1b\[|\x9b)[0-?]*[ -/]*[@-~]")  # ANSI colours and cursor moves
-CONTROL = re.compile(r"(?:\x1b\[|\x9b)[0-?]*[ -/]*[@-~]"
+CONTROL = re.compile(CSI.pattern +
                      r"|[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069"
                      r"\ufeff]")
 _WHITESPACE = re.compile(r"\s+")

@@ -286,3 +286,21 @@ def test_any_stage_text_keeps_the_why_block_one_line_per_item(reason: str, cell_
 def test_a_stage_that_runs_pytest_itself_gets_pytests_error(fixture: str, expected: str) -> None:
     log = run_script(REASONS / fixture, "-m", "pytest", "-q", "-p", "no:cacheprovider")
     assert read_failure(log, failed=True).reason == expected
+
+
+def test_a_stage_killed_for_time_is_not_explained_by_a_traceback_it_printed_earlier(tmp_path: Path) -> None:
+    # a retry loop that logged a handled error, then hung until the limit
+    log = ("Traceback (most recent call last):\n  File \"train.py\", line 9\n"
+           "ConnectionResetError: [Errno 104] Connection reset by peer\nretrying in 5 s\n")
+
+    def hang(request, output):
+        return RunResult(status=StageStatus.TIMEOUT, exit_code=None, seconds=5.0, log=log,
+                         detail="killed after the 5 s limit")
+
+    install_fake_backend(FakeBackend({("cand", "fit"): hang}))
+    sub = make_submission(tmp_path / "subs", "cand", {"main.py": ""})
+    result = api.grade(MULTIRUN, [str(sub)], results_dir=tmp_path / "results", backend="fake", backoff_s=0.0,
+                       log_to_mlflow=False).items[0].result
+    assert result.status is Status.TIMEOUT and result.stages[0].reason == ""
+    assert result.reason == "killed after the 5 s limit"
+    assert result.message == "stage fit: timeout: killed after the 5 s limit"
