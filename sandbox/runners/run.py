@@ -94,7 +94,7 @@ def _assigned(source: str) -> set[str]:
     code = "\n".join("" if line.lstrip().startswith(("%", "!")) else line for line in source.splitlines())
     try:
         tree = ast.parse(code)
-    except (SyntaxError, ValueError):
+    except (SyntaxError, ValueError, RecursionError, MemoryError):  # the candidate's code: any of it
         return set()
     names = set()
     for node in tree.body:
