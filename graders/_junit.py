@@ -36,6 +36,7 @@ class TestCase:
     name: str  # function name with any parameter id, e.g. "test_fit[small]"
     outcome: str
     message: str = ""
+    collection: bool = False  # a file pytest could not collect (`module` names it, `name` is "")
 
     @property
     def node(self) -> str:
@@ -85,21 +86,49 @@ def _read_capped(path: Path, what: str) -> bytes:
     return data
 
 
+_COLLECTION_FAILURE = "collection failure"  # pytest's message for a file it could not import
+_EXCEPTION_LINE = "E   "  # how pytest marks the exception lines of a traceback
+
+
 def _case(element: ET.Element) -> TestCase:
     classname, name = element.get("classname", ""), element.get("name", "")
     module, cls = classname, ""
     last = classname.rsplit(".", 1)
     if len(last) == 2 and last[1][:1].isupper():  # pytest's classname: module path, then the class
         module, cls = last
-    outcome, message = "passed", ""
+    outcome, message, collection = "passed", "", False
     for child in element:
         if child.tag in ("failure", "error", "skipped"):
             outcome = {"failure": "failed", "error": "error", "skipped": "skipped"}[child.tag]
             message = one_line(child.get("message") or (child.text or ""), MESSAGE_CHARS)
+            if child.tag == "error" and not classname and child.get("message") == _COLLECTION_FAILURE:
+                # pytest names the file in `name` (dotted, no .py): the node is the file itself
+                module, name, collection = name, "", True
+                message = _collection_error(child.text or "") or message
             if outcome != "skipped":
                 break
     return TestCase(module=one_line(module, 200), cls=one_line(cls, 200), name=one_line(name, 300),
-                    outcome=outcome, message=message)
+                    outcome=outcome, message=message, collection=collection)
+
+
+def _collection_error(text: str) -> str:
+    """The exception pytest's collection report ends with (its last `E   ` line), as one line."""
+    lines = [line[len(_EXCEPTION_LINE):] for line in text[-(64 << 10):].splitlines()
+             if line.startswith(_EXCEPTION_LINE) and line[len(_EXCEPTION_LINE):].strip()]
+    return one_line(lines[-1][:2000], MESSAGE_CHARS) if lines else ""
+
+
+def read_run_problem(path: Path | None) -> str:
+    """What the test runner (sandbox/runners/pytest_run.py) wrote in STAGE.run.json about why
+    pytest stopped early (`problem`), as one line; "" when it said nothing or the file is unusable."""
+    if path is None:
+        return ""
+    try:
+        payload = json.loads(_read_capped(path, "run report"))
+    except (OSError, ReportError, ValueError, RecursionError):
+        return ""
+    problem = payload.get("problem") if isinstance(payload, dict) else None
+    return one_line(problem[:2000], MESSAGE_CHARS) if isinstance(problem, str) and _utf8(problem) else ""
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,15 @@ from typing import TYPE_CHECKING
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from graders._base import CriterionResult, Grader, GradingContext, grader, linear_score
-from graders._junit import ReportError, TestCase, collect_suite, read_coverage, read_junit, share
+from graders._junit import (
+    ReportError,
+    TestCase,
+    collect_suite,
+    read_coverage,
+    read_junit,
+    read_run_problem,
+    share,
+)
 from harness._text import one_line
 from harness.errors import SpecError
 
@@ -55,8 +63,15 @@ class _TestGrader(Grader):
         if status != "ok":
             return None, f"the test stage did not finish ({status}); see logs/{self.args.stage}.log"
         if output is None or output.path is None:
+            said = read_run_problem(self._output_path(ctx, "run.json"))
+            if said:  # e.g. a conftest.py that failed to import: pytest stopped before any test
+                return None, f"pytest stopped before running any test: {said}"
             return None, f"no {file} was written ({output.problem if output else 'not declared'})"
         return output.path, ""
+
+    def _output_path(self, ctx: GradingContext, file: str) -> Path | None:
+        output = ctx.outputs.get(f"{self.args.stage}.{file}")
+        return None if output is None else output.path
 
     def _cases(self, ctx: GradingContext) -> tuple[list[TestCase], str]:
         path, problem = self._report(ctx, "junit.xml")
@@ -79,7 +94,7 @@ class PassRateArgs(_StageArgs):
 class PassRateGrader(_TestGrader):
     """Score = passed / (passed + failed + errors) of the candidate's tests; skipped ones don't count."""
 
-    version = "1"
+    version = "2"  # 2: files that could not be collected and broken conftest.py files named
     Args = PassRateArgs
 
     def check_spec(self, spec: AssignmentSpec) -> None:
@@ -94,7 +109,7 @@ class PassRateGrader(_TestGrader):
         if not ran:
             return self._zero("No tests: pytest found no test to run in the submission (test_*.py "
                               "files with test_* functions), so this criterion scores 0.")
-        failing = [c.node for c in cases if c.outcome in ("failed", "error")]
+        failing = [_failing(c) for c in cases if c.outcome in ("failed", "error")]
         failed = counts["failed"] + counts["error"]
         text = f"{counts['passed']} of {ran} of the submission's tests pass"
         if failing:
@@ -122,7 +137,7 @@ class CoverageArgs(_StageArgs):
 class CoverageGrader(_TestGrader):
     """Line coverage of the submission's code (tests excluded) while its own tests ran."""
 
-    version = "1"
+    version = "2"  # 2: a broken conftest.py named
     Args = CoverageArgs
     args: CoverageArgs
 
@@ -225,6 +240,13 @@ class HiddenTestsGrader(_TestGrader):
                               metrics={"points": earned, "points_total": total,
                                        "tests_passed": float(counted - len(lost))},
                               details={"tests": rows, "problem": problem})
+
+
+def _failing(case: TestCase) -> str:
+    """A failing test's node id; a file that could not be collected, with its error."""
+    if case.collection:
+        return f"{case.node} (could not be collected: {case.message})" if case.message else case.node
+    return case.node
 
 
 def _outcome(ran: list[TestCase], passed: int) -> str:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from graders import OutputFile
+from harness._reasons import read_failure
 from harness._text import one_line, terminal_safe
 from harness._workdirs import remove_tree
 from harness.errors import DeterministicInfraError, InfraError
@@ -58,6 +59,7 @@ class RunState:
 
     status: Status = Status.OK
     message: str = ""
+    reason: str = ""  # the failing stage's exception line (SubmissionResult.reason)
     stages: list[StageRecord] = field(default_factory=list)
     outputs: dict[str, OutputFile] = field(default_factory=dict)
     image: str = ""
@@ -164,7 +166,8 @@ def run_stages(assignment: Assignment, staged: StagedSubmission, runtime: Runtim
             first = run.stages[[s.name for s in run.stages].index(failed[0].label)]
             run.status = Status(first.status)
             which = f" on runs {', '.join(s.run or '' for s in failed)}" if stage.runs else ""
-            run.message = f"stage {stage.name}{which}: {first.status}: {first.detail}".rstrip(": ")
+            run.message = f"stage {stage.name}{which}: {first.failure}"
+            run.reason = first.cause
 
 
 def _run_step(assignment: Assignment, step: _Step, staged: StagedSubmission, runtime: Runtime,
@@ -210,13 +213,14 @@ def _run_step(assignment: Assignment, step: _Step, staged: StagedSubmission, run
     if outcome.status is not StageStatus.OK:
         _require_free_space(scratch, _DISK_LOW, step.label)  # a full host disk is not a verdict
     ok = outcome.status is StageStatus.OK
-    failure = None if ok else f"{outcome.status.value}: {outcome.detail}".rstrip(": ")
+    failure = None if ok else run.stages[-1].failure
     if ok or step.run is not None:
         _collect_outputs(step, output, result_dir, run, failure=failure)
     remove_tree(output)
     return ok
 
 
+_EXPLAINED = frozenset({StageStatus.ERROR, StageStatus.OOM, StageStatus.DISK_LIMIT})
 _MISSING_LIBRARY = re.compile(r"(lib[\w+.-]+\.so(?:\.\d+)*): cannot open shared object file")
 
 
@@ -271,11 +275,19 @@ def _record(name: str, outcome: RunResult, result_dir: Path) -> StageRecord:
     (result_dir / log_file).write_text(terminal_safe(outcome.log)[0], encoding="utf-8", errors="replace",
                                        newline="")  # for reviewers' terminals
     detail = outcome.detail
-    if outcome.status is not StageStatus.OK and (died := _kernel_death(outcome.log)):
+    failed = outcome.status is not StageStatus.OK
+    died = _kernel_death(outcome.log) if failed else ""
+    if died:
         detail = f"{detail}; {died}" if detail else died
+    # A traceback explains an exit with an error, memory or disk running out (MemoryError, ENOSPC);
+    # not a kill for time or output, which came from outside. The last line explains only an error.
+    found = read_failure(outcome.log, failed=outcome.status in _EXPLAINED and not died,
+                         last_line=outcome.status is StageStatus.ERROR)
     return StageRecord(name=name, status=outcome.status.value, exit_code=outcome.exit_code,
                        seconds=round(outcome.seconds, 3), peak_memory_bytes=outcome.peak_memory_bytes,
-                       log_file=log_file, log_truncated=outcome.log_truncated, detail=detail)
+                       log_file=log_file, log_truncated=outcome.log_truncated, detail=detail,
+                       reason=found.reason, cell=found.cell, cell_line=found.cell_line,
+                       warnings=list(found.warnings))
 
 
 def _kernel_death(log: str) -> str:

@@ -9,7 +9,8 @@ import re
 # text without its ESC and BEL); and the invisible or direction-reversing characters that could
 # disguise what a reviewer reads (zero-width, word joiners, byte-order mark, bidi marks, embeddings,
 # overrides and isolates).
-CONTROL = re.compile(r"(?:\x1b\[|\x9b)[0-?]*[ -/]*[@-~]"
+CSI = re.compile(r"(?:\x1b\[|\x9b)[0-?]*[ -/]*[@-~]")  # ANSI colours and cursor moves
+CONTROL = re.compile(CSI.pattern +
                      r"|[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069"
                      r"\ufeff]")
 _WHITESPACE = re.compile(r"\s+")
@@ -49,8 +50,9 @@ def reviewer_text(data: bytes) -> tuple[str, list[str]]:
 
 
 def one_line(value: object, limit: int | None = None) -> str:
-    """`value` as one line without control characters, cut to `limit` characters with an ellipsis."""
-    text = _WHITESPACE.sub(" ", CONTROL.sub(" ", str(value))).strip()
+    """`value` as one line without control characters, cut to `limit` characters with an ellipsis.
+    Colour codes go without a trace (`\x1b[31mKeyError\x1b[0m: 'x'` reads `KeyError: 'x'`)."""
+    text = _WHITESPACE.sub(" ", CONTROL.sub(" ", CSI.sub("", str(value)))).strip()
     return text if limit is None or len(text) <= limit else text[: limit - 1] + "\u2026"
 
 

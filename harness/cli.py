@@ -103,6 +103,23 @@ def results(assignment: str, as_json: JsonFlag = False, results_dir: ResultsDir 
 
 
 @app.command()
+def check(assignment: Annotated[str, typer.Argument(help="Assignment name or path.")],
+          submission: Annotated[Path, typer.Argument(help="The submission folder.")]) -> None:
+    """Check a submission folder against the contract before handing it in (runs nothing); exit 4
+    when something required is missing."""
+    from harness.kit import check_submission
+
+    with _harness_errors():
+        loaded = api.find_assignment(assignment)
+    if not submission.is_dir():
+        raise typer.BadParameter(f"{submission} is not a folder", param_hint="SUBMISSION")
+    checks = check_submission(loaded, submission)
+    for item in checks:
+        typer.echo(f"{item.level:<5}{item.text}")
+    raise typer.Exit(4 if any(c.level == "fail" for c in checks) else 0)
+
+
+@app.command()
 def demo(assignment: Annotated[str, typer.Argument(help="Assignment whose examples to grade.")] = "ranker",
          jobs: Annotated[int, typer.Option("--jobs", "-j", min=1)] = 2,
          results_dir: ResultsDir = api.DEFAULT_RESULTS,

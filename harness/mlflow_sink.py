@@ -31,6 +31,7 @@ from harness.results import RESULT_FILE, SubmissionResult, group_scores
 
 RESULT_KEY_TAG = "mlgrade.result_key"
 SUBMISSION_TAG = "mlgrade.submission_id"
+REASON_TAG = "reason"
 NOTE_TAG = "mlflow.note.content"  # MLflow shows this tag as the run's description
 ARTIFACTS_DIR = "mlartifacts"  # next to a sqlite database, so nothing lands in the cwd
 NOTE_CHARS = 5000
@@ -260,10 +261,13 @@ def _tags(result: SubmissionResult, folder: Path) -> dict[str, str]:
     note = render_report(result, folder)
     if len(note) > NOTE_CHARS:
         note = note[: note.rfind("\n", 0, NOTE_CHARS) + 1] + "\n… (truncated: the full report is report.md)\n"
-    return {"candidate": one_line(result.candidate, _VALUE_CHARS), "status": result.status.value,
+    tags = {"candidate": one_line(result.candidate, _VALUE_CHARS), "status": result.status.value,
             "submission": one_line(result.submission, _VALUE_CHARS), RESULT_KEY_TAG: result.key,
             SUBMISSION_TAG: result.submission_id,
             NOTE_TAG: note}
+    if result.reason:  # why it is not ok: the failing stage's exception line, shown in the runs list
+        tags[REASON_TAG] = one_line(result.reason, _VALUE_CHARS)
+    return tags
 
 
 def _batches(metrics: list[Any], params: list[Any]) -> Iterator[tuple[list[Any], list[Any]]]:

@@ -112,7 +112,7 @@ def grade_submission(*, assignment: Assignment, staged: StagedSubmission, runtim
         key=key, assignment=assignment.spec.id, assignment_version=assignment.spec.version,
         submission=printable(staged.source), submission_id=submission_id, candidate=staged.candidate,
         content_hash=staged.content_hash, commit=staged.commit, status=run.status,
-        total_score=total_score(criteria), message=run.message, criteria=criteria,
+        total_score=total_score(criteria), message=run.message, reason=run.reason, criteria=criteria,
         stages=run.stages, harness_version=__version__, backend=runtime.backend.name,
         image=run.image or None, image_id=run.image_id, grader_versions=grader_versions(runtime.graders),
         started_at=started, duration_s=round(time.monotonic() - t0, 3),

@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from graders import CriterionResult
-from harness._text import CONTROL, one_line
-from harness.results import StageRecord, SubmissionResult
+from harness._reasons import cause_index, clean_lines
+from harness._text import one_line
+from harness.results import StageRecord, Status, SubmissionResult
 
 LOG_TAIL_LINES = 40
 _LOG_TAIL_BYTES = 64 << 10  # bounded read: enough for 40 long lines
@@ -25,9 +26,14 @@ _LOG_LINE_CHARS = 400
 _TEXT_CHARS = 600  # free text in a table cell or bullet
 _CODE_CHARS = 200  # an identifier or an example line
 _LIST_ITEMS = 10  # items shown of any list in the details
+_BLOCKED_NAMED = 30  # criteria named in the row of those not graded
 _DETAIL_LINES = 60  # lines of details shown per criterion
 _DEPTH = 4
 _OK = "ok"
+_CAUSE_CONTEXT = 2  # lines kept on each side of a cause that falls outside the log tail
+# What an output's problem says when the stage that writes it failed or never ran (harness._stages,
+# harness.pipeline): criteria reading only such outputs were not graded, and are listed together.
+_NOT_PRODUCED = re.compile(r"not graded: stage \S+ failed|not produced: ")
 
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]<>|~$&#])")
 _BACKTICKS = re.compile(r"`+")
@@ -38,8 +44,11 @@ def render_report(result: SubmissionResult, folder: Path | None = None) -> str:
 
     Never raises for odd content: unreadable logs are reported as such.
     """
-    parts = [_header(result), _criteria_table(result.criteria)]
-    parts += [_criterion_section(c) for c in result.criteria]
+    blocked = [c for c in result.criteria if _not_graded(c)]
+    graded = [c for c in result.criteria if c not in blocked]
+    parts = [f"# Grading report: {_text(result.candidate)}", _why(result), _header(result),
+             _criteria_table(graded, blocked, result.message)]
+    parts += [_criterion_section(c) for c in graded]
     parts += [_stages_table(result.stages), _failed_logs(result.stages, folder), _artifacts(result.artifacts)]
     return "\n\n".join(p for p in parts if p).rstrip() + "\n"
 
@@ -114,23 +123,84 @@ def _header(r: SubmissionResult) -> str:
         ("Started", _text(r.started_at)),
         ("Harness", _text(" · ".join(x for x in (r.harness_version, r.backend, r.image) if x))),
     ]
-    lines = [f"# Grading report: {_text(r.candidate)}", "", _row("Field", "Value"), _row("---", "---")]
+    lines = [_row("Field", "Value"), _row("---", "---")]
     lines += [_row(name, value) for name, value in rows]
     if r.message:
         lines += ["", f"> {_text(r.message, 1000)}"]
     return "\n".join(lines)
 
 
-def _criteria_table(criteria: list[CriterionResult]) -> str:
-    if not criteria:
+def _criteria_table(criteria: list[CriterionResult], blocked: list[CriterionResult], message: str) -> str:
+    """One row per graded criterion, and one for all those not graded because a stage failed."""
+    if not criteria and not blocked:
         return "## Criteria\n\nNo criterion was graded."
     lines = ["## Criteria", "", _row("Criterion", "Grader", "Score", "Weight", "Explanation"),
              _row("---", "---", "---:", "---:", "---")]
     for c in criteria:
-        name = f"{c.group} / {c.name}" if c.group else c.name
-        lines.append(_row(_text(name), _text(f"{c.grader} v{c.grader_version}"), f"{c.score:.3f}",
+        lines.append(_row(_text(_label(c)), _text(f"{c.grader} v{c.grader_version}"), f"{c.score:.3f}",
                           _num(c.weight), _text(c.explanation, 1000)))
+    if blocked:
+        names = ", ".join(_label(c) for c in blocked[:_BLOCKED_NAMED])
+        names += f" and {len(blocked) - _BLOCKED_NAMED} more" if len(blocked) > _BLOCKED_NAMED else ""
+        graders = ", ".join(dict.fromkeys(c.grader for c in blocked))
+        why = f"Not graded: their outputs were not produced ({message or 'a stage failed'}); see Why."
+        count = f"{len(blocked)} {'criterion' if len(blocked) == 1 else 'criteria'}"
+        lines.append(_row(_text(f"{count}: {names}", 2000), _text(graders), "0.000",
+                          _num(round(sum(c.weight for c in blocked), 4)), _text(why, 1000)))
     return "\n".join(lines)
+
+
+def _label(c: CriterionResult) -> str:
+    return f"{c.group} / {c.name}" if c.group else c.name
+
+
+def _not_graded(c: CriterionResult) -> bool:
+    """Scored 0 only because what it reads was not produced: its explanation says so, and so does
+    every run it grades when it grades runs (one run answered wrongly keeps it in its own row)."""
+    if c.score > 0 or not _NOT_PRODUCED.search(c.explanation):
+        return False
+    runs = c.details.get("runs")
+    if isinstance(runs, dict) and runs:
+        return all(isinstance(v, dict) and _NOT_PRODUCED.search(str(v.get("problem", "")))
+                   for v in runs.values())
+    return True
+
+
+# --- why: the cause first ---------------------------------------------------------------------------
+
+def _why(r: SubmissionResult) -> str:
+    """The cause of a result that is not ok (status, reason, failing stage and notebook cell), and
+    the runners' warnings; "" for an ok result without warnings."""
+    warnings = list(dict.fromkeys(w for s in r.stages for w in s.warnings))
+    if r.status is Status.OK and not warnings:
+        return ""
+    lines = ["## Why" if r.status is not Status.OK else "## Warnings", ""]
+    if r.status is not Status.OK:
+        lines.append(f"- **Status**: {_text(r.status.value)}")
+        if r.reason:
+            lines.append(f"- **Reason**: {_code(r.reason, limit=400)}")
+        lines += _failing_stages(r)
+    lines += [f"- **Warning**: {_text(w)}" for w in warnings[:_LIST_ITEMS]]
+    return "\n".join(lines)
+
+
+def _failing_stages(r: SubmissionResult) -> list[str]:
+    """The stages that failed the way the result did, runs with one cause told together."""
+    failed = [s for s in r.stages if s.status == r.status.value and s.status != _OK]
+    groups: dict[tuple[str, str], list[StageRecord]] = {}
+    for s in failed:
+        groups.setdefault((s.name.split("/")[0], s.cause), []).append(s)
+    lines = []
+    for (stage, _), members in list(groups.items())[:_LIST_ITEMS]:
+        first = members[0]
+        runs = [m.name.partition("/")[2] for m in members if "/" in m.name]
+        where = f"{_text(stage)}" + (f" on runs {_text(', '.join(runs))}" if runs else "")
+        how = f"{_text(first.status)}: {_text(first.detail)}" if first.detail else _text(first.status)
+        lines.append(f"- **Failing stage**: {where} ({how}); log: {_code(first.log_file or 'n/a')}")
+        if first.cell is not None:
+            line, error = _code(first.cell_line or "(empty)"), _code(first.reason, limit=400)
+            lines.append(f"- **Notebook cell {first.cell}** (first line {line}) raised {error}")
+    return lines
 
 
 def _criterion_section(c: CriterionResult) -> str:
@@ -284,17 +354,27 @@ def _stages_table(stages: list[StageRecord]) -> str:
 
 
 def _failed_logs(stages: list[StageRecord], folder: Path | None) -> str:
-    sections = []
+    """The log tail of each failed stage; runs of one stage that failed the same way share one."""
+    shown: dict[tuple[str, str, str], list[StageRecord]] = {}
     for s in stages:
-        if s.status == _OK:
-            continue
+        if s.status != _OK:
+            shown.setdefault((s.name.split("/")[0], s.status, s.cause), []).append(s)
+    sections = []
+    for members in shown.values():
+        s = members[0]
         head = f"### Log of stage {_text(s.name)} ({_text(s.status)}), last {LOG_TAIL_LINES} lines"
         note = "\n\nThe log was cut at the output limit." if s.log_truncated else ""
+        if len(members) > 1:
+            logs = ", ".join(_code(m.log_file or "n/a") for m in members[1:_LIST_ITEMS])
+            others = _text(", ".join(m.name for m in members[1:]))
+            note += f"\n\n{others} failed the same way (their logs: {logs})."
         sections.append(f"{head}{note}\n\n{_log_tail(s, folder)}")
     return "\n\n".join(["## Failed stages", *sections]) if sections else ""
 
 
 def _log_tail(stage: StageRecord, folder: Path | None) -> str:
+    """The last LOG_TAIL_LINES lines of the stage's log, read bounded; the line stating the cause
+    (an exception that a long message pushed out of the tail) is kept above them."""
     if folder is None or not stage.log_file:
         return "No log available."
     root = folder.resolve()
@@ -308,13 +388,22 @@ def _log_tail(stage: StageRecord, folder: Path | None) -> str:
             data = fh.read(_LOG_TAIL_BYTES)
     except OSError as exc:
         return f"The log could not be read: {_text(exc.strerror or exc)}"
-    lines = data.decode("utf-8", errors="replace").splitlines()
-    if size > _LOG_TAIL_BYTES and lines:
-        lines = lines[1:]  # the first line read is probably partial
+    text = data.decode("utf-8", errors="replace")
+    if size > _LOG_TAIL_BYTES:
+        text = text.partition("\n")[2]  # the first line read is probably partial
+    lines = clean_lines(text)
+    while lines and not lines[-1]:
+        lines.pop()
     if not lines:
         return "The log is empty."
-    tail = [CONTROL.sub("", line)[:_LOG_LINE_CHARS] for line in lines[-LOG_TAIL_LINES:]]
-    return _fenced(tail)
+    start = max(0, len(lines) - LOG_TAIL_LINES)
+    shown = lines[start:]
+    cause = cause_index(lines)
+    if cause is not None and cause < start:
+        kept = lines[max(0, cause - _CAUSE_CONTEXT): min(start, cause + _CAUSE_CONTEXT + 1)]
+        skipped = start - min(start, cause + _CAUSE_CONTEXT + 1)
+        shown = [*kept, f"[… {skipped} lines …]", *shown] if skipped else [*kept, *shown]
+    return _fenced([line[:_LOG_LINE_CHARS] for line in shown])
 
 
 def _artifacts(artifacts: dict[str, str]) -> str:

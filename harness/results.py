@@ -10,12 +10,13 @@ import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from graders import CriterionResult
 from harness._text import one_line, printable
 
 RESULT_FILE = "result.json"
+REASON_CHARS = 300  # = harness._reasons.REASON_CHARS
 
 
 class Status(enum.StrEnum):
@@ -45,6 +46,33 @@ class StageRecord(BaseModel):
     log_file: str | None = None  # relative to the result folder
     log_truncated: bool = False
     detail: str = ""
+    reason: str = ""  # the exception line its log ends with (harness._reasons), when it failed
+    cell: int | None = None  # a notebook's failing cell, counted from 1 in the candidate's notebook
+    cell_line: str = ""  # that cell's first source line
+    warnings: list[str] = Field(default_factory=list)  # the runner's (e.g. no cell tagged `parameters`)
+
+    @field_validator("reason", "cell_line")
+    @classmethod
+    def _one_line(cls, value: str) -> str:
+        return one_line(printable(value), REASON_CHARS)
+
+    @field_validator("warnings")
+    @classmethod
+    def _lines(cls, value: list[str]) -> list[str]:
+        return [line for v in value[:5] if (line := one_line(printable(v), 2 * REASON_CHARS))]
+
+    @property
+    def cause(self) -> str:
+        """Why it failed in one line: its reason (with the notebook cell), else its detail."""
+        if self.reason:
+            return self.reason + (f" (cell {self.cell})" if self.cell is not None else "")
+        return self.detail
+
+    @property
+    def failure(self) -> str:
+        """How it ended, for notes: status, detail and reason."""
+        text = f"{self.status}: {self.detail}".rstrip(": ")
+        return f"{text}: {self.cause}" if self.reason else text
 
 
 class SubmissionResult(BaseModel):
@@ -62,6 +90,9 @@ class SubmissionResult(BaseModel):
     status: Status
     total_score: float | None = Field(default=None, ge=0, le=100)
     message: str = ""
+    #: why it is not ok, in one line: the failing stage's exception line (`KeyError: 'x' (cell 7)`),
+    #: else its detail, else the message; "" when ok
+    reason: str = ""
     criteria: list[CriterionResult] = Field(default_factory=list)
     stages: list[StageRecord] = Field(default_factory=list)
     harness_version: str
@@ -81,6 +112,17 @@ class SubmissionResult(BaseModel):
         # terminals, tables and MLflow: one line, no control characters, no undecodable bytes.
         return one_line(printable(value), 2000)
 
+    @field_validator("reason")
+    @classmethod
+    def _reason_line(cls, value: str) -> str:
+        return one_line(printable(value), REASON_CHARS)
+
+    @model_validator(mode="after")
+    def _default_reason(self) -> SubmissionResult:
+        if not self.reason and self.status is not Status.OK and self.message:
+            self.reason = one_line(self.message, REASON_CHARS)
+        return self
+
     def summary_line(self) -> dict:
         """The `--json` line: what a script consuming results needs."""
         return {
@@ -90,6 +132,7 @@ class SubmissionResult(BaseModel):
             "status": self.status.value,
             "total_score": self.total_score,
             "message": self.message,
+            "reason": self.reason,
             "criteria": {c.name: {"score": c.score, "weight": c.weight, "group": c.group,
                                   "metrics": c.metrics} for c in self.criteria},
             "key": self.key,

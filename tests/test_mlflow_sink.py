@@ -222,3 +222,13 @@ def test_importing_the_sink_does_not_import_mlflow() -> None:
     root = Path(__file__).resolve().parents[1]
     assert subprocess.run([sys.executable, "-c", code], cwd=root, check=False).returncode == 0
 
+
+
+def test_the_failure_reason_is_a_tag_the_runs_list_can_show(sink: MlflowSink, client, tmp_path: Path) -> None:
+    reason = "TypeError: LGBMRanker.fit() got an unexpected keyword argument 'early_stopping_rounds'"
+    failed = make_result(version="6.0.0", status=Status.ERROR).model_copy(update={
+        "message": f"stage train: error: exited with code 1: {reason}", "reason": reason})
+    run = client.get_run(sink.log(failed, make_folder(tmp_path, failed)))
+    assert run.data.tags["reason"] == reason and run.data.tags["status"] == "error"
+    ok = make_result(version="6.0.1")
+    assert "reason" not in client.get_run(sink.log(ok, make_folder(tmp_path / "ok", ok))).data.tags

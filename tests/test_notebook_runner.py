@@ -89,3 +89,55 @@ def test_no_entry_point_and_a_broken_notebook_are_clear_failures(tmp_path):
     done = run(tmp_path, "analysis.ipynb")
     assert done.returncode == 1 and "not a readable notebook" in done.stderr
     assert run(tmp_path, "--param", "bad name=1", "analysis.ipynb").returncode == 2
+
+
+# --- failure reasons (issue 11): the failing cell named, a missing `parameters` tag warned about ------
+
+REASONS = Path(__file__).parent / "fixtures" / "reasons"
+
+
+def _ab_data(folder: Path) -> Path:
+    """A few rows in the A/B assignment's format (its columns; values irrelevant here)."""
+    folder.mkdir()
+    (folder / "experiment.csv").write_text("user_id,variant,exposure_date,pre_metric,converted,revenue\n"
+                                           "u1,control,2026-03-01,1.50,0,0.00\nu2,treatment,2026-03-01,2.10,1,35.20\n")
+    (folder / "design.json").write_text("{}")
+    return folder
+
+
+@pytest.mark.slow
+def test_a_cell_that_raises_is_named_with_its_first_line_and_error(tmp_path):
+    from harness._reasons import read_failure
+
+    (tmp_path / "analysis.ipynb").write_bytes((REASONS / "ab_cell7_keyerror.ipynb").read_bytes())
+    data = _ab_data(tmp_path / "data")
+    done = run(tmp_path, "--param", f"data_dir={data}", "--param", f"output_dir={tmp_path}", "--executed",
+               str(tmp_path / "executed.ipynb"), "analysis.ipynb")
+    assert done.returncode == 1
+    # the candidate's notebook: markdown, parameters, imports, load, markdown, users, then cell 7
+    source = nbformat.read(REASONS / "ab_cell7_keyerror.ipynb", as_version=4).cells[6].source
+    assert source.startswith('converted = log["converted_flag"]')
+    said = done.stderr.splitlines()
+    first_line = 'converted = log["converted_flag"] # renamed in the v2 export'
+    assert f"run.py: analysis.ipynb: cell 7 begins: {first_line}" in said
+    assert "run.py: analysis.ipynb: cell 7 raised KeyError: 'converted_flag'" in said
+    found = read_failure(done.stderr, failed=True)
+    assert (found.reason, found.cell) == ("KeyError: 'converted_flag'", 7)
+    assert found.cell_line == 'converted = log["converted_flag"] # renamed in the v2 export'
+    assert not found.warnings  # the notebook has its `parameters` cell
+
+
+@pytest.mark.slow
+def test_a_notebook_without_a_parameters_cell_is_warned_about_and_the_overriding_cell_named(tmp_path):
+    from harness._reasons import read_failure
+
+    (tmp_path / "analysis.ipynb").write_bytes((REASONS / "ab_untagged.ipynb").read_bytes())
+    data = _ab_data(tmp_path / "data")
+    done = run(tmp_path, "--param", f"data_dir={data}", "--param", f"output_dir={tmp_path}", "analysis.ipynb")
+    assert done.returncode == 1  # its own data_dir = "data/public" won over the injected value
+    found = read_failure(done.stderr, failed=True)
+    assert found.reason.startswith("FileNotFoundError: ") and "data/public/experiment.csv" in found.reason
+    assert found.cell == 4
+    (warning,) = found.warnings
+    assert 'has no cell tagged "parameters"' in warning
+    assert "cell 2 sets data_dir, output_dir, overriding the harness's values" in warning

@@ -293,3 +293,61 @@ def test_runner_skips_pth_sitecustomize_and_plugins_of_installed_packages(tmp_pa
     assert list(marks.iterdir()) == []
     outcomes = {c.node: c.outcome for c in read_junit(tmp_path / "out" / "s.junit.xml")}
     assert outcomes["test_calc.py::test_median_even"] == "failed"
+
+
+# --- failure reasons (issue 11): a broken conftest.py and an uncollectable file, named ------------------
+
+REASONS = Path(__file__).parent / "fixtures" / "reasons"
+
+
+def _own_outputs(out: Path) -> dict[str, Path | None]:
+    return {f"tests.{name}": (out / f"s.{name}" if (out / f"s.{name}").is_file() else None)
+            for name in ("junit.xml", "coverage.json", "run.json")}
+
+
+@pytest.mark.slow
+def test_a_conftest_that_fails_to_import_is_named_with_its_error(tmp_path: Path) -> None:
+    submission = shutil.copytree(REASONS / "conftest_missing", tmp_path / "submission")
+    proc = run_runner("own", submission, tmp_path / "out")
+    assert proc.returncode == 0, proc.stderr
+    assert not (tmp_path / "out" / "s.junit.xml").exists()  # pytest stopped before writing any report
+    said = json.loads((tmp_path / "out" / "s.run.json").read_text())
+    assert said["pytest_exit"] == 4  # pytest's "usage error": it never collected
+    assert said["problem"] == ("tests/conftest.py failed to import: ModuleNotFoundError: No module named "
+                               "'freezegun'")
+    ctx = context(tmp_path, _own_outputs(tmp_path / "out"))
+    for cls in (PassRateGrader, CoverageGrader):
+        result = _grader(cls, stage="tests").grade(ctx)
+        assert result.score == 0
+        assert "tests/conftest.py failed to import: ModuleNotFoundError: No module named 'freezegun'" in \
+            result.explanation
+        assert "no junit.xml was written" not in result.explanation
+
+
+@pytest.mark.slow
+def test_a_test_file_that_cannot_be_collected_is_named_by_its_file(tmp_path: Path) -> None:
+    submission = shutil.copytree(REASONS / "collection_error", tmp_path / "submission")
+    proc = run_runner("own", submission, tmp_path / "out")
+    assert proc.returncode == 0, proc.stderr
+    cases = read_junit(tmp_path / "out" / "s.junit.xml")
+    assert {(c.node, c.outcome, c.collection) for c in cases} == {
+        ("tests/test_calc.py::test_mean", "passed", False), ("tests/test_request.py", "error", True)}
+    (broken,) = [c for c in cases if c.collection]
+    assert broken.message == "ModuleNotFoundError: No module named 'responses'"
+    result = _grader(PassRateGrader, stage="tests").grade(context(tmp_path, _own_outputs(tmp_path / "out")))
+    assert result.score == 0.5  # 1 of 2: the file that does not import counts as one error
+    assert ("failing: tests/test_request.py (could not be collected: ModuleNotFoundError: No module named "
+            "'responses')") in result.explanation
+
+
+def test_a_run_report_that_is_not_the_runners_says_nothing(tmp_path: Path) -> None:
+    from graders._junit import read_run_problem
+
+    # the candidate's own tests run in that process and can rewrite run.json with anything
+    odd = (b"", b"[]", b'{"problem": 3}', b'{"problem": "\\ud800"}', b"\xff" * 10,
+           b'{"problem": "' + b"a\\u001b[31m\\n" * 5000 + b'"}')
+    for content in odd:
+        (tmp_path / "run.json").write_bytes(content)
+        said = read_run_problem(tmp_path / "run.json")
+        assert len(said) <= 300 and "\x1b" not in said and "\n" not in said
+    assert read_run_problem(None) == ""

@@ -14,8 +14,9 @@
   suite's folder, plugin auto-loading is off and the cache provider is disabled, so the
   submission's conftest.py, pytest.ini, pyproject options and plugins play no part.
 
-Writes STAGE.junit.xml, STAGE.coverage.json (own mode) and STAGE.run.json (pytest's exit code)
-to /output, then leaves with os._exit: no atexit hook or thread the tested code started runs
+Writes STAGE.junit.xml, STAGE.coverage.json (own mode) and STAGE.run.json (pytest's exit code,
+and `problem` when pytest stopped before collecting: a conftest.py that failed to import) to
+/output, then leaves with os._exit: no atexit hook or thread the tested code started runs
 after the report is written; in hidden mode, as PID 1 (Docker), every other process is killed
 just before pytest writes its report. A hidden suite that runs the submission's code in a child
 process (as the ranker's conftest.py does) keeps that code out of the pytest process entirely.
@@ -62,12 +63,37 @@ def main(argv: list[str]) -> int:
     junit = f"{out}.junit.xml"
     common = ["-p", "no:cacheprovider", "-o", "junit_family=xunit2", f"--junitxml={junit}",
               "--continue-on-collection-errors", "-q"]
+    watch = _ConftestWatch(pytest, args.tests if args.mode == "hidden" else args.submission)
     if args.mode == "hidden":
-        code = _hidden(pytest, common, args.submission, args.tests)
+        code = _hidden(pytest, common, args.submission, args.tests, watch)
     else:
-        code = _own(pytest, common, args.submission, f"{out}.coverage.json")
-    _write_json(f"{out}.run.json", {"mode": args.mode, "pytest_exit": int(code)})
+        code = _own(pytest, common, args.submission, f"{out}.coverage.json", watch)
+    payload = {"mode": args.mode, "pytest_exit": int(code)}
+    if watch.problem:
+        payload["problem"] = watch.problem
+    _write_json(f"{out}.run.json", payload)
     return 0
+
+
+class _ConftestWatch:
+    """Notes why pytest could not load a conftest.py before collecting (it then writes no report
+    and only prints the error), as "PATH failed to import: TYPE: MESSAGE"."""
+
+    def __init__(self, pytest, root: str) -> None:
+        self.problem = ""
+
+        def load(early_config, parser, args):  # a function: pluggy marks it, a bound method it cannot
+            try:
+                return (yield)
+            except Exception as exc:
+                cause = getattr(exc, "cause", None) or exc  # pytest's ConftestImportFailure wraps it
+                path = str(getattr(exc, "path", "") or "conftest.py")
+                name = os.path.relpath(path, root) if path.startswith(root) else path
+                message = " ".join(f"{type(cause).__name__}: {cause}".split())
+                self.problem = f"{name} failed to import: {message}"[:1000]
+                raise
+
+        self.pytest_load_initial_conftests = pytest.hookimpl(wrapper=True)(load)
 
 
 def _package_dirs() -> list[str]:
@@ -91,14 +117,14 @@ def _package_dirs() -> list[str]:
     return [d for d in dict.fromkeys(found) if d and os.path.isdir(d)]
 
 
-def _hidden(pytest, common: list[str], submission: str, tests: str) -> int:
+def _hidden(pytest, common: list[str], submission: str, tests: str, watch: _ConftestWatch) -> int:
     os.environ["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"  # only plugins pytest ships with
     ini = "/tmp/mlgrade-hidden-pytest.ini"  # noqa: S108 - the sandbox's private /tmp
     with open(ini, "w", encoding="utf-8") as fh:
         fh.write(HIDDEN_INI)
     sys.path.append(submission)  # last: the submission's modules shadow nothing already there
     return pytest.main([*common, "-c", ini, f"--rootdir={tests}", f"--confcutdir={tests}",
-                        "--import-mode=importlib", tests], plugins=[_StrayKiller(pytest)])
+                        "--import-mode=importlib", tests], plugins=[_StrayKiller(pytest), watch])
 
 
 class _StrayKiller:
@@ -118,19 +144,19 @@ class _StrayKiller:
                 pass
 
 
-def _own(pytest, common: list[str], submission: str, coverage_json: str) -> int:
+def _own(pytest, common: list[str], submission: str, coverage_json: str, watch: _ConftestWatch) -> int:
     try:  # imported before the submission is on sys.path: its own coverage.py shadows nothing
         import coverage
     except ImportError:
         coverage = None
     sys.path.insert(0, submission)  # as `python -m pytest` run from the submission would
     if coverage is None:
-        return pytest.main([*common, submission])
+        return pytest.main([*common, submission], plugins=[watch])
     # config_file=False: a .coveragerc in the submission cannot change what is measured
     cov = coverage.Coverage(data_file=None, config_file=False, source=[submission], omit=TEST_FILES)
     cov.start()
     try:
-        code = pytest.main([*common, submission])
+        code = pytest.main([*common, submission], plugins=[watch])
     finally:
         cov.stop()
     try:
