@@ -259,7 +259,8 @@ def test_examples_score_as_documented(workdir: Path) -> None:
     calibrate = _load(ASSIGNMENT / "data" / "calibrate.py", "ranker_calibrate")
     data = workdir / "data"
     results, per_query = {}, {}
-    for name in ("lightgbm_lambdamart", "good", "baseline", "bad_output", "broken", "starter", "quick"):
+    # examples/good and examples/xgboost_ranker are graded end to end in tests/test_e2e_docker.py
+    for name in ("lightgbm_lambdamart", "baseline", "bad_output", "broken", "starter", "quick"):
         out = (quick_gbdt_scores(data, workdir / "quick") if name == "quick"
                else calibrate.run_example(name, workdir)[0])
         results[name] = calibrate.grade(out, data, workdir / "artifacts" / name)
@@ -269,15 +270,14 @@ def test_examples_score_as_documented(workdir: Path) -> None:
     oracle = json.loads((data / "test_labels" / "calibration.json").read_text())["ndcg_at_10"]["oracle"]
     assert all(r.metrics["oracle_ndcg_at_10"] == oracle for r in results.values())
     assert all(r.metrics["ndcg_at_10"] < oracle - 0.08 for r in results.values())  # no example nears it
-    lgbm, quick, good = results["lightgbm_lambdamart"], results["quick"], results["good"]
+    lgbm, quick = results["lightgbm_lambdamart"], results["quick"]
     base, bad = results["baseline"], results["bad_output"]
     # ten default trees earn clearly less than a tuned LambdaMART: a paired difference of NDCG@10
     # over the 1000 queries far outside its noise, and visibly less credit
     diff = per_query["lightgbm_lambdamart"] - per_query["quick"]
     assert diff.mean() > 3 * diff.std(ddof=1) / math.sqrt(diff.size)
-    assert quick.score < lgbm.score - 0.02 and quick.score < good.score - 0.02
-    for strong in (lgbm, good):
-        assert 0.55 < strong.metrics["ndcg_gain_share"] < 0.8 and strong.metrics["delta_ci_low"] > 0.08
+    assert quick.score < lgbm.score - 0.02
+    assert 0.55 < lgbm.metrics["ndcg_gain_share"] < 0.8 and lgbm.metrics["delta_ci_low"] > 0.08
     assert base.metrics["ndcg_gain_share"] == 0.0 and 0.0 < base.score < 0.1
     assert bad.score < base.score and bad.metrics["ndcg_at_10"] < base.metrics["ndcg_at_10"]
     problems = bad.details["rows"]["problems"]
