@@ -15,7 +15,7 @@ from sklearn.model_selection import GroupShuffleSplit
 DATA_DIR = Path("/data/train")
 MODEL_DIR = Path("/workspace/model")
 
-# picked on a held-out split of the training queries (see README.md)
+# tried a few on the held-out queries; depth 5 is as good as 6 and trains faster on one CPU
 PARAMS = dict(
     objective="rank:ndcg",
     eval_metric="ndcg@10",
@@ -24,11 +24,11 @@ PARAMS = dict(
     tree_method="hist",
     n_estimators=400,
     learning_rate=0.1,
-    max_depth=6,
+    max_depth=5,
     min_child_weight=10,
     subsample=0.8,
     colsample_bytree=0.8,
-    early_stopping_rounds=40,
+    early_stopping_rounds=25,
     n_jobs=1,
     random_state=42,
 )
