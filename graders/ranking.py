@@ -4,15 +4,19 @@ The candidate writes `query_id,doc_id,score` for every test row. Measures follow
 (graders/_ranking_metrics.py: raw-label gain, log2 discount, ties by doc id descending, relevant
 = label >= 1); rows without a valid score are ranked last in the worst order
 (graders/_ranking_eval.py); queries without a relevant document are left out of the means.
-The score maps the primary measure linearly from `baseline` (0) to `target` (1). The reference
-ranking by `baseline_feature` is computed here, from the visible test rows, and compared with
-a paired bootstrap over queries. A missing or unusable file scores 0.
+The reference ranking by `baseline_feature` is computed here, from the visible test rows, and
+compared with a paired bootstrap over queries. With a `calibration` file (written by the data
+generator next to the qrels: graders/_ranking_scale.py) every result also reports its *gain
+share*, the share of the oracle's gain over the reference ranking that it achieves. The score
+maps the primary measure (`scale: metric`) or the gain share (`scale: gain_share`) linearly
+from `baseline` (0) to `target` (1). A missing or unusable file scores 0.
 """
 
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -20,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from graders._base import CriterionResult, Grader, GradingContext, grader, linear_score
 from graders._ranking_eval import Comparison, QueryTable, compare, evaluate_run, write_per_query
 from graders._ranking_io import PROBLEMS, Predictions, Reference, load_reference, read_predictions
+from graders._ranking_scale import Calibration, check_reference, load_calibration
 from harness.errors import HarnessError, SpecError
 
 if TYPE_CHECKING:
@@ -28,6 +33,7 @@ if TYPE_CHECKING:
 _METRIC = re.compile(r"^(?:ndcg(?:@(\d+))?|map|mrr)$")
 _FILE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]*$")
 _MEASURE = {"ndcg": "ndcg", "map": "ap", "mrr": "rr"}
+_SHORT = {measure: name for name, measure in _MEASURE.items()}
 PENALTY = ("rows without a valid score are ranked below all scored rows of their query, "
            "lowest label first; for duplicated rows the first line counts")
 TIES = "equal scores are ordered by doc_id descending, as trec_eval does"
@@ -46,15 +52,17 @@ class RankingArgs(BaseModel):
     metric: str = "ndcg@10"  # ndcg@K (or ndcg, cut at k), map or mrr
     k: int = Field(10, ge=1, le=10_000)
     baseline_feature: str = "bm25"
-    baseline: float = Field(ge=0.0, le=1.0)  # metric value that scores 0
-    target: float = Field(ge=0.0, le=1.0)  # metric value that scores 1
+    calibration: str | None = None  # file in the labels data set: the reference and oracle figures
+    scale: Literal["metric", "gain_share"] = "metric"  # what baseline and target are values of
+    baseline: float = Field(ge=-1.0, le=1.0)  # value that scores 0
+    target: float = Field(ge=0.0, le=1.0)  # value that scores 1
     bootstrap: int = Field(1000, ge=100, le=100_000)
     seed: int = 0
 
-    @field_validator("predictions", "labels_file", "queries_file")
+    @field_validator("predictions", "labels_file", "queries_file", "calibration")
     @classmethod
-    def _plain_name(cls, v: str) -> str:
-        if not _FILE_NAME.match(v):
+    def _plain_name(cls, v: str | None) -> str | None:
+        if v is not None and not _FILE_NAME.match(v):
             raise ValueError(f"{v!r} must be a plain file name (letters, digits, . _ -)")
         return v
 
@@ -72,6 +80,10 @@ class RankingArgs(BaseModel):
             self.k = cutoff
         if self.target <= self.baseline:
             raise ValueError(f"target ({self.target}) must be above baseline ({self.baseline})")
+        if self.scale == "gain_share" and self.calibration is None:
+            raise ValueError("scale 'gain_share' needs a calibration file (the oracle's figures)")
+        if self.scale == "metric" and self.baseline < 0:
+            raise ValueError(f"baseline ({self.baseline}) is a {self.metric} value: it cannot be negative")
         return self
 
     @property
@@ -97,7 +109,7 @@ class RankingArgs(BaseModel):
 class RankingGrader(Grader):
     """Scores a `query_id,doc_id,score` file by a trec_eval measure against hidden qrels."""
 
-    version = "1"
+    version = "2"  # 2: the gain share over the reference, and the gain_share scale
     Args = RankingArgs
     args: RankingArgs
 
@@ -130,12 +142,23 @@ class RankingGrader(Grader):
         if not run.evaluated.any():
             raise HarnessError(f"no query in {a.labels}/{a.labels_file} has a relevant document")
         comp = compare(run, base, a.measure, resamples=a.bootstrap, seed=a.seed)
+        cal = self._calibration(ctx, comp.baseline)
         per_query = f"{self.name}_per_query.csv"
         write_per_query(ctx.artifacts_dir / per_query, run, base, a.ndcg_key)
-        score = 0.0 if preds.fatal else linear_score(comp.value, baseline=a.baseline, target=a.target)
-        return self.criterion(score=score, metrics=self._metrics(run, base, comp, preds),
-                              explanation=self._explain(comp, preds, score),
+        value = cal.gain_share(comp.value) if cal is not None and a.scale == "gain_share" else comp.value
+        score = 0.0 if preds.fatal else linear_score(value, baseline=a.baseline, target=a.target)
+        return self.criterion(score=score, metrics=self._metrics(run, base, comp, preds, cal),
+                              explanation=self._explain(comp, preds, score, cal),
                               details=self._details(run, base, preds, per_query))
+
+    def _calibration(self, ctx: GradingContext, reference: float) -> Calibration | None:
+        """The oracle's figures, checked against the reference ranking measured here."""
+        a = self.args
+        if a.calibration is None:
+            return None
+        cal = load_calibration(ctx.hidden[a.labels] / a.calibration, a.metric_key, a.baseline_feature)
+        check_reference(cal, reference, a.baseline_feature)
+        return replace(cal, reference=reference)  # the exact figure: the file's is rounded
 
     def _reference(self, ctx: GradingContext) -> Reference:
         a = self.args
@@ -145,11 +168,13 @@ class RankingGrader(Grader):
         return load_reference(ctx.visible[a.queries] / a.queries_file, ctx.hidden[a.labels] / a.labels_file,
                               a.baseline_feature)
 
-    def _metrics(self, run: QueryTable, base: QueryTable, comp: Comparison,
-                 preds: Predictions) -> dict[str, float]:
+    def _metrics(self, run: QueryTable, base: QueryTable, comp: Comparison, preds: Predictions,
+                 cal: Calibration | None) -> dict[str, float]:
         a, diag = self.args, preds.diagnostics
         key = a.metric_key
-        return {
+        scale = {} if cal is None else {f"oracle_{key}": cal.oracle,
+                                        f"{_SHORT[a.measure]}_gain_share": cal.gain_share(comp.value)}
+        return {**scale,
             a.ndcg_key: run.mean("ndcg"), "map": run.mean("ap"), "mrr": run.mean("rr"),
             f"{key}_ci_low": comp.interval.low, f"{key}_ci_high": comp.interval.high,
             f"baseline_{a.ndcg_key}": base.mean("ndcg"), "baseline_map": base.mean("ap"),
@@ -163,15 +188,20 @@ class RankingGrader(Grader):
             "queries_without_relevant": float((~run.evaluated).sum()),
         }
 
-    def _explain(self, comp: Comparison, preds: Predictions, score: float) -> str:
+    def _explain(self, comp: Comparison, preds: Predictions, score: float, cal: Calibration | None) -> str:
         a, diag = self.args, preds.diagnostics
         if preds.fatal:
             return (f"No usable scores ({preds.fatal}), so the score is 0; ranking by {a.baseline_feature} "
                     f"reaches {a.label} {comp.baseline:.3f}.")
         text = (f"{a.label} {comp.value:.3f} (95% CI {comp.interval.low:.3f}-{comp.interval.high:.3f}) "
                 f"against {comp.baseline:.3f} for ranking by {a.baseline_feature} (difference "
-                f"{comp.delta:+.3f}, CI {comp.delta_interval.low:+.3f} to {comp.delta_interval.high:+.3f}); "
-                f"score {score:.2f} on a scale from {a.baseline:.3f} (0) to {a.target:.3f} (1).")
+                f"{comp.delta:+.3f}, CI {comp.delta_interval.low:+.3f} to {comp.delta_interval.high:+.3f}); ")
+        if cal is not None:
+            text += (f"that is {cal.gain_share(comp.value):.0%} of the gain over {a.baseline_feature} of the "
+                     f"oracle, which ranks by expected relevance under the data's model ({a.label} "
+                     f"{cal.oracle:.3f}); ")
+        unit = "of the oracle's gain" if a.scale == "gain_share" else a.label
+        text += f"score {score:.2f} on a scale from {a.baseline:.3f} (0) to {a.target:.3f} (1) {unit}."
         penalised = diag.counts["missing"] + diag.counts["bad_score"] + diag.counts["non_finite"]
         if penalised or diag.invalid_lines:
             text += (f" {diag.invalid_lines} lines were invalid and {penalised} test rows had no valid "

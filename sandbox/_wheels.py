@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.errors import ImageBuildError
+from sandbox import _cuda
 
 MAX_REQUIREMENT_LINES = 200
 MAX_REQUIREMENT_BYTES = 64 << 10
@@ -242,8 +243,9 @@ def download(requirements: Sequence[str], *, dest: Path, wheelhouse: Path, targe
     within `limits`. The wheelhouse receives the new wheels unless `candidate` is true.
     Candidate downloads use no pip cache, so `limits` bounds everything they write. Returns
     the wheel files in `dest`. Raises RequirementsError when `candidate` is true and pip
-    finds no wheel that satisfies the requirements or runs out of time, or when the limits
-    are exceeded (pip is then stopped at once); ImageBuildError for any other failure.
+    finds no wheel that satisfies the requirements, runs out of time, or resolves NVIDIA CUDA
+    wheels (sandbox/_cuda.py: the message names every requirement that pulls one), or when
+    the limits are exceeded (pip is then stopped at once); ImageBuildError for any other failure.
     """
     dest.mkdir(parents=True, exist_ok=True)
     wheelhouse.mkdir(parents=True, exist_ok=True)
@@ -259,6 +261,9 @@ def download(requirements: Sequence[str], *, dest: Path, wheelhouse: Path, targe
             raise _pip_failure(output, code, candidate=candidate, constraints=constraints)
         if limits is not None:
             limits.check(staging)  # pip may have finished between two looks
+        cuda = _cuda.cuda_problem(staging, requirements, constraints) if candidate else ""
+        if cuda:  # resolved but not installed: the image would carry GBs it cannot use
+            raise RequirementsError(cuda)
         wheels = []
         for wheel in sorted(staging.glob("*.whl")):
             wheels.append(dest / wheel.name)

@@ -45,37 +45,47 @@ def graded_examples(tmp_path_factory):
 ENGINEERING = frozenset({"engineering"})
 
 
+STRONG = ("good", "lightgbm_lambdamart", "xgboost_ranker")  # sound, tuned learners with tests
+
+
 def test_examples_grade_in_the_order_a_reviewer_expects(graded_examples):
     _, proc = graded_examples
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = json_lines(proc.stdout)
-    assert set(lines) == {"good", "lightgbm_lambdamart", "baseline", "bad_output", "broken"}
-    # LightGBM's LambdaMART, the most common real submission: it loads (the base image carries
-    # libgomp1) and ranks with the hand-tuned scikit-learn model
-    lgbm = lines["lightgbm_lambdamart"]
-    assert lgbm["status"] == "ok", lgbm["message"]
-    assert lgbm["criteria"]["hidden_tests"]["score"] == 1 and lgbm["criteria"]["ndcg"]["score"] > 0.8
-    assert lgbm["total_score"] > 60 > lines["baseline"]["total_score"]
-    # A crash earns nothing but its static code quality (weight 1 of 10).
+    assert set(lines) == {*STRONG, "baseline", "bad_output", "broken"}
+    # The popular stacks, installed from requirements.txt: LightGBM's LambdaMART loads (the base
+    # image carries libgomp1) and XGBoost's XGBRanker comes from xgboost-cpu (no CUDA wheels).
+    for name in STRONG:
+        line = lines[name]
+        assert line["status"] == "ok", (name, line["message"])
+        assert line["criteria"]["hidden_tests"]["score"] == 1, name
+        ndcg = line["criteria"]["ndcg"]
+        # measured as a share of the oracle's gain over bm25 (README, "The ranker grader"): a
+        # tuned model gets about two thirds of the way; none nears the oracle
+        assert 0.55 < ndcg["metrics"]["ndcg_gain_share"] < 0.8, name
+        assert ndcg["metrics"]["ndcg_at_10"] < ndcg["metrics"]["oracle_ndcg_at_10"] - 0.08, name
+        assert 0.6 < ndcg["score"] < 0.85, name
+    # the ladder: the three strong ones within a few points of each other, far above bm25 alone,
+    # which is above its damaged copy; a crash earns nothing but its static code quality
+    totals = {name: line["total_score"] for name, line in lines.items()}
+    assert max(totals[n] for n in STRONG) - min(totals[n] for n in STRONG) < 8, totals
+    assert min(totals[n] for n in STRONG) > 70 > 35 > totals["baseline"] > totals["bad_output"], totals
     assert lines["broken"]["status"] == "error" and earned(lines["broken"], skip=ENGINEERING) == 0
-    assert lines["broken"]["total_score"] < 10
-    assert lines["bad_output"]["total_score"] < lines["baseline"]["total_score"]
-    assert lines["good"]["status"] == "ok"
-    assert lines["good"]["total_score"] > 60 > lines["baseline"]["total_score"]
-    # bm25 alone sits just above the ranking's 0 point; it passes the hidden contract tests but
-    # not the learning one, and has no tests of its own
-    assert 0 < lines["baseline"]["total_score"] < 35
-    assert lines["baseline"]["criteria"]["hidden_tests"]["metrics"]["points"] == 5
+    assert totals["broken"] < 10
+    # bm25 alone is the scale's reference (share 0), a little above the 0 point; it passes the
+    # hidden contract tests but not the learning one, and has no tests of its own
+    baseline = lines["baseline"]["criteria"]
+    assert baseline["ndcg"]["metrics"]["ndcg_gain_share"] == 0 and 0 < baseline["ndcg"]["score"] < 0.1
+    assert totals["baseline"] > 0 and baseline["hidden_tests"]["metrics"]["points"] == 5
     ndcg = lines["good"]["criteria"]["ndcg"]
-    assert ndcg["weight"] == 6 and 0 <= ndcg["score"] <= 1 and "ndcg_at_10" in ndcg["metrics"]
-    assert lines["good"]["criteria"]["hidden_tests"]["score"] == 1
+    assert ndcg["weight"] == 6 and "ndcg_at_10" in ndcg["metrics"]
 
 
 def test_mlflow_has_one_comparable_run_per_submission(graded_examples):
     results, _ = graded_examples
     runs = mlflow_runs(results, "ranker@1.0")
     assert sorted(r.info.run_name for r in runs) == ["bad_output", "baseline", "broken", "good",
-                                                     "lightgbm_lambdamart"]
+                                                     "lightgbm_lambdamart", "xgboost_ranker"]
     good = next(r for r in runs if r.info.run_name == "good")
     assert good.info.status == "FINISHED"
     assert {"total_score", "score.ndcg", "ndcg.ndcg_at_10", "ndcg.map", "ndcg.mrr",
@@ -100,7 +110,7 @@ def test_regrade_skips_and_results_lists_without_grading(graded_examples):
     listed = run_cli("results", "ranker", "--json", "--results", str(results))
     assert listed.returncode == 0
     ranked = [json.loads(line)["candidate"] for line in listed.stdout.splitlines()]
-    assert ranked[0] in {"good", "lightgbm_lambdamart"}
+    assert ranked[0] in STRONG
 
 
 def test_report_and_logs_reach_the_result_folder(graded_examples):

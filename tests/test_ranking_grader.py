@@ -7,6 +7,7 @@ bootstrap interval is checked against scipy.stats.bootstrap (percentile method).
 from __future__ import annotations
 
 import csv
+import json
 import math
 import re
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ from scipy import stats
 from graders._base import GRADERS, CriterionResult, GradingContext, OutputFile
 from graders._bootstrap import bootstrap_ci, paired_bootstrap_ci
 from graders.ranking import RankingGrader
-from harness.errors import SpecError
+from harness.errors import HarnessError, SpecError
 
 MLFLOW_SAFE = re.compile(r"^[A-Za-z0-9_\-. /]+$")
 
@@ -291,3 +292,73 @@ def test_bootstrap_interval_agrees_with_scipy() -> None:
     assert bootstrap_ci(values, resamples=500, seed=1) == bootstrap_ci(values, resamples=500, seed=1)
     with pytest.raises(ValueError):
         paired_bootstrap_ci(values, values[:-1], resamples=100, seed=0)
+
+
+# -- the gain share over the reference ranking, with the oracle's figures from calibration.json --
+
+def write_calibration(data: Data, *, oracle: float, bm25: float | None = None, **extra) -> None:
+    bm25_run: dict[str, dict[str, float]] = {}
+    for q, d, _, b in data.rows:
+        bm25_run.setdefault(q, {})[d] = b
+    figures = {"bm25": trec_mean(data, bm25_run) if bm25 is None else bm25, "oracle": oracle}
+    content = {"ndcg_at_10": figures, **extra}
+    (data.root / "test_labels" / "calibration.json").write_text(json.dumps(content))
+
+
+def test_gain_share_is_the_share_of_the_oracles_gain_over_bm25(data: Data, tmp_path: Path) -> None:
+    write_calibration(data, oracle=0.99)
+    def better(label: int, bm25: float) -> float:
+        return round(label + math.sin(bm25 * 7.0) * 1.2, 3)  # less noisy than bm25, still imperfect
+
+    scores = write_scores(tmp_path / "s.csv", scored_lines(data, better))
+    run: dict[str, dict[str, float]] = {}
+    bm25_run: dict[str, dict[str, float]] = {}
+    for q, d, label, b in data.rows:
+        run.setdefault(q, {})[d] = better(label, b)
+        bm25_run.setdefault(q, {})[d] = b
+    ndcg, bm25 = trec_mean(data, run), trec_mean(data, bm25_run)  # trec_eval, by hand below
+    expected = (ndcg - bm25) / (0.99 - bm25)
+    assert 0.2 < expected < 0.9
+    plain = grade(data, scores, calibration="calibration.json", baseline=0.2, target=0.99)
+    assert plain.metrics["ndcg_gain_share"] == pytest.approx(expected)
+    assert plain.metrics["oracle_ndcg_at_10"] == 0.99
+    assert plain.score == pytest.approx((ndcg - 0.2) / 0.79)  # scale: metric, as before
+    shared = grade(data, scores, calibration="calibration.json", scale="gain_share", baseline=-0.1,
+                   target=1.0)
+    assert shared.score == pytest.approx((expected + 0.1) / 1.1)
+    assert f"{expected:.0%} of the gain over bm25 of the oracle" in shared.explanation
+    assert "ndcg_gain_share" not in grade(data, scores).metrics  # no calibration, no share
+
+
+@pytest.mark.parametrize("content, error, match", [
+    ("{not json", HarnessError, "cannot read the ranking calibration"),
+    ('["a list"]', HarnessError, "not a JSON object"),
+    ('{"map": {"bm25": 0.5, "oracle": 0.9}}', SpecError, "no 'bm25' and 'oracle' figures for 'ndcg_at_10'"),
+    ('{"ndcg_at_10": {"bm25": 0.5, "oracle": "high"}}', HarnessError, "must be a finite number"),
+    ('{"ndcg_at_10": {"bm25": 0.5, "oracle": NaN}}', HarnessError, "must be a finite number"),
+])
+def test_a_bad_calibration_file_is_never_a_candidates_zero(data: Data, tmp_path: Path, content: str,
+                                                           error: type, match: str) -> None:
+    (data.root / "test_labels" / "calibration.json").write_text(content)
+    scores = write_scores(tmp_path / "s.csv", scored_lines(data, noisy))
+    with pytest.raises(error, match=re.escape(match)):
+        grade(data, scores, calibration="calibration.json", scale="gain_share", baseline=-0.1, target=1.0)
+
+
+def test_a_calibration_of_other_data_is_refused(data: Data, tmp_path: Path) -> None:
+    scores = write_scores(tmp_path / "s.csv", scored_lines(data, noisy))
+    write_calibration(data, oracle=0.99, bm25=0.3)  # not what ranking these test rows by bm25 gives
+    with pytest.raises(HarnessError, match="belongs to other data"):
+        grade(data, scores, calibration="calibration.json")
+    write_calibration(data, oracle=0.0)  # an oracle below bm25 is no scale
+    with pytest.raises(HarnessError, match="must rank better than bm25"):
+        grade(data, scores, calibration="calibration.json")
+
+
+def test_gain_share_scale_needs_a_calibration_and_metric_scale_a_metric_value() -> None:
+    with pytest.raises(ValidationError, match="needs a calibration file"):
+        make_grader(scale="gain_share", baseline=-0.1)
+    with pytest.raises(ValidationError, match="cannot be negative"):
+        make_grader(baseline=-0.1)
+    with pytest.raises(ValidationError, match="plain file name"):
+        make_grader(calibration="../calibration.json")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import re
 import shutil
 import subprocess
 import sys
@@ -27,6 +28,8 @@ from graders._base import CriterionResult, GradingContext, OutputFile  # noqa: E
 from graders.ranking import RankingGrader  # noqa: E402
 from harness.spec import load_assignment  # noqa: E402
 
+_SANDBOX_PATH = re.compile(r"""(["'])/(data|workspace|output)(?=[/"'])""")
+
 
 def materialize(data_root: Path) -> None:
     """Run the assignment's generator into `data_root`."""
@@ -39,9 +42,8 @@ def materialize(data_root: Path) -> None:
 def _stage_example(example: Path, target: Path, tmp: Path) -> None:
     shutil.copytree(example, target)
     for script in target.glob("*.py"):
-        text = script.read_text()
-        for name in ("data", "workspace", "output"):
-            text = text.replace(f'Path("/{name}")', f'Path("{tmp / name}")')
+        # every string literal that starts with /data, /workspace or /output, as candidates write them
+        text = _SANDBOX_PATH.sub(lambda m: f"{m[1]}{tmp / m[2]}", script.read_text())
         script.write_text(text)
 
 
@@ -79,7 +81,7 @@ def grade(out_dir: Path, data_root: Path, artifacts: Path) -> CriterionResult:
 
 
 def summary(result: CriterionResult) -> dict[str, float]:
-    keep = ("ndcg", "baseline_ndcg", "delta")
+    keep = ("ndcg", "baseline_ndcg", "delta", "oracle")
     return {"score": round(result.score, 3),
             **{k: round(v, 4) for k, v in result.metrics.items() if k.startswith(keep)}}
 

@@ -15,6 +15,8 @@ one that is public or too small to stay secret (below `harness.secret_seed.MIN_S
 
 # No `from __future__ import annotations`: the harness may load this file without registering it
 # in sys.modules, and dataclasses then cannot resolve string annotations.
+import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +32,8 @@ TRAIN_FIRST_QUERY = 1  # train ids q00001..q03000
 TEST_FIRST_QUERY = 10001  # test ids q10001..q11000, so the two sets never share an id
 DOCS_PER_QUERY = (20, 40)  # inclusive
 LABEL_THRESHOLDS = (0.75, 1.55, 2.25, 2.85)  # utility cut points for labels 1, 2, 3, 4
+CALIBRATION_FILE = "calibration.json"  # next to qrels.csv: the grader's bm25 and oracle figures
+UTILITY_NOISE = 0.5  # standard deviation of the utility's noise: what no model can learn
 FEATURES = (
     "query_length", "query_brand", "query_price_term",
     "bm25", "title_match", "semantic_sim", "category_match", "brand_match",
@@ -48,6 +52,7 @@ class Split:
     doc_ids: np.ndarray  # str
     features: dict[str, np.ndarray]
     labels: np.ndarray  # int, 0..4
+    expected_relevance: np.ndarray  # E[label] given the hidden variables: the oracle's score
 
 
 @dataclass(frozen=True)
@@ -59,6 +64,9 @@ class _Queries:
     price_intent: np.ndarray  # -1 budget, 0 neutral, +1 premium
     offset: np.ndarray  # how well the candidate set serves the query overall
     match_rate: np.ndarray  # share of candidates that truly match the intent
+
+
+_erf = np.vectorize(math.erf, otypes=[float])
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -131,16 +139,22 @@ def _behaviour_features(rng: np.random.Generator, q: _Queries, z: dict[str, np.n
             "return_rate": _sigmoid(-2.6 - 0.7 * z["quality"] + rng.normal(0.0, 0.5, n))}
 
 
-def _utility(rng: np.random.Generator, q: _Queries, z: dict[str, np.ndarray]) -> np.ndarray:
-    """The hidden utility the labels are cut from; see README.md for the reasoning."""
+def _expected_utility(q: _Queries, z: dict[str, np.ndarray]) -> np.ndarray:
+    """The utility without its noise: what the labels are cut from, on average (README.md)."""
     price_rel = z["log_price"] - _query_mean(z["log_price"], q)
     intent = q.price_intent[q.index]
     price_term = np.select([intent < 0, intent > 0], [-1.0 * price_rel, 0.8 * price_rel],
                            -0.25 * np.abs(price_rel))
     brand_term = q.brand_intent[q.index] * (1.0 * z["brand_match"] - 0.5)
     return (3.2 * z["match"] ** 2 + 1.0 * z["quality"] * z["match"] + brand_term + price_term
-            - 1.6 * (1.0 - z["in_stock"]) - 0.08 * (z["shipping_days"] - 3)
-            + q.offset[q.index] + rng.normal(0.0, 0.5, q.index.size))
+            - 1.6 * (1.0 - z["in_stock"]) - 0.08 * (z["shipping_days"] - 3) + q.offset[q.index])
+
+
+def expected_label(mean_utility: np.ndarray) -> np.ndarray:
+    """E[label] given the hidden variables: the sum over cut points of P(utility >= cut)."""
+    cuts = np.asarray(LABEL_THRESHOLDS)
+    z = (mean_utility[:, None] - cuts[None, :]) / (UTILITY_NOISE * math.sqrt(2.0))
+    return (0.5 * (1.0 + _erf(z))).sum(axis=1)
 
 
 def _labels(utility: np.ndarray, q: _Queries) -> np.ndarray:
@@ -175,11 +189,12 @@ def simulate(seed: int, n_queries: int, first_query: int) -> Split:
         "in_stock": z["in_stock"].astype(int), "shipping_days": z["shipping_days"],
         "doc_age_days": np.round(np.exp(rng.normal(5.0, 1.0, q.index.size))).astype(int),
     }
-    labels = _labels(_utility(rng, q, z), q)
+    mean_utility = _expected_utility(q, z)
+    labels = _labels(mean_utility + rng.normal(0.0, UTILITY_NOISE, q.index.size), q)
     query_ids, doc_ids = _ids(rng, q, first_query)
     order = np.lexsort((doc_ids, query_ids))
     return Split(query_ids[order], doc_ids[order], {k: features[k][order] for k in FEATURES},
-                 labels[order])
+                 labels[order], expected_label(mean_utility)[order])
 
 
 def _format(name: str, values: np.ndarray) -> np.ndarray:
@@ -208,6 +223,33 @@ def _feature_columns(split: Split) -> dict[str, np.ndarray]:
     return {name: _format(name, split.features[name]) for name in FEATURES}
 
 
+def ndcg_at(k: int, split: Split, scores: np.ndarray) -> float:
+    """Mean NDCG@k of ranking each query by `scores`, by trec_eval's rules (the grader's, see
+    BRIEF.md): score descending, ties by doc id descending, the raw label as gain, a log2 discount."""
+    bounds = np.flatnonzero(np.r_[True, split.query_ids[1:] != split.query_ids[:-1], True])
+    discount = 1.0 / np.log2(np.arange(2, k + 2))
+    values = []
+    for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
+        labels = split.labels[lo:hi]
+        order = np.lexsort((split.doc_ids[lo:hi], scores[lo:hi]))[::-1]
+        ideal = np.sort(labels)[::-1][:k] @ discount[:min(k, hi - lo)]
+        if ideal > 0:  # the grader leaves out queries without a relevant document
+            values.append(labels[order][:k] @ discount[:min(k, hi - lo)] / ideal)
+    return float(np.mean(values))
+
+
+def calibration(test: Split, feature: str = "bm25", k: int = 10) -> dict:
+    """The reference points of the grader's scale on this test set: ranking by `feature` as written
+    to test.csv, and the oracle that ranks by expected relevance under the generative model."""
+    written = _format(feature, test.features[feature]).astype(float)
+    return {"about": "NDCG on the hidden test set: ranking by the reference feature as written to "
+                     "test.csv, and the oracle that ranks by E[label] given the generator's hidden "
+                     "variables (data/README.md, 'Calibration')",
+            "queries": int(np.unique(test.query_ids).size), "reference_feature": feature,
+            f"ndcg_at_{k}": {feature: round(ndcg_at(k, test, written), 6),
+                             "oracle": round(ndcg_at(k, test, test.expected_relevance), 6)}}
+
+
 def materialize(root: Path, hidden_dir: Path) -> None:
     """Write the train, test and test_labels folders under `root` (see module docstring).
 
@@ -222,3 +264,5 @@ def materialize(root: Path, hidden_dir: Path) -> None:
     ids = {"query_id": test.query_ids, "doc_id": test.doc_ids}
     write_csv(root / "test" / "test.csv", {**ids, **_feature_columns(test)})
     write_csv(root / "test_labels" / "qrels.csv", {**ids, "label": np.char.mod("%d", test.labels)})
+    (root / "test_labels" / CALIBRATION_FILE).write_text(json.dumps(calibration(test), indent=1) + "\n",
+                                                         encoding="utf-8")
