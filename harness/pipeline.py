@@ -9,10 +9,10 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from graders import GRADERS, Grader, GradingContext, OutputFile
+from graders import GRADERS, CriterionResult, Grader, GradingContext, OutputFile
 from harness import __version__
 from harness._stages import RunState, run_stages
-from harness._text import printable, reviewer_text
+from harness._text import one_line, printable, reviewer_text
 from harness._workdirs import owned_name, remove_tree, replace_folder
 from harness.batch_similarity import take_snapshot
 from harness.data import DataSets
@@ -220,7 +220,24 @@ def _score(assignment: Assignment, staged: StagedSubmission, runtime: Runtime, r
                                           f"{exc}") from exc
         if not any(artifacts.iterdir()):
             artifacts.rmdir()  # most graders write nothing: keep the result folder readable
-    return criteria
+    return _apply_requires(assignment, criteria)
+
+
+def _apply_requires(assignment: Assignment, criteria: list[CriterionResult]) -> list[CriterionResult]:
+    """Zero each criterion whose required criteria (spec: graders[].requires) did not all score
+    above 0, keeping what it measured in its metrics (`ungated_score`) and explanation."""
+    by_name = {c.name: c for c in criteria}
+    gated = []
+    for gspec, criterion in zip(assignment.spec.graders, criteria, strict=True):
+        failed = [name for name in gspec.requires if by_name[name].score == 0]
+        if failed:
+            why = "; ".join(f"{name}: {one_line(by_name[name].explanation, 160)}" for name in failed)
+            criterion = criterion.model_copy(update={
+                "score": 0.0, "metrics": {**criterion.metrics, "ungated_score": criterion.score},
+                "explanation": f"not counted: {' and '.join(failed)} scored 0, so the submission did not do "
+                               f"the task ({why}); as measured: {criterion.explanation}"})
+        gated.append(criterion)
+    return gated
 
 
 def _stage_statuses(records: list[StageRecord]) -> dict[str, str]:

@@ -264,6 +264,9 @@ class GraderSpec(_Strict):
     grader: str  # registered grader
     weight: float = Field(gt=0)
     args: dict[str, Any] = Field(default_factory=dict)
+    #: Criteria that must score above 0 for this one to count: a criterion never rewards a
+    #: submission that does not do the task (e.g. code quality of a ranker that ranks nothing).
+    requires: tuple[Name, ...] = ()
 
 
 class AssignmentSpec(_Strict):
@@ -326,6 +329,12 @@ class AssignmentSpec(_Strict):
         criteria = [g.name for g in self.graders]
         if len(set(criteria)) != len(criteria):
             raise ValueError(f"grader names repeat: {criteria}")
+        gating = {g.name for g in self.graders if g.requires}
+        for g in self.graders:
+            wrong = [r for r in g.requires if r not in criteria or r == g.name or r in gating]
+            if wrong:
+                raise ValueError(f"grader {g.name!r} requires {wrong}: name other criteria, which require "
+                                 f"none themselves; criteria: {criteria}")
         ungrouped = {g.name for g in self.graders if g.group is None}
         clash = sorted({g.group for g in self.graders if g.group} & ungrouped)
         if clash:

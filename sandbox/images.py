@@ -158,10 +158,10 @@ def ensure_candidate_image(client: docker.DockerClient, *, parent: ImageRef, req
     `max_wheel_files` files; pip is stopped as soon as it goes over. They are downloaded
     into a scratch build context, never into the shared wheelhouse. With no requirements
     the parent itself is returned. Raises RequirementsError (the candidate's fault) when a
-    requirement pins a constrained package to another version, no wheel satisfies the
-    requirements, the limits or pip's timeout are exceeded, or pip fails to install the
-    wheels in the image; ImageBuildError when the index, Docker or the
-    disk fail; ValueError when a limit is not positive.
+    requirement pins a constrained package to another version, pulls a CUDA-only wheel
+    (sandbox/_cuda.py), no wheel satisfies the requirements, the limits or pip's timeout are
+    exceeded, or pip fails to install the wheels in the image; ImageBuildError when the index,
+    Docker or the disk fail; ValueError when a limit is not positive.
     """
     limits = _wheels.DownloadLimits(max_bytes=max_download_bytes, max_files=max_wheel_files)
     pinned = sorted({_wheels.check_requirement(r, where=f"requirement {r!r}") for r in requirements})

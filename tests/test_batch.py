@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import shutil
 import tarfile
 
@@ -75,6 +76,42 @@ def test_an_invalid_submission_scores_zero_on_every_criterion_even_static_ones(t
     assert [(c.name, c.score) for c in result.criteria] == [("completion", 0), ("answer", 0),
                                                             ("code_quality", 0)]
     assert all(c.explanation == "not graded: required files missing: run.py" for c in result.criteria)
+
+
+def test_a_criterion_that_requires_another_counts_only_when_that_one_scores(tmp_path):
+    # spec `requires`: tidy code of a submission whose answer is wrong did not do the task
+    toy = shutil.copytree(TOY, tmp_path / "toy")
+    spec = toy / "assignment.yaml"
+    spec.write_text(spec.read_text() + "  - {name: code_quality, grader: code_quality, weight: 1, "
+                                       "requires: [answer]}\n")
+    subs = tmp_path / "subs"
+    tidy = {"model.py": '"""A model."""\n\n\nVALUE = 1\n'}
+    right, wrong = make_submission(subs, "right", tidy), make_submission(subs, "wrong", tidy)
+    install_fake_backend(FakeBackend({("wrong", "answer"): ok("41")}))
+    report = api.grade(toy, [str(right), str(wrong)], results_dir=tmp_path / "results", backend="fake",
+                       backoff_s=0.0, log_to_mlflow=False)
+    quality = {i.result.candidate: next(c for c in i.result.criteria if c.name == "code_quality")
+               for i in report.items}
+    assert quality["right"].score > 0.5 and "ungated_score" not in quality["right"].metrics
+    assert quality["wrong"].score == 0 and quality["wrong"].metrics["ungated_score"] == quality["right"].score
+    assert quality["wrong"].explanation.startswith("not counted: answer scored 0, so the submission did "
+                                                   "not do the task (answer: compared); as measured: ")
+
+
+@pytest.mark.parametrize(("requires", "message"), [
+    ("[nothing]", "grader 'code_quality' requires ['nothing']"),
+    ("[code_quality]", "grader 'code_quality' requires ['code_quality']"),
+])
+def test_requires_names_other_criteria(tmp_path, requires, message):
+    from harness.errors import SpecError
+    from harness.spec import load_assignment
+
+    toy = shutil.copytree(TOY, tmp_path / "toy")
+    spec = toy / "assignment.yaml"
+    spec.write_text(spec.read_text() + f"  - {{name: code_quality, grader: code_quality, weight: 1, "
+                                       f"requires: {requires}}}\n")
+    with pytest.raises(SpecError, match=re.escape(message)):
+        load_assignment(toy)
 
 
 @pytest.mark.parametrize("status", [StageStatus.TIMEOUT, StageStatus.OOM, StageStatus.OUTPUT_LIMIT])

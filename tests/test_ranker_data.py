@@ -222,8 +222,9 @@ def test_oracle_and_spec_scale_hold_on_every_seed(seed: int) -> None:
     args = RankingGrader.Args(**next(g for g in load_assignment(ASSIGNMENT).spec.graders
                                      if g.grader == "ranking").args)
     assert args.scale == "gain_share" and args.calibration == generate.CALIBRATION_FILE
-    # bm25 (share 0) earns a little, a damaged bm25 ranking less; full credit only near the oracle
-    assert -0.1 <= args.baseline < 0 and args.target >= 0.95
+    # bm25 (share 0, a given feature) earns nothing; full credit just above the best sound learners
+    # (0.66-0.68 in data/README.md), well below the oracle no model can reach
+    assert args.baseline == 0 and 0.68 < args.target <= 0.75
 
 
 def trec_ndcg_of_scores(scores_csv: Path, data: Path) -> tuple[float, np.ndarray]:
@@ -276,10 +277,10 @@ def test_examples_score_as_documented(workdir: Path) -> None:
     # over the 1000 queries far outside its noise, and visibly less credit
     diff = per_query["lightgbm_lambdamart"] - per_query["quick"]
     assert diff.mean() > 3 * diff.std(ddof=1) / math.sqrt(diff.size)
-    assert quick.score < lgbm.score - 0.02
+    assert quick.score < lgbm.score - 0.03 and lgbm.score > 0.9  # a tuned ranker: (nearly) full credit
     assert 0.55 < lgbm.metrics["ndcg_gain_share"] < 0.8 and lgbm.metrics["delta_ci_low"] > 0.08
-    assert base.metrics["ndcg_gain_share"] == 0.0 and 0.0 < base.score < 0.1
-    assert bad.score < base.score and bad.metrics["ndcg_at_10"] < base.metrics["ndcg_at_10"]
+    assert base.metrics["ndcg_gain_share"] == 0.0 and base.score == 0.0  # bm25 alone is no ranker
+    assert bad.score == 0.0 and bad.metrics["ndcg_at_10"] < base.metrics["ndcg_at_10"]
     problems = bad.details["rows"]["problems"]
     assert {"non_finite", "duplicate", "unknown_id", "missing", "malformed"} <= set(problems)
     assert results["broken"].score == 0.0 and "not produced" in results["broken"].explanation
