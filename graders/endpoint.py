@@ -6,11 +6,18 @@ host), `endpoint_robustness` (bad requests answered 4xx, server still healthy), 
 (p99 at the stated rate, open loop) and `endpoint_capacity` (highest rate meeting the objective).
 Scores map a measure linearly between a value that scores 0 and one that scores 1, both in the
 spec. A missing or unusable probe report scores 0 with the reason.
+
+The gating rule: no criterion rewards a service that does not serve valid requests. Latency and
+capacity are scaled by the correct share of the hidden inputs and of sampled load answers
+(`scale_by_correctness`); cold start and robustness, with `serving`, score 0 unless at least
+`min_share` of the hidden inputs were answered right (refusing bad requests is no feat for a
+server that refuses good ones too, such as a 404 for a missing route or a 422 for another schema).
 """
 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -61,21 +68,60 @@ class _Linear(_Args):
         return self
 
 
+class ServingGate(BaseModel):
+    """The evidence a criterion needs that the service serves valid requests: at least `min_share`
+    of the hidden inputs answered right (label equal, every probability within `atol`)."""
+
+    model_config = ConfigDict(extra="forbid")
+    reference: str  # hidden data set with the reference predictions
+    reference_file: str = "predictions.json"
+    atol: float = Field(0.02, gt=0, le=1)
+    min_share: float = Field(0.02, gt=0, le=1)
+
+
 class _EndpointGrader(Grader):
     Args: ClassVar[type[BaseModel]] = _Args
     version = "2"  # 2: load-phase answers checked; extreme reports scored, never raised
+    #: why the criterion means nothing from a service that does not serve valid requests
+    gate_reason: ClassVar[str] = ""
 
     def check_spec(self, spec: AssignmentSpec) -> None:
         keys = {key for stage in spec.stages for key in stage.output_keys()}
         if self.args.probe not in keys:
             raise SpecError(f"probe: {self.args.probe!r} is not an output of any stage or probe "
                             f"(outputs: {sorted(keys)})")
+        gate = getattr(self.args, "serving", None)
+        if gate is not None and gate.reference not in spec.data.hidden:
+            raise SpecError(f"serving.reference: {gate.reference!r} is not a hidden data set "
+                            f"({sorted(spec.data.hidden)})")
 
     def grade(self, ctx: GradingContext) -> CriterionResult:
         read = read_probe_report(ctx.outputs.get(self.args.probe))
         if read.report is None:
-            return self.criterion(score=0.0, metrics={}, explanation=f"No measurement: {read.problem}.")
-        return self.score(read.report, ctx)
+            failed = [f"stage {name} ended {status}" for name, status in ctx.stage_statuses.items()
+                      if status != "ok"]
+            why = f" ({'; '.join(failed)}: see the result's message)" if failed else ""
+            return self.criterion(score=0.0, metrics={}, explanation=f"No measurement: {read.problem}{why}.")
+        result = self.score(read.report, ctx)
+        gate = getattr(self.args, "serving", None)
+        return result if gate is None or result.score == 0 else self.gated(result, read.report, ctx, gate)
+
+    def gated(self, result: CriterionResult, report: ProbeReport, ctx: GradingContext,
+              gate: ServingGate) -> CriterionResult:
+        """`result` if the service served valid requests (see ServingGate); else 0, saying why and
+        what was measured."""
+        reference, wrong = _mismatches(report, ctx.hidden[gate.reference] / gate.reference_file, gate.atol)
+        total = len(reference)
+        correct, need = total - len(wrong), math.ceil(gate.min_share * total - 1e-9)
+        if total and correct >= need:
+            return result
+        problems = report.correctness.problems if report.correctness else list(report.skipped)
+        answers = f" (first problem: {one_line(problems[0], 300)})" if problems else ""
+        explanation = (f"No credit: the service does not serve valid requests: {correct}/{total} hidden "
+                       f"inputs answered right{answers}, and {self.name} counts only from {need} "
+                       f"({gate.min_share:.0%}) on: {self.gate_reason}. Measured: {result.explanation}")
+        metrics = result.metrics | {"served": 0.0, "measured_score": result.score}
+        return self.criterion(score=0.0, metrics=metrics, explanation=explanation, details=result.details)
 
     def score(self, report: ProbeReport, ctx: GradingContext) -> CriterionResult:
         raise NotImplementedError
@@ -115,17 +161,25 @@ class _EndpointGrader(Grader):
         return ([name], "") if name else ([], " No plot: no step had an answered request.")
 
 
+class ColdStartArgs(_Linear):
+    serving: ServingGate | None = None  # counts only from a service that serves valid requests
+
+
 @grader("endpoint_cold_start")
 class ColdStartGrader(_EndpointGrader):
     """Seconds from the server's start to its first 200 on GET /health."""
 
-    Args = _Linear
+    Args = ColdStartArgs
+    version = "3"  # 3: gated on serving valid requests; a server that exits says so
+    gate_reason = "being up quickly means nothing if what is up does not answer"
 
     def score(self, report, ctx):
         cold = report.cold_start
         if cold is None or not cold.healthy or not finite(cold.seconds):
             problem = (cold.problem if cold else "") or report.manifest.problem or "never answered 200"
-            return self.criterion(score=0.0, metrics={"healthy": 0.0},
+            exited = {"exited_s": report.service_exited_s} if cold and cold.exited and \
+                finite(report.service_exited_s) else {}
+            return self.criterion(score=0.0, metrics={"healthy": 0.0} | exited,
                                   explanation=f"The server never became healthy: {problem}.")
         return self.criterion(score=self.linear(cold.seconds),
                               metrics={"seconds": cold.seconds, "healthy": 1.0},
@@ -202,6 +256,7 @@ def _mismatch(expected: dict, answer, atol: float) -> str:
 
 class RobustnessArgs(_Args):
     cases: list[str] = Field(min_length=1)  # every case the probe must have run
+    serving: ServingGate | None = None  # counts only from a service that serves valid requests
 
 
 @grader("endpoint_robustness")
@@ -209,6 +264,8 @@ class RobustnessGrader(_EndpointGrader):
     """Share of bad requests answered with a 4xx (JSON error) while the server stays healthy."""
 
     Args = RobustnessArgs
+    version = "3"  # 3: gated on serving valid requests
+    gate_reason = "refusing bad requests is no feat for a server that refuses or mis-answers good ones"
 
     def score(self, report, ctx):
         ran = {case.case: case for case in report.robustness}

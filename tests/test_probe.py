@@ -174,7 +174,7 @@ def test_a_batch_answered_500_is_null_and_the_others_are_kept():
     section = _correctness(Behaviour(fail_when=lambda rows: any(r[5] == 999.0 for r in rows)), inputs)
     labels, _ = _expected(inputs)
     got = section["predictions"]
-    assert section["problems"] == ["batch 1: HTTP 500"] and section["answered"] == 16
+    assert section["problems"] == ['batch 1: HTTP 500: {"error": "internal"}'] and section["answered"] == 16
     assert all(p is None for p in got[8:16])
     assert [p["label"] for p in got[:8] + got[16:]] == labels[:8].tolist() + labels[16:].tolist()
 
@@ -418,3 +418,42 @@ def test_cold_start_counts_from_the_service_start_the_backend_passes() -> None:
     assert probe._service_start(100.0, 5000.0, "soon") == 100.0
     assert probe._service_start(100.0, 5000.0, "5001") == 100.0  # in the future: ignored
     assert probe._service_start(100.0, 5000.0, "4000") == 100.0  # more than 60 s back: ignored
+
+
+def test_a_probe_told_that_its_server_exited_stops_waiting_and_says_so(tmp_path):
+    # Nothing listens (a server that exited at start): the probe would poll /health for its whole
+    # timeout (here 600 s). The backend's SIGHUP must end the wait with that cause in the report.
+    from sandbox._service import SERVICE_EXITED_SIGNAL
+
+    assert probe.SERVICE_EXITED_SIGNAL == SERVICE_EXITED_SIGNAL  # the probe runs alone: its own copy
+    with model_server() as port:
+        pass  # the port is closed now
+    command = [sys.executable, "-s", "-E", str(RUNNERS_DIR / "probe.py"), *_files(tmp_path, port),
+               "--health-timeout", "600", *FAST]
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        for _ in range(400):  # until it handles the signal (before that, the signal ends it)
+            if proc.poll() is not None or _catches(proc.pid, SERVICE_EXITED_SIGNAL):
+                break
+            time.sleep(0.05)
+        proc.send_signal(SERVICE_EXITED_SIGNAL)
+        _, stderr = proc.communicate(timeout=120)  # a hang guard, not a timing: 600 s would trip it
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, stderr
+    report = _report(tmp_path)
+    ProbeReport.model_validate(report)
+    cold = report["cold_start"]
+    assert cold["healthy"] is False and cold["exited"] is True
+    assert cold["problem"].startswith("the server exited") and "connection refused" in cold["problem"]
+    assert report["service_exited_s"] is not None
+    assert report["skipped"] == [f"{phase}: the server exited" for phase in
+                                 ("correctness", "robustness", "latency", "capacity")]
+
+
+def _catches(pid: int, signum: int) -> bool:
+    """Whether the process has a handler for `signum` (the SigCgt mask of /proc/<pid>/status)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("SigCgt:"):
+            return bool(int(line.split()[1], 16) & (1 << (signum - 1)))
+    return False
