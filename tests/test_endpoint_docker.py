@@ -1,8 +1,9 @@
 """The endpoint assignment end to end: the real CLI, a server container, the probe container in its
 network namespace, a real MLflow store. The examples' order is what a reviewer would give them.
 
-The probe's load phases are shortened (durations only; the objective and thresholds are the
-spec's) so the suite stays within CI's budget; `harness demo endpoint` runs the full spec.
+The probe's load phases are shortened (shorter durations, and capacity steps a factor 2 apart
+instead of the square root of 2, then the spec's two bisections; the objective and thresholds are
+the spec's) so the suite stays within CI's budget; `harness demo endpoint` runs the full spec.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from tests.test_e2e_docker import json_lines, mlflow_runs
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 ASSIGNMENT = REPO / "assignments" / "endpoint"
 SHORTER = {'--health-timeout, "60"': '--health-timeout, "20"', '--duration, "10"': '--duration, "4"',
-           '--warmup, "2"': '--warmup, "1"', '--capacity-duration, "4"': '--capacity-duration, "2"'}
+           '--warmup, "2"': '--warmup, "1"',
+           '--capacity-duration, "4"': '--capacity-duration, "2", --capacity-factor, "2"'}
 
 
 @pytest.fixture(scope="module")

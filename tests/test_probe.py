@@ -457,3 +457,30 @@ def _catches(pid: int, signum: int) -> bool:
         if line.startswith("SigCgt:"):
             return bool(int(line.split()[1], 16) & (1 << (signum - 1)))
     return False
+
+
+def test_one_stall_does_not_end_the_capacity_sweep():
+    # A server within the objective up to 80/s that stalled once at 40/s (a garbage collection, a
+    # busy neighbour): the FastAPI example lost its capacity to one such step (p99 115 ms at 100/s
+    # between 3.9 ms at 92/s and 7.1 ms in the 100/s latency run). The failing rate is measured
+    # again, and only a rate that fails twice ends the sweep.
+    from loadgen import LoadResult, capacity_search
+
+    calls = []
+
+    def result(rate: float, p99_ms: float) -> LoadResult:
+        nan = float("nan")
+        return LoadResult(rate=rate, duration_s=1, scheduled=10, sent=10, completed=10, errors=0, timeouts=0,
+                          p50_ms=1.0, p90_ms=nan, p99_ms=p99_ms, p999_ms=nan, max_ms=nan, mean_ms=nan,
+                          achieved_rate=rate, lag_p99_ms=0.0, uncorrected_p50_ms=nan, uncorrected_p99_ms=nan,
+                          histogram="")
+
+    async def measure(rate: float) -> LoadResult:
+        calls.append(rate)
+        stalled = rate == 40 and calls.count(40) == 1
+        return result(rate, 100.0 if stalled or rate > 80 else 5.0)
+
+    found = asyncio.run(capacity_search(measure, low=10, high=160, p99_ms=50, factor=2.0, refine=0, retry=1))
+    assert calls == [10, 20, 40, 40, 80, 160, 160]  # 40 passes the second time; 160 fails twice
+    assert found.capacity == 80 and not found.capped
+    assert probe.parse_args(["--manifest", "m", "--inputs", "i", "--out", "o"]).capacity_retry == 1

@@ -296,6 +296,7 @@ async def _load_phases(args: argparse.Namespace, report: Report, target: Target,
                                    p99_ms=args.p99_ms, max_error_rate=args.max_error_rate,
                                    factor=args.capacity_factor,
                                    refine=args.capacity_refine, settle_s=args.settle,
+                                   retry=args.capacity_retry,
                                    stop=lambda: not budget.fits("capacity", budget.capacity_step_s))
     _log(f"capacity {search.capacity:.1f}/s{' (or more)' if search.capped else ''} in {len(report.steps)} "
          f"steps{' (cut short: ' + OUT_OF_TIME + ')' if search.cut_short else ''}")
@@ -394,6 +395,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                ("--capacity-high", pos, 1600.0, "highest rate of the capacity search"),
                ("--capacity-factor", _number(float, 1), math.sqrt(2), "ratio of consecutive rates"),
                ("--capacity-refine", _number(int, 0, strict=False), 2, "bisections after the first failure"),
+               ("--capacity-retry", _number(int, 0, strict=False), 1, "re-measurements of a failing rate"),
                ("--capacity-duration", pos, 4.0, "measured seconds per capacity step"),
                ("--capacity-warmup", nonneg, 1.0, "unmeasured seconds per capacity step"),
                ("--settle", nonneg, 0.5, "seconds of quiet between capacity steps"),
