@@ -37,6 +37,7 @@ class ColdStart(_Model):
     seconds: float | None = Field(None, ge=0, le=86_400)
     attempts: int = Field(0, ge=0)
     problem: _Text = ""
+    exited: bool = False  # the server exited before it answered
 
 
 class Prediction(_Model):
@@ -132,6 +133,7 @@ class ProbeReport(_Model):
     load_check: LoadCheck | None = None
     skipped: list[_Text] = Field(default_factory=list, max_length=100)
     settings: Settings = Settings()
+    service_exited_s: float | None = Field(None, ge=0, le=86_400)  # from its start to the word it exited
 
 
 @dataclass(frozen=True)

@@ -6,18 +6,23 @@ host), `endpoint_robustness` (bad requests answered 4xx, server still healthy), 
 (p99 at the stated rate, open loop) and `endpoint_capacity` (highest rate meeting the objective).
 Scores map a measure linearly between a value that scores 0 and one that scores 1, both in the
 spec. A missing or unusable probe report scores 0 with the reason.
+
+The gating rule: no criterion rewards a service that does not serve valid requests. Latency and
+capacity are scaled by the correct share of the hidden inputs and of sampled load answers
+(`scale_by_correctness`); cold start and robustness, with `serving`, score 0 unless at least
+`min_share` of the hidden inputs were answered right (refusing bad requests is no feat for a
+server that refuses good ones too, such as a 404 for a missing route or a 422 for another schema).
 """
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+import math
+from typing import TYPE_CHECKING, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from graders._base import CriterionResult, Grader, GradingContext, grader, linear_score
+from graders._endpoint_answers import LoadSamples, check_load_samples, mismatches
 from graders._endpoint_plots import (
     decode_histogram,
     plot_capacity,
@@ -26,7 +31,7 @@ from graders._endpoint_plots import (
 )
 from graders._probe_report import ProbeReport, finite, read_probe_report
 from harness._text import one_line
-from harness.errors import DeterministicInfraError, SpecError
+from harness.errors import SpecError
 
 if TYPE_CHECKING:
     from harness.spec import AssignmentSpec
@@ -61,21 +66,60 @@ class _Linear(_Args):
         return self
 
 
+class ServingGate(BaseModel):
+    """The evidence a criterion needs that the service serves valid requests: at least `min_share`
+    of the hidden inputs answered right (label equal, every probability within `atol`)."""
+
+    model_config = ConfigDict(extra="forbid")
+    reference: str  # hidden data set with the reference predictions
+    reference_file: str = "predictions.json"
+    atol: float = Field(0.02, gt=0, le=1)
+    min_share: float = Field(0.02, gt=0, le=1)
+
+
 class _EndpointGrader(Grader):
     Args: ClassVar[type[BaseModel]] = _Args
     version = "2"  # 2: load-phase answers checked; extreme reports scored, never raised
+    #: why the criterion means nothing from a service that does not serve valid requests
+    gate_reason: ClassVar[str] = ""
 
     def check_spec(self, spec: AssignmentSpec) -> None:
         keys = {key for stage in spec.stages for key in stage.output_keys()}
         if self.args.probe not in keys:
             raise SpecError(f"probe: {self.args.probe!r} is not an output of any stage or probe "
                             f"(outputs: {sorted(keys)})")
+        gate = getattr(self.args, "serving", None)
+        if gate is not None and gate.reference not in spec.data.hidden:
+            raise SpecError(f"serving.reference: {gate.reference!r} is not a hidden data set "
+                            f"({sorted(spec.data.hidden)})")
 
     def grade(self, ctx: GradingContext) -> CriterionResult:
         read = read_probe_report(ctx.outputs.get(self.args.probe))
         if read.report is None:
-            return self.criterion(score=0.0, metrics={}, explanation=f"No measurement: {read.problem}.")
-        return self.score(read.report, ctx)
+            failed = [f"stage {name} ended {status}" for name, status in ctx.stage_statuses.items()
+                      if status != "ok"]
+            why = f" ({'; '.join(failed)}: see the result's message)" if failed else ""
+            return self.criterion(score=0.0, metrics={}, explanation=f"No measurement: {read.problem}{why}.")
+        result = self.score(read.report, ctx)
+        gate = getattr(self.args, "serving", None)
+        return result if gate is None or result.score == 0 else self.gated(result, read.report, ctx, gate)
+
+    def gated(self, result: CriterionResult, report: ProbeReport, ctx: GradingContext,
+              gate: ServingGate) -> CriterionResult:
+        """`result` if the service served valid requests (see ServingGate); else 0, saying why and
+        what was measured."""
+        reference, wrong = mismatches(report, ctx.hidden[gate.reference] / gate.reference_file, gate.atol)
+        total = len(reference)
+        correct, need = total - len(wrong), math.ceil(gate.min_share * total - 1e-9)
+        if total and correct >= need:
+            return result
+        problems = report.correctness.problems if report.correctness else list(report.skipped)
+        answers = f" (first problem: {one_line(problems[0], 300)})" if problems else ""
+        explanation = (f"No credit: the service does not serve valid requests: {correct}/{total} hidden "
+                       f"inputs answered right{answers}, and {self.name} counts only from {need} "
+                       f"({gate.min_share:.0%}) on: {self.gate_reason}. Measured: {result.explanation}")
+        metrics = result.metrics | {"served": 0.0, "measured_score": result.score}
+        return self.criterion(score=0.0, metrics=metrics, explanation=explanation, details=result.details)
 
     def score(self, report: ProbeReport, ctx: GradingContext) -> CriterionResult:
         raise NotImplementedError
@@ -88,7 +132,7 @@ class _EndpointGrader(Grader):
         gate = getattr(self.args, "scale_by_correctness", None)
         if not gate:
             return 1.0, ""
-        reference, wrong = _mismatches(report, ctx.hidden[gate] / self.args.reference_file, self.args.atol)
+        reference, wrong = mismatches(report, ctx.hidden[gate] / self.args.reference_file, self.args.atol)
         share = (len(reference) - len(wrong)) / len(reference) if reference else 0.0
         return share, f" Scaled by the correct share of the hidden inputs ({share:.0%})."
 
@@ -115,17 +159,25 @@ class _EndpointGrader(Grader):
         return ([name], "") if name else ([], " No plot: no step had an answered request.")
 
 
+class ColdStartArgs(_Linear):
+    serving: ServingGate | None = None  # counts only from a service that serves valid requests
+
+
 @grader("endpoint_cold_start")
 class ColdStartGrader(_EndpointGrader):
     """Seconds from the server's start to its first 200 on GET /health."""
 
-    Args = _Linear
+    Args = ColdStartArgs
+    version = "3"  # 3: gated on serving valid requests; a server that exits says so
+    gate_reason = "being up quickly means nothing if what is up does not answer"
 
     def score(self, report, ctx):
         cold = report.cold_start
         if cold is None or not cold.healthy or not finite(cold.seconds):
             problem = (cold.problem if cold else "") or report.manifest.problem or "never answered 200"
-            return self.criterion(score=0.0, metrics={"healthy": 0.0},
+            exited = {"exited_s": report.service_exited_s} if cold and cold.exited and \
+                finite(report.service_exited_s) else {}
+            return self.criterion(score=0.0, metrics={"healthy": 0.0} | exited,
                                   explanation=f"The server never became healthy: {problem}.")
         return self.criterion(score=self.linear(cold.seconds),
                               metrics={"seconds": cold.seconds, "healthy": 1.0},
@@ -154,7 +206,7 @@ class CorrectnessGrader(_EndpointGrader):
     def score(self, report, ctx):
         if report.correctness is None:
             return self.skipped("correctness", report)
-        reference, wrong = _mismatches(report, ctx.hidden[self.args.reference] / self.args.reference_file,
+        reference, wrong = mismatches(report, ctx.hidden[self.args.reference] / self.args.reference_file,
                                        self.args.atol)
         got = report.correctness.predictions
         total = len(reference)
@@ -176,32 +228,9 @@ class CorrectnessGrader(_EndpointGrader):
                                        "problems": report.correctness.problems[:_SHOWN]})
 
 
-def _mismatches(report: ProbeReport, reference_file, atol: float) -> tuple[list, list[dict[str, Any]]]:
-    """The reference predictions, and each hidden input the server got wrong (index, problem)."""
-    reference = json.loads(reference_file.read_text())
-    got = report.correctness.predictions if report.correctness else []
-    wrong = []
-    for index, expected in enumerate(reference):
-        problem = _mismatch(expected, got[index] if index < len(got) else None, atol)
-        if problem:
-            wrong.append({"index": index, "problem": problem})
-    return reference, wrong
-
-
-def _mismatch(expected: dict, answer, atol: float) -> str:
-    if answer is None:
-        return "no usable prediction"
-    if answer.label != expected["label"]:
-        return f"label {answer.label}, expected {expected['label']}"
-    want = expected["probabilities"]
-    if len(answer.probabilities) != len(want):
-        return f"{len(answer.probabilities)} probabilities, expected {len(want)}"
-    worst = max(abs(a - b) for a, b in zip(answer.probabilities, want, strict=True))
-    return "" if worst <= atol else f"a probability is off by {worst:.4f} (tolerance {atol:g})"
-
-
 class RobustnessArgs(_Args):
     cases: list[str] = Field(min_length=1)  # every case the probe must have run
+    serving: ServingGate | None = None  # counts only from a service that serves valid requests
 
 
 @grader("endpoint_robustness")
@@ -209,6 +238,8 @@ class RobustnessGrader(_EndpointGrader):
     """Share of bad requests answered with a 4xx (JSON error) while the server stays healthy."""
 
     Args = RobustnessArgs
+    version = "3"  # 3: gated on serving valid requests
+    gate_reason = "refusing bad requests is no feat for a server that refuses or mis-answers good ones"
 
     def score(self, report, ctx):
         ran = {case.case: case for case in report.robustness}
@@ -337,66 +368,3 @@ class CapacityGrader(_EndpointGrader):
                               | (samples.metrics() if samples else {}), explanation=explanation,
                               details={"steps": [s.model_dump() for s in cap.steps], "artifacts": artifacts,
                                        "load_answers": samples.wrong()[:_SHOWN] if samples else []})
-
-
-@dataclass(frozen=True)
-class LoadSamples:
-    """One phase's sampled load answers (2xx only: errors count in the error rate), each with its
-    problem ("" when it matches the reference)."""
-
-    phase: str
-    rows: list[dict[str, Any]]
-    reused_note: str = ""
-
-    @property
-    def share(self) -> float:
-        return sum(not row["problem"] for row in self.rows) / len(self.rows) if self.rows else 0.0
-
-    def wrong(self) -> list[dict[str, Any]]:
-        return [row for row in self.rows if row["problem"]]
-
-    def step_correct(self, rate: float) -> bool:
-        """Some sampled answer of the step at `rate` was checked, and none was wrong."""
-        rows = [row for row in self.rows if abs(row["rate"] - rate) <= 1e-6 * max(rate, 1)]
-        return bool(rows) and not any(row["problem"] for row in rows)
-
-    def summary(self) -> str:
-        if not self.rows:
-            return f"No sampled answer of the {self.phase} requests came back"
-        text = (f"{len(self.rows) - len(self.wrong())}/{len(self.rows)} sampled answers of the {self.phase} "
-                f"requests correct")
-        if self.wrong():
-            first = self.wrong()[0]
-            text += f" (first wrong: input {first['input']} at {first['rate']:g}/s: {first['problem']})"
-        return text + self.reused_note
-
-    def metrics(self) -> dict[str, float]:
-        return {"load_answers_checked": len(self.rows), "load_answers_correct_share": self.share}
-
-
-def check_load_samples(report: ProbeReport, hidden: Path, *, phase: str, atol: float, load_file: str,
-                       file: str) -> LoadSamples:
-    """The sampled 2xx answers of one load phase against the reference answers of their inputs.
-
-    Raises DeterministicInfraError when the reference file is missing or unreadable: that is the
-    harness's data (re-run `harness prepare`), and grading without it would leave speed unchecked.
-    """
-    check = report.load_check
-    assert check is not None  # noqa: S101 - callers check
-    path = hidden / (load_file if check.distinct else file)
-    try:
-        reference = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise DeterministicInfraError(f"the load phases' reference {path} is unusable "
-                                      f"({type(exc).__name__}): re-run `harness prepare`") from None
-    rows = []
-    for sample in check.samples:
-        if sample.phase != phase or sample.status is None or not 200 <= sample.status < 300:
-            continue
-        expected = reference[sample.input] if sample.input < len(reference) else None
-        problem = sample.problem or (_mismatch(expected, sample.prediction, atol) if expected else
-                                     f"input {sample.input} is not a load input")
-        rows.append({"input": sample.input, "rate": sample.rate, "status": sample.status, "problem": problem})
-    reused = f"; {check.requests} load requests for {check.pool} load inputs, so some repeated" \
-        if check.reused else ""
-    return LoadSamples(phase, rows, reused)

@@ -8,6 +8,8 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import docker
@@ -19,6 +21,7 @@ from docker.types import Mount as DockerMount
 from harness.errors import InfraError
 from sandbox._base import CappedLog, RunRequest, RunResult, SandboxBackend, StageStatus
 from sandbox._fs import open_deleted_bytes, pid_alive, tree_size
+from sandbox._service import SERVICE_EXITED_SIGNAL, TOLD_DETAIL, TOLD_EXIT_CODE, service_verdict
 
 _DOCKER_FAILURES = (docker.errors.DockerException, requests.exceptions.RequestException, ConnectionError)
 _POLL_S = 0.2
@@ -197,8 +200,10 @@ class DockerBackend(SandboxBackend):
     def run(self, request: RunRequest) -> RunResult:
         return self._run(request, "none")
 
-    def _run(self, request: RunRequest, network_mode: str) -> RunResult:
-        """Run one container; "none" is its own empty network namespace, "container:<id>" another's."""
+    def _run(self, request: RunRequest, network_mode: str, created: Callable[[object], None] | None = None
+             ) -> RunResult:
+        """Run one container; "none" is its own empty network namespace, "container:<id>" another's.
+        `created` is handed the container before it starts (a probe's, to be told of its service's end)."""
         started = time.monotonic()
         if self._closed:
             raise InfraError(f"stage {request.name} not started: the batch was cancelled")
@@ -208,6 +213,8 @@ class DockerBackend(SandboxBackend):
             raise InfraError(f"image {request.image!r} is not present; build it first") from None
         except _DOCKER_FAILURES as exc:
             raise InfraError(f"docker could not create the {request.name} container: {exc}") from None
+        if created is not None:
+            created(container)
         with self._lock:
             self._live[container.id] = container
             cancelled = self._closed  # re-checked under the lock: cancel_all may have run meanwhile
@@ -236,6 +243,8 @@ class DockerBackend(SandboxBackend):
             log, truncated = self._read_capped(stream, request.limits.output_bytes, watchdog,
                                                kill=request.probe is None)
             state = self._wait(container, watchdog)
+            if probe is not None:  # gone before its probe was done: tell the probe now, not at its timeout
+                probe.service_ended()
         finally:
             watchdog.done.set()
             watchdog.join()
@@ -247,8 +256,12 @@ class DockerBackend(SandboxBackend):
             watchdog.check_disk(kill=False)
         seconds = time.monotonic() - started
         status, detail = _classify(state, watchdog)
+        text = log.decode("utf-8", errors="replace")
+        if request.probe is not None:
+            status, detail = service_verdict(status, detail, ended_by_itself=not watchdog.stopped,
+                                             exit_code=state.get("ExitCode"), log=text)
         return RunResult(status=status, exit_code=state.get("ExitCode"), seconds=seconds,
-                         log=log.decode("utf-8", errors="replace"), log_truncated=truncated,
+                         log=text, log_truncated=truncated,
                          peak_memory_bytes=watchdog.peak_memory, detail=detail,
                          probe=probe.outcome() if probe is not None else None)
 
@@ -310,11 +323,15 @@ class _Probe(threading.Thread):
         self.backend, self.request, self.service, self.watchdog = backend, request, service, watchdog
         self.result: RunResult | None = None
         self.error: BaseException | None = None
+        self.container = None  # the probe's, once created
+        self.told = False  # its service has ended (see sandbox._service)
+        self._lock = threading.Lock()
         self.start()
 
     def run(self) -> None:
         try:
-            self.result = self.backend._run(self.request, f"container:{self.service.id}")
+            result = self.backend._run(self.request, f"container:{self.service.id}", created=self._created)
+            self.result = self._after_told(result)
         except InfraError as exc:
             if self._service_running():
                 self.error = exc
@@ -324,6 +341,28 @@ class _Probe(threading.Thread):
         finally:
             self.watchdog.stop_service()
 
+    def service_ended(self) -> None:
+        """The service has exited: tell the probe (SERVICE_EXITED_SIGNAL), or tell it once it exists."""
+        with self._lock:
+            self.told, container = True, self.container
+        if container is not None:
+            _tell(container)
+
+    def _created(self, container) -> None:
+        with self._lock:
+            self.container, told = container, self.told
+        if told:  # not started yet: the kill fails, and so will the start (no namespace to join)
+            _tell(container)
+
+    def _after_told(self, result: RunResult) -> RunResult | None:
+        with self._lock:
+            told = self.told
+        if not told:
+            return result
+        if result.exit_code == TOLD_EXIT_CODE:  # the signal came before the probe could handle it
+            return None
+        return replace(result, detail=TOLD_DETAIL) if result.status is StageStatus.OK else result
+
     def _service_running(self) -> bool:
         try:
             self.service.reload()
@@ -332,10 +371,18 @@ class _Probe(threading.Thread):
             return False
 
     def outcome(self) -> RunResult | None:
-        """The probe's result; None when the service was gone before the probe could start."""
+        """The probe's result; None when the service was gone before the probe could start (or
+        handle being told so)."""
         if self.error is not None:
             raise self.error
         return self.result
+
+
+def _tell(container) -> None:
+    try:
+        container.kill(signal=SERVICE_EXITED_SIGNAL.name)
+    except _DOCKER_FAILURES:
+        pass  # not running (yet, or any more)
 
 
 def _classify(state: dict, watchdog: _Watchdog) -> tuple[StageStatus, str]:

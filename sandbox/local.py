@@ -38,7 +38,8 @@ import sys
 import threading
 import time
 import warnings
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 
 from harness.errors import HarnessError, InfraError
@@ -54,6 +55,7 @@ from sandbox._bwrap import (
     is_system_path,
 )
 from sandbox._fs import tree_size
+from sandbox._service import SERVICE_EXITED_SIGNAL, TOLD_DETAIL, TOLD_EXIT_CODE, service_verdict
 
 WEAKER_ISOLATION = (
     "the local backend isolates stages with bubblewrap and rlimits, which is weaker than Docker "
@@ -169,8 +171,11 @@ class LocalBackend(SandboxBackend):
                                    "which needs root; run as root or use the docker backend")
         return self._run(request)
 
-    def _run(self, request: RunRequest, *, network_of: int | None = None) -> RunResult:
+    def _run(self, request: RunRequest, *, network_of: int | None = None,
+             started: Callable[[_Stage], None] | None = None) -> RunResult:
         stage, ready = self._start(request, network_of)
+        if started is not None:  # a probe's, to be told of its service's end
+            started(stage)
         with self._lock:
             self._live.add(stage)
         prober = None
@@ -180,6 +185,8 @@ class LocalBackend(SandboxBackend):
                 prober = _Prober(self, told, stage)
             log, truncated = _pump_output(stage)
             _wait_for_exit(stage)
+            if prober is not None:  # gone before its probe was done: tell the probe now, not at its timeout
+                prober.service_ended()
         finally:
             exit_code, maxrss = _reap(stage)
             with self._lock:
@@ -189,8 +196,12 @@ class LocalBackend(SandboxBackend):
                 prober.join()  # the service is gone: the probe finishes (its own time limit bounds it)
         probe = prober.outcome() if prober is not None else None
         status, detail = _classify(stage, exit_code, log, setup_done)
+        text = log.decode("utf-8", errors="replace")
+        if request.probe is not None:
+            status, detail = service_verdict(status, detail, ended_by_itself=not stage.stopped,
+                                             exit_code=exit_code, log=text)
         return RunResult(status=status, exit_code=exit_code, seconds=time.monotonic() - stage.started,
-                         log=log.decode("utf-8", errors="replace"), log_truncated=truncated,
+                         log=text, log_truncated=truncated,
                          peak_memory_bytes=maxrss, detail=detail, probe=probe)
 
     def cancel_all(self) -> None:
@@ -250,6 +261,9 @@ class _Prober(threading.Thread):
         self.backend, self.request, self.service = backend, request, service
         self.result: RunResult | None = None
         self.error: BaseException | None = None
+        self.stage: _Stage | None = None  # the probe's, once started
+        self.told = False  # its service has ended (see sandbox._service)
+        self._lock = threading.Lock()
         self.start()
 
     def run(self) -> None:
@@ -257,7 +271,8 @@ class _Prober(threading.Thread):
             network = None if self.service.network is None else os.dup(self.service.network)
         try:
             if network is not None:  # None: the service was gone at once; its verdict stands
-                self.result = self.backend._run(self.request, network_of=network)
+                result = self.backend._run(self.request, network_of=network, started=self._on_start)
+                self.result = self._after_told(result)
         except BaseException as exc:  # noqa: BLE001 - handed to the stage's thread in outcome()
             self.error = exc
         finally:
@@ -265,12 +280,46 @@ class _Prober(threading.Thread):
                 os.close(network)
             self.service.stop_service()
 
+    def service_ended(self) -> None:
+        """The service has exited: tell the probe (SERVICE_EXITED_SIGNAL), or tell it once it exists."""
+        with self._lock:
+            self.told, stage = True, self.stage
+        if stage is not None:
+            _tell(stage)
+
+    def _on_start(self, stage: _Stage) -> None:
+        with self._lock:
+            self.stage, told = stage, self.told
+        if told:
+            _tell(stage)
+
+    def _after_told(self, result: RunResult) -> RunResult | None:
+        with self._lock:
+            told = self.told
+        if not told:
+            return result
+        if result.exit_code == TOLD_EXIT_CODE:  # the signal came before the probe could handle it
+            return None
+        return replace(result, detail=TOLD_DETAIL) if result.status is StageStatus.OK else result
+
     def outcome(self) -> RunResult | None:
-        """The probe's result; None when the service was gone before the probe could start."""
+        """The probe's result; None when the service was gone before the probe could start (or
+        handle being told so)."""
         self.join()
         if self.error is not None:
             raise self.error
         return self.result
+
+
+def _tell(stage: _Stage) -> None:
+    """Signal the probe's process group: bwrap's --new-session makes the sandbox's pid 1 (the
+    launcher) its leader, and the probe is in it. The launcher, a pid 1 without a handler, is not
+    affected (the kernel drops the signal there); the probe handles it."""
+    with stage.lock:
+        if stage.reaped or stage.pid is None:
+            return
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(stage.pid, SERVICE_EXITED_SIGNAL)
 
 
 def _check_request(request: RunRequest) -> None:

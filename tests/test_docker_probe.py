@@ -124,20 +124,47 @@ def test_a_service_over_its_output_limit_keeps_serving_and_its_log_keeps_both_en
     assert result.log.rstrip().endswith("serving")  # the end of the log is kept, not only the start
 
 
+TOLD_PROBE = """
+import json, pathlib, signal, time
+told = []
+signal.signal(signal.SIGHUP, lambda signum, frame: told.append(signum))  # as the probe: note it, go on
+for _ in range(250):  # a probe that is not told waits this out
+    if told:
+        break
+    time.sleep(0.1)
+pathlib.Path("/output/seen.json").write_text(json.dumps({"told": told[:1]}))
+"""
+
+
 def test_a_service_that_dies_keeps_its_failure(backend, sandbox_image, tmp_path):
     # dies at once: the probe may find no namespace to join (then there is no probe result)
     request, probe_out = _request(sandbox_image, tmp_path, "import sys; sys.exit(3)\n", PROBE)
     result = backend.run(request)
     assert result.status is StageStatus.ERROR and result.exit_code == 3
+    assert result.detail == "exited by itself with code 3 before its probe was done; it printed nothing"
     assert result.probe is None or "body" not in json.loads((probe_out / "seen.json").read_text())
-    # dies while the probe runs: the probe carries on and sees it gone
-    dies_later = "import time, sys; time.sleep(1); sys.exit(4)\n"
-    request, probe_out = _request(sandbox_image, tmp_path / "later", dies_later,
-                                  PROBE.replace("range(100)", "range(40)"))
+    # exit code 0 is no success for a service its probe has not finished with
+    request, _ = _request(sandbox_image, tmp_path / "zero", "print('done')\n", PROBE)
     result = backend.run(request)
-    assert result.status is StageStatus.ERROR and result.exit_code == 4
-    assert result.probe is not None and result.probe.status is StageStatus.OK
-    assert "body" not in json.loads((probe_out / "seen.json").read_text())
+    assert result.status is StageStatus.ERROR and result.exit_code == 0
+    assert result.detail.endswith("; its last output: done")
+
+
+def test_a_probe_is_told_at_once_when_its_service_exits(backend, sandbox_image, tmp_path):
+    # A server that fails at start after its imports (here 3 s, time for the probe to be up): the
+    # probe is sent SIGHUP when the server exits, instead of polling it until its own timeout.
+    from sandbox._service import SERVICE_EXITED_SIGNAL, TOLD_DETAIL
+
+    server = ("import sys, time; time.sleep(3); print('loading', file=sys.stderr, flush=True); "
+              "raise SystemExit('bad config')\n")
+    request, probe_out = _request(sandbox_image, tmp_path, server, TOLD_PROBE, probe_timeout=28)
+    result = backend.run(request)
+    assert result.status is StageStatus.ERROR and result.exit_code == 1
+    assert result.detail == ("exited by itself with code 1 before its probe was done; "
+                             "its last output: bad config")
+    assert result.probe is not None and result.probe.status is StageStatus.OK, result.probe
+    assert result.probe.detail == TOLD_DETAIL  # what the probe's stage record shows
+    assert json.loads((probe_out / "seen.json").read_text()) == {"told": [SERVICE_EXITED_SIGNAL]}
 
 
 def test_a_probe_over_its_time_limit_is_reported_and_the_service_stops(backend, sandbox_image, tmp_path):

@@ -1,8 +1,9 @@
 """The endpoint assignment end to end: the real CLI, a server container, the probe container in its
 network namespace, a real MLflow store. The examples' order is what a reviewer would give them.
 
-The probe's load phases are shortened (durations only; the objective and thresholds are the
-spec's) so the suite stays within CI's budget; `harness demo endpoint` runs the full spec.
+The probe's load phases are shortened (shorter durations, and capacity steps a factor 2 apart
+instead of the square root of 2, then the spec's two bisections; the objective and thresholds are
+the spec's) so the suite stays within CI's budget; `harness demo endpoint` runs the full spec.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from tests.test_e2e_docker import json_lines, mlflow_runs
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 ASSIGNMENT = REPO / "assignments" / "endpoint"
 SHORTER = {'--health-timeout, "60"': '--health-timeout, "20"', '--duration, "10"': '--duration, "4"',
-           '--warmup, "2"': '--warmup, "1"', '--capacity-duration, "4"': '--capacity-duration, "2"'}
+           '--warmup, "2"': '--warmup, "1"',
+           '--capacity-duration, "4"': '--capacity-duration, "2", --capacity-factor, "2"'}
 
 
 @pytest.fixture(scope="module")
@@ -47,9 +49,18 @@ def graded(shorter, tmp_path_factory):
 def test_examples_order_as_a_reviewer_would(graded):
     _, lines = graded
     total = {name: line["total_score"] for name, line in lines.items()}
-    assert set(total) == {"fast", "naive", "crashes_on_bad_input", "wrong_predictions", "never_healthy"}
+    assert set(total) == {"fast", "naive", "crashes_on_bad_input", "wrong_predictions", "never_healthy",
+                          "fastapi_uvicorn", "flask_gunicorn"}
     assert total["fast"] >= 90
     assert total["fast"] > total["naive"] > total["crashes_on_bad_input"] > total["wrong_predictions"]
+    # the popular stacks, written as candidates write them (their packages from requirements.txt):
+    # correct, robust and reasonably fast, so with `fast` and above `naive`, whatever their order
+    for name in ("fastapi_uvicorn", "flask_gunicorn"):
+        crit = lines[name]["criteria"]
+        assert lines[name]["status"] == "ok", lines[name]["message"]
+        assert crit["correctness"]["score"] == 1 and crit["robustness"]["score"] == 1, name
+        assert crit["latency"]["score"] > 0.9 and crit["own_tests"]["score"] == 1, name
+        assert total[name] > total["naive"], (name, total)
     # A server that never becomes healthy earns nothing for the service; only its static code
     # quality scores (weight 1 of 11).
     assert earned(lines["never_healthy"], skip=frozenset({"engineering"})) == 0
@@ -117,7 +128,8 @@ def hostile(shorter, tmp_path_factory):
 def test_slow_broken_and_gaming_servers_are_graded_not_crashed_on(hostile):
     # Each once ended `infra_error` after three attempts, or scored like the fast example.
     assert {name: (result["status"], result["attempts"]) for name, result in hostile.items()} == {
-        "slow_blocking": ("ok", 1), "canned_single": ("ok", 1), "huge_int": ("ok", 1)}
+        "slow_blocking": ("ok", 1), "canned_single": ("ok", 1), "huge_int": ("ok", 1),
+        "no_predict_route": ("ok", 1), "other_schema": ("ok", 1), "exits_at_start": ("error", 1)}
     crit = {name: {c["name"]: c for c in result["criteria"]} for name, result in hostile.items()}
     slow = crit["slow_blocking"]
     assert slow["correctness"]["score"] == 1 and slow["capacity"]["score"] == 0
@@ -131,3 +143,36 @@ def test_slow_broken_and_gaming_servers_are_graded_not_crashed_on(hostile):
     assert "sampled answers of the latency requests correct" in canned["latency"]["explanation"]
     # a 400-digit probability: that item is wrong (the first of each of the 32 batches of 16)
     assert crit["huge_int"]["correctness"]["score"] == pytest.approx(480 / 512)
+
+
+def test_a_server_that_serves_no_valid_request_earns_no_robustness_or_cold_start(hostile):
+    # A 404 to every /predict (the route is /api/v1/predict) and a 422 to every valid request
+    # (it wants {"features": ...}): both refuse the bad requests too, and are up in seconds. They
+    # once scored 26 to 32 of 100 with 0 of 512 right answers.
+    for name, status in (("no_predict_route", "HTTP 404"), ("other_schema", "HTTP 422")):
+        crit = {c["name"]: c for c in hostile[name]["criteria"]}
+        assert crit["correctness"]["score"] == 0
+        for criterion in ("robustness", "cold_start"):
+            assert crit[criterion]["score"] == 0, (name, crit[criterion]["explanation"])
+            assert crit[criterion]["metrics"]["measured_score"] > 0.5  # what it would have earned
+            explanation = crit[criterion]["explanation"]
+            assert "does not serve valid requests: 0/512 hidden inputs answered right" in explanation
+            assert status in explanation  # the reason a reviewer can act on
+        # only the static code review scores (weight 1 of 11)
+        assert hostile[name]["total_score"] < 10
+
+
+def test_a_server_that_exits_at_start_is_reported_at_once_with_its_exception(hostile):
+    # It imports torch, then a module it forgot to list in requirements.txt. It was polled for the
+    # whole health timeout, and the note said only "exited with code 1".
+    from sandbox._service import TOLD_DETAIL
+
+    result = hostile["exits_at_start"]
+    assert result["status"] == "error"
+    assert "ModuleNotFoundError: No module named 'pydantic_settings'" in result["message"]
+    stages = {s["name"]: s for s in result["stages"]}
+    assert stages["serve"]["detail"].startswith("exited by itself with code 1 before its probe was done")
+    if "serve/probe" in stages:  # else the probe was told before it could even start listening for it
+        assert stages["serve/probe"]["detail"] == TOLD_DETAIL  # ended because told, not at its timeout
+        cold = next(c for c in result["criteria"] if c["name"] == "cold_start")
+        assert "the server exited" in cold["explanation"] and "within 20 s" not in cold["explanation"]

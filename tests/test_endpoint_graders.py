@@ -156,3 +156,83 @@ def test_load_scores_can_be_scaled_by_the_correct_share(tmp_path):
     result = grader.grade(context(tmp_path, report))
     assert result.score == pytest.approx(0.5)
     assert "correct share of the hidden inputs (50%)" in result.explanation
+
+
+# --- the gating rule: robustness and cold start count only from a service that serves ------------
+
+SERVING = {"reference": "reference", "atol": 0.02, "min_share": 0.5}  # 2 of the 4 reference inputs
+ALL_REFUSED = [{"case": c, "status": 404, "json_body": True, "healthy_after": True, "passed": True}
+               for c in CASES]
+
+
+def _served(correct: int, problems: list[str] = ()) -> dict:
+    """A healthy server that got the first `correct` of the 4 reference inputs right, and every bad
+    request refused."""
+    answers = [dict(r) for r in REFERENCE[:correct]] + [None] * (len(REFERENCE) - correct)
+    return {"cold_start": {"healthy": True, "seconds": 1.0}, "robustness": ALL_REFUSED,
+            "correctness": {"sent": 4, "answered": correct, "predictions": answers,
+                            "problems": list(problems)}}
+
+
+def test_a_server_that_refuses_every_valid_request_gets_no_robustness_or_cold_start(tmp_path):
+    # What a server without the /predict route does: a 404 to everything, the bad requests included,
+    # so every robustness case "passes" and it is healthy at once.
+    report = _served(0, ["batch 0: HTTP 404: {\"detail\":\"Not Found\"}"])
+    robustness = make("endpoint_robustness", cases=CASES, serving=SERVING).grade(context(tmp_path, report))
+    cold = make("endpoint_cold_start", zero=60, full=5, serving=SERVING).grade(context(tmp_path, report))
+    for result in (robustness, cold):
+        assert result.score == 0 and result.metrics["served"] == 0
+        assert "does not serve valid requests: 0/4 hidden inputs answered right" in result.explanation
+        assert 'HTTP 404: {"detail":"Not Found"}' in result.explanation  # why: what its answers were
+        assert "counts only from 2 (50%) on" in result.explanation
+    assert robustness.metrics["measured_score"] == 1
+    assert "Measured: 3/3 bad requests" in robustness.explanation
+    assert cold.metrics["measured_score"] == 1 and "Healthy after 1.00 s" in cold.explanation
+    # without the gate (as before it), the same report earned full robustness and cold start
+    assert make("endpoint_robustness", cases=CASES).grade(context(tmp_path, report)).score == 1
+
+
+def test_the_gate_opens_at_the_floor_and_then_changes_nothing(tmp_path):
+    below, at = _served(1), _served(2)  # 1/4 is under the 50% floor, 2/4 meets it
+    grader = make("endpoint_robustness", cases=CASES, serving=SERVING)
+    assert grader.grade(context(tmp_path, below)).score == 0
+    opened = grader.grade(context(tmp_path, at))
+    assert opened.score == 1 and "served" not in opened.metrics  # not scaled: a gate, not a weight
+    # 16 s lies 44/55 of the way from 60 s (0) to 5 s (1): 0.8, as without the gate
+    at["cold_start"]["seconds"] = 16.0
+    cold = make("endpoint_cold_start", zero=60, full=5, serving=SERVING).grade(context(tmp_path, at))
+    assert cold.score == pytest.approx(0.8)
+
+
+def test_a_server_that_exited_at_start_is_told_apart_from_one_that_never_answered(tmp_path):
+    report = {"cold_start": {"healthy": False, "exited": True, "attempts": 3,
+                             "problem": "the server exited 1.2 s after its start, before it answered 200 "
+                                        "on GET /health (3 attempts; last: connection refused)"},
+              "service_exited_s": 1.25, "skipped": ["correctness: the server exited"]}
+    result = make("endpoint_cold_start", zero=60, full=5, serving=SERVING).grade(context(tmp_path, report))
+    assert result.score == 0 and result.metrics == {"healthy": 0.0, "exited_s": 1.25}
+    assert result.explanation.startswith("The server never became healthy: the server exited 1.2 s")
+
+
+def test_a_serving_gate_must_name_a_hidden_data_set(tmp_path):
+    from harness.errors import SpecError
+
+    spec = AssignmentSpec.model_validate({
+        "schema_version": 1, "id": "e", "version": "1", "title": "e", "brief": "B.md",
+        "data": {"visible": {"inputs": "inputs"}, "hidden": {"reference": "reference"}},
+        "stages": [{"name": "serve", "command": ["x"], "timeout": 100,
+                    "probe": {"command": ["p"], "timeout": 50, "data": ["inputs"],
+                              "outputs": {"probe.json": "1m"}}}],
+        "graders": [{"name": "r", "grader": "endpoint_robustness", "weight": 1,
+                     "args": {"cases": CASES, "serving": {"reference": "inputs"}}}]})
+    with pytest.raises(SpecError, match="serving.reference: 'inputs' is not a hidden data set"):
+        build_graders(Assignment(spec, tmp_path))
+
+
+def test_the_shipped_spec_gates_robustness_and_cold_start():
+    from harness.spec import load_assignment
+    from tests.conftest import REPO
+
+    graders = {g.name: g for g in load_assignment(REPO / "assignments" / "endpoint").spec.graders}
+    for name in ("robustness", "cold_start"):
+        assert graders[name].args["serving"] == {"reference": "reference", "atol": 0.02, "min_share": 0.02}

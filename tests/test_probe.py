@@ -174,7 +174,7 @@ def test_a_batch_answered_500_is_null_and_the_others_are_kept():
     section = _correctness(Behaviour(fail_when=lambda rows: any(r[5] == 999.0 for r in rows)), inputs)
     labels, _ = _expected(inputs)
     got = section["predictions"]
-    assert section["problems"] == ["batch 1: HTTP 500"] and section["answered"] == 16
+    assert section["problems"] == ['batch 1: HTTP 500: {"error": "internal"}'] and section["answered"] == 16
     assert all(p is None for p in got[8:16])
     assert [p["label"] for p in got[:8] + got[16:]] == labels[:8].tolist() + labels[16:].tolist()
 
@@ -418,3 +418,69 @@ def test_cold_start_counts_from_the_service_start_the_backend_passes() -> None:
     assert probe._service_start(100.0, 5000.0, "soon") == 100.0
     assert probe._service_start(100.0, 5000.0, "5001") == 100.0  # in the future: ignored
     assert probe._service_start(100.0, 5000.0, "4000") == 100.0  # more than 60 s back: ignored
+
+
+def test_a_probe_told_that_its_server_exited_stops_waiting_and_says_so(tmp_path):
+    # Nothing listens (a server that exited at start): the probe would poll /health for its whole
+    # timeout (here 600 s). The backend's SIGHUP must end the wait with that cause in the report.
+    from sandbox._service import SERVICE_EXITED_SIGNAL
+
+    assert probe.SERVICE_EXITED_SIGNAL == SERVICE_EXITED_SIGNAL  # the probe runs alone: its own copy
+    with model_server() as port:
+        pass  # the port is closed now
+    command = [sys.executable, "-s", "-E", str(RUNNERS_DIR / "probe.py"), *_files(tmp_path, port),
+               "--health-timeout", "600", *FAST]
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        for _ in range(400):  # until it handles the signal (before that, the signal ends it)
+            if proc.poll() is not None or _catches(proc.pid, SERVICE_EXITED_SIGNAL):
+                break
+            time.sleep(0.05)
+        proc.send_signal(SERVICE_EXITED_SIGNAL)
+        _, stderr = proc.communicate(timeout=120)  # a hang guard, not a timing: 600 s would trip it
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, stderr
+    report = _report(tmp_path)
+    ProbeReport.model_validate(report)
+    cold = report["cold_start"]
+    assert cold["healthy"] is False and cold["exited"] is True
+    assert cold["problem"].startswith("the server exited") and "connection refused" in cold["problem"]
+    assert report["service_exited_s"] is not None
+    assert report["skipped"] == [f"{phase}: the server exited" for phase in
+                                 ("correctness", "robustness", "latency", "capacity")]
+
+
+def _catches(pid: int, signum: int) -> bool:
+    """Whether the process has a handler for `signum` (the SigCgt mask of /proc/<pid>/status)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("SigCgt:"):
+            return bool(int(line.split()[1], 16) & (1 << (signum - 1)))
+    return False
+
+
+def test_one_stall_does_not_end_the_capacity_sweep():
+    # A server within the objective up to 80/s that stalled once at 40/s (a garbage collection, a
+    # busy neighbour): the FastAPI example lost its capacity to one such step (p99 115 ms at 100/s
+    # between 3.9 ms at 92/s and 7.1 ms in the 100/s latency run). The failing rate is measured
+    # again, and only a rate that fails twice ends the sweep.
+    from loadgen import LoadResult, capacity_search
+
+    calls = []
+
+    def result(rate: float, p99_ms: float) -> LoadResult:
+        nan = float("nan")
+        return LoadResult(rate=rate, duration_s=1, scheduled=10, sent=10, completed=10, errors=0, timeouts=0,
+                          p50_ms=1.0, p90_ms=nan, p99_ms=p99_ms, p999_ms=nan, max_ms=nan, mean_ms=nan,
+                          achieved_rate=rate, lag_p99_ms=0.0, uncorrected_p50_ms=nan, uncorrected_p99_ms=nan,
+                          histogram="")
+
+    async def measure(rate: float) -> LoadResult:
+        calls.append(rate)
+        stalled = rate == 40 and calls.count(40) == 1
+        return result(rate, 100.0 if stalled or rate > 80 else 5.0)
+
+    found = asyncio.run(capacity_search(measure, low=10, high=160, p99_ms=50, factor=2.0, refine=0, retry=1))
+    assert calls == [10, 20, 40, 40, 80, 160, 160]  # 40 passes the second time; 160 fails twice
+    assert found.capacity == 80 and not found.capped
+    assert probe.parse_args(["--manifest", "m", "--inputs", "i", "--out", "o"]).capacity_retry == 1

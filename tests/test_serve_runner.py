@@ -97,3 +97,46 @@ def test_a_manifest_over_the_size_bound_is_refused(tmp_path):
 def test_a_missing_program_exits_127(tmp_path):
     proc, _, err = _serve(tmp_path, {"command": ["no-such-program-xyz", "server.py"], "port": 8000})
     assert proc.returncode == 127 and "'no-such-program-xyz' not found" in err
+
+
+# --- what a server that ended early said (sandbox._service), from real interpreters' output --------
+
+def _ended(tmp_path: Path, code: str) -> tuple[int, str]:
+    """Run `code` as the server through serve.py; its exit code and output, merged as a sandbox keeps it."""
+    (tmp_path / "server.py").write_text(code)
+    manifest = {"command": [sys.executable, "server.py"], "port": 8000}
+    (tmp_path / "serve.json").write_text(json.dumps(manifest))
+    command = [sys.executable, str(RUNNERS_DIR / "serve.py"), "--manifest", str(tmp_path / "serve.json")]
+    done = subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path,
+                          timeout=60)
+    return done.returncode, done.stdout
+
+
+@pytest.mark.parametrize(("code", "said"), [
+    # a dependency left out of requirements.txt: the traceback's last line, after a line of its own
+    ("import json\nprint('loading settings', flush=True)\nimport pydantic_settings_not_here\n",
+     "ModuleNotFoundError: No module named 'pydantic_settings_not_here'"),
+    ('raise SystemExit("bad config: PORT is not set")\n', "bad config: PORT is not set"),
+    ("import sys\nsys.exit(0)\n", ""),  # exit 0 at start is still a failure of a service
+    # the exception line is kept when the server prints more after it (gunicorn's master does)
+    ("import traceback\ntry:\n    {}['x']\nexcept KeyError:\n    traceback.print_exc()\n"
+     "print('\\x1b[31m[ERROR] Reason: Worker failed to boot.\\x1b[0m')\nraise SystemExit(3)\n",
+     "KeyError: 'x' (last line: [ERROR] Reason: Worker failed to boot.)"),
+])
+def test_a_service_that_ended_by_itself_is_an_error_that_quotes_its_last_words(tmp_path, code, said):
+    from sandbox import StageStatus
+    from sandbox._service import service_verdict
+
+    exit_code, log = _ended(tmp_path, code)
+    status, detail = service_verdict(StageStatus.OK if exit_code == 0 else StageStatus.ERROR,
+                                     f"exited with code {exit_code}", ended_by_itself=True,
+                                     exit_code=exit_code, log=log)
+    assert status is StageStatus.ERROR
+    assert detail.startswith(f"exited by itself with code {exit_code} before its probe was done")
+    assert detail.endswith(f"; its last output: {said}" if said else "; it printed nothing")
+    assert "\x1b" not in detail and "\n" not in detail
+    # a service its probe was done with (stopped by the harness), or one a limit ended, keeps its verdict
+    assert service_verdict(StageStatus.OK, "", ended_by_itself=False, exit_code=137, log=log) == \
+        (StageStatus.OK, "")
+    assert service_verdict(StageStatus.TIMEOUT, "killed", ended_by_itself=True, exit_code=137, log=log) == \
+        (StageStatus.TIMEOUT, "killed")

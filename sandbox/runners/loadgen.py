@@ -274,21 +274,23 @@ def rate_grid(low: float, high: float, factor: float) -> list[float]:
 
 async def capacity_search(measure: Callable[[float], Awaitable[LoadResult]], *, low: float, high: float,
                           p99_ms: float, max_error_rate: float = 0.01, factor: float = math.sqrt(2),
-                          refine: int = 2, settle_s: float = 0.0,
+                          refine: int = 2, settle_s: float = 0.0, retry: int = 0,
                           stop: Callable[[], bool] | None = None) -> CapacitySearch:
     """The highest measured rate at which p99 <= p99_ms and the error rate <= max_error_rate.
 
     Rates of `rate_grid(low, high, factor)` are measured upwards and the sweep stops at the first
     failing one. That assumes a monotone server (one that fails at a rate fails at every higher
     rate), and it keeps the server out of deep overload, whose backlog would spill into later
-    steps. Then `refine` geometric bisections between the last passing and the first failing rate
+    steps. A failing rate of the sweep is measured again up to `retry` times, and fails only if
+    every measurement does: one stall (a busy machine, a garbage collection) is not a capacity.
+    Then `refine` geometric bisections between the last passing and the first failing rate
     narrow the answer to within factor ** (1 / 2 ** refine) of the boundary. Capacity is 0.0 when
     `low` fails. `settle_s` passes before every step but the first, so a backlog can drain.
     `stop`, asked before every step, ends the search early (a time budget): the result says so.
     Raises ValueError on unusable arguments.
     """
-    if refine < 0 or settle_s < 0:
-        raise ValueError("need refine >= 0 and settle_s >= 0")
+    if refine < 0 or settle_s < 0 or retry < 0:
+        raise ValueError("need refine >= 0, settle_s >= 0 and retry >= 0")
     grid = rate_grid(low, high, factor)
     curve: list[tuple[float, LoadResult]] = []
 
@@ -306,7 +308,14 @@ async def capacity_search(measure: Callable[[float], Awaitable[LoadResult]], *, 
     for rate in grid:
         if cut := stopped():
             break
-        if not await passes(rate):
+        ok = await passes(rate)
+        for _ in range(retry):
+            if ok or (cut := stopped()):
+                break
+            ok = await passes(rate)
+        if cut:
+            break
+        if not ok:
             failed = rate
             break
         best = rate

@@ -19,7 +19,9 @@ written whatever happens, so a server slow in every phase still gets every phase
 The harness starts the probe right after the server's sandbox and tells it when the server
 started (MLGRADE_SERVICE_STARTED_AT), so the cold start, and --health-timeout, count from the
 server's start, not from the probe's own start a fraction of a second later: GET /health every
-50 ms until a 200 or --health-timeout seconds.
+50 ms until a 200 or --health-timeout seconds. When the server exits, the harness sends the probe
+SIGHUP (sandbox/_service.py): a server that exits at start is reported at once ("the server
+exited"), not after the whole health timeout.
 The server is untrusted: every request has a timeout and a bounded answer, and whatever the server
 does becomes a problem line in the report, never a crash or a hang of the probe.
 
@@ -31,7 +33,8 @@ finished; percentiles in ms, null where nothing was measured):
   latency {loadgen.LoadResult fields, error_rate, histogram (base64 HdrHistogram, us)},
   capacity {capacity_rps, capped, cut_short, steps [{rate, p50_ms, p99_ms, error_rate, ok, ...}]},
   load_check {pool, distinct, requests, reused, samples [{input, phase, rate, status, prediction, problem}]},
-  skipped ["phase: why"], settings {the arguments}, budget_s, probe_seconds.
+  skipped ["phase: why"], settings {the arguments}, budget_s, probe_seconds,
+  service_exited_s (seconds from the server's start to the harness's word that it exited, or null).
 Exit codes: 0 when the probe ran (whatever the server did), 1 when the harness's side failed
 (unusable inputs file, a probe bug; the report is still written), 2 for bad arguments.
 Loopback only: --host must be 127.0.0.1, ::1 or localhost. Standard library and hdrhistogram only.
@@ -40,7 +43,23 @@ Loopback only: --host must be 127.0.0.1, ::1 or localhost. Standard library and 
 from __future__ import annotations
 
 import os
+import signal
 import time
+
+SERVICE_EXITED_SIGNAL = signal.SIGHUP  # = sandbox._service.SERVICE_EXITED_SIGNAL
+_EXITED_AT: list[float] = []  # time.monotonic() when the harness said the server had exited
+
+
+def _on_service_exit(signum: int, frame: object) -> None:
+    # Once is enough: the sandbox's pid 1 (`timeout`) passes the signal on to the probe and again
+    # to its process group, and a second one during the interpreter's exit would kill it.
+    signal.signal(signum, signal.SIG_IGN)
+    if not _EXITED_AT:
+        _EXITED_AT.append(time.monotonic())
+
+
+if __name__ == "__main__":  # first of all: the harness may say so while the probe is still starting
+    signal.signal(SERVICE_EXITED_SIGNAL, _on_service_exit)
 
 
 def _service_start(now_mono: float, now_wall: float, started: str | None) -> float:
@@ -63,7 +82,6 @@ import asyncio  # noqa: E402
 import dataclasses  # noqa: E402
 import json  # noqa: E402
 import math  # noqa: E402
-import os  # noqa: E402
 import random  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
@@ -115,8 +133,9 @@ class Report:
     def write(self) -> None:
         """Atomically replace the report file. Raises OSError."""
         unfinished = [f"{phase}: not run (the probe ended before it)" for phase in self.pending]
+        exited = round(max(_EXITED_AT[0] - self.origin, 0.0), 3) if _EXITED_AT else None
         data = {**self.data, "skipped": self.data["skipped"] + unfinished,
-                "probe_seconds": round(time.monotonic() - PROBE_T0, 3)}
+                "probe_seconds": round(time.monotonic() - PROBE_T0, 3), "service_exited_s": exited}
         text = json.dumps(_finite(data), allow_nan=False, separators=(",", ":"))
         folder = os.path.dirname(os.path.abspath(self.path))
         fd, tmp = tempfile.mkstemp(dir=folder, prefix=".probe-", suffix=".json")
@@ -140,6 +159,11 @@ def _finite(value: object) -> object:
     return value
 
 
+def service_exited() -> bool:
+    """Whether the harness has said that the server exited (SERVICE_EXITED_SIGNAL)."""
+    return bool(_EXITED_AT)
+
+
 def _log(message: str) -> None:
     print(f"probe: {message}", file=sys.stderr, flush=True)
 
@@ -150,6 +174,11 @@ def cold_start_section(health: Health, health_timeout: float, origin: float, *,
     if health.healthy:
         return {"healthy": True, "seconds": round(health.at - origin, 3), "attempts": health.attempts,
                 "problem": ""}
+    if health.exited:
+        after = f" {_EXITED_AT[0] - origin:.1f} s after its start" if _EXITED_AT else ""
+        return {"healthy": False, "seconds": None, "attempts": health.attempts, "exited": True,
+                "problem": f"the server exited{after}, before it answered 200 on GET /health "
+                           f"({health.attempts} attempts; last: {health.problem or 'none'})"}
     within = f"{health_timeout:g} s"
     if waited_s is not None and waited_s < health_timeout:
         within = f"{max(waited_s, 0):.0f} s (all the probe's time budget allowed)"
@@ -267,6 +296,7 @@ async def _load_phases(args: argparse.Namespace, report: Report, target: Target,
                                    p99_ms=args.p99_ms, max_error_rate=args.max_error_rate,
                                    factor=args.capacity_factor,
                                    refine=args.capacity_refine, settle_s=args.settle,
+                                   retry=args.capacity_retry,
                                    stop=lambda: not budget.fits("capacity", budget.capacity_step_s))
     _log(f"capacity {search.capacity:.1f}/s{' (or more)' if search.capped else ''} in {len(report.steps)} "
          f"steps{' (cut short: ' + OUT_OF_TIME + ')' if search.cut_short else ''}")
@@ -289,13 +319,13 @@ async def run_phases(args: argparse.Namespace, report: Report, port: int, inputs
     target = Target(args.host, port)
     health_by = min(report.origin + args.health_timeout,
                     budget.stop_at("correctness") - args.correctness_timeout)
-    health = await wait_healthy(target, deadline=health_by, timeout_s=args.timeout)
+    health = await wait_healthy(target, deadline=health_by, timeout_s=args.timeout, exited=service_exited)
     report.done("cold_start", cold_start_section(health, args.health_timeout, report.origin,
                                                  waited_s=health_by - report.origin))
     cold = report.data["cold_start"]
     _log(f"healthy after {cold['seconds']:.2f} s" if health.healthy else cold["problem"])
     if not health.healthy:
-        report.skip_rest("server not healthy")
+        report.skip_rest("the server exited" if health.exited else "server not healthy")
         return
     correctness = await run_correctness(target, inputs, batch_size=args.correctness_batch,
                                         n_classes=args.n_classes, timeout_s=args.correctness_timeout,
@@ -306,9 +336,11 @@ async def run_phases(args: argparse.Namespace, report: Report, port: int, inputs
                                  timeout_s=args.timeout, stop_at=budget.stop_at("robustness"))
     _log(f"robustness: {sum(c['passed'] for c in cases)}/{len(cases)} passed")
     report.done("robustness", cases)
-    after = await wait_healthy(target, deadline=time.monotonic() + args.timeout, timeout_s=args.timeout)
+    after = await wait_healthy(target, deadline=time.monotonic() + args.timeout, timeout_s=args.timeout,
+                               exited=service_exited)
     if not after.healthy:
-        report.skip_rest(f"server not healthy after the robustness checks ({after.problem})")
+        why = "it exited" if after.exited else after.problem
+        report.skip_rest(f"server not healthy after the robustness checks ({why})")
         return
     await _load_phases(args, report, target, load, budget)
 
@@ -363,6 +395,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                ("--capacity-high", pos, 1600.0, "highest rate of the capacity search"),
                ("--capacity-factor", _number(float, 1), math.sqrt(2), "ratio of consecutive rates"),
                ("--capacity-refine", _number(int, 0, strict=False), 2, "bisections after the first failure"),
+               ("--capacity-retry", _number(int, 0, strict=False), 1, "re-measurements of a failing rate"),
                ("--capacity-duration", pos, 4.0, "measured seconds per capacity step"),
                ("--capacity-warmup", nonneg, 1.0, "unmeasured seconds per capacity step"),
                ("--settle", nonneg, 0.5, "seconds of quiet between capacity steps"),

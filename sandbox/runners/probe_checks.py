@@ -11,7 +11,7 @@ import asyncio
 import json
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import http11
@@ -43,17 +43,21 @@ class Health:
     attempts: int
     at: float  # time.monotonic() of the 200, or of giving up
     problem: str = ""  # the last failure when not healthy
+    exited: bool = False  # gave up because the server had exited
 
 
-async def wait_healthy(target: Target, *, deadline: float, timeout_s: float,
-                       interval_s: float = 0.05) -> Health:
-    """GET /health every `interval_s` (from one attempt's start to the next) until a 200 or `deadline`.
+async def wait_healthy(target: Target, *, deadline: float, timeout_s: float, interval_s: float = 0.05,
+                       exited: Callable[[], bool] = lambda: False) -> Health:
+    """GET /health every `interval_s` (from one attempt's start to the next) until a 200, `deadline`,
+    or `exited()` says the server is gone (then at once: nothing will answer).
 
     `deadline` is a time.monotonic() value; each attempt waits at most `timeout_s` (and not much
     past the deadline). At least one attempt is made.
     """
     attempts, problem = 0, ""
     while True:
+        if attempts and exited():
+            return Health(False, attempts, time.monotonic(), problem, exited=True)
         started = time.monotonic()
         attempts += 1
         try:

@@ -99,6 +99,13 @@ def check_answer(response: http11.Response, expected: int,
     return kept, problems
 
 
+def _snippet(body: bytes, limit: int = 160) -> str:
+    """The start of an error answer as one printable line (it is the candidate's text)."""
+    text = body[:limit].decode("utf-8", errors="replace")
+    text = "".join(ch if ch.isprintable() else " " for ch in text).strip()
+    return text + ("..." if len(body) > limit else "")
+
+
 @dataclass
 class _Problems:
     lines: list[str] = field(default_factory=list)
@@ -146,7 +153,8 @@ async def run_correctness(target: Target, inputs: list[list[float]], *, batch_si
             continue
         except AnswerError as exc:
             silent = 0
-            problems.add(f"batch {number}: {exc}")
+            said = f": {_snippet(response.body)}" if response.status != 200 and response.body else ""
+            problems.add(f"batch {number}: {exc}{said}")  # the error body says which route or field
             continue
         silent = 0
         predictions[start:start + len(batch)] = kept
