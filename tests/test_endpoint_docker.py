@@ -61,10 +61,10 @@ def test_examples_order_as_a_reviewer_would(graded):
         assert crit["correctness"]["score"] == 1 and crit["robustness"]["score"] == 1, name
         assert crit["latency"]["score"] > 0.9 and crit["own_tests"]["score"] == 1, name
         assert total[name] > total["naive"], (name, total)
-    # A server that never becomes healthy earns nothing for the service; only its static code
-    # quality scores (weight 1 of 11).
+    # A server that never becomes healthy earns nothing for the service, and so nothing for its
+    # tests or code either (engineering `requires: [correctness]`)
     assert earned(lines["never_healthy"], skip=frozenset({"engineering"})) == 0
-    assert total["never_healthy"] < 10 < total["wrong_predictions"]
+    assert total["never_healthy"] == 0 < 10 < total["wrong_predictions"]
 
 
 def test_each_measure_explains_the_failure_it_found(graded):
