@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import re
 import signal
+from dataclasses import replace
 
-from sandbox._base import StageStatus
+from sandbox._base import RunResult, StageStatus
 
 SERVICE_EXITED_SIGNAL = signal.SIGHUP  # = sandbox/runners/probe.py's SERVICE_EXITED_SIGNAL
 TOLD_EXIT_CODE = 128 + SERVICE_EXITED_SIGNAL  # a probe killed by it, as its sandbox's pid 1 reports
@@ -28,6 +29,16 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 # "mypkg.ConfigError: ..."), unindented, as the interpreter prints it.
 _HARNESS_LINE = "serve.py: starting "  # sandbox/runners/serve.py's own first line: not the server's words
 _EXCEPTION = re.compile(r"^(?:[A-Za-z_]\w*\.)*[A-Z]\w*(?:Error|Exception|Exit|Interrupt|Warning)(?::\s.*)?$")
+
+
+def probe_result_once_told(result: RunResult, *, told: bool) -> RunResult | None:
+    """A probe's result given whether it was told its service exited: unchanged if not; None if
+    the signal came before the probe could handle it; else marked TOLD_DETAIL when it was OK."""
+    if not told:
+        return result
+    if result.exit_code == TOLD_EXIT_CODE:  # the signal came before the probe could handle it
+        return None
+    return replace(result, detail=TOLD_DETAIL) if result.status is StageStatus.OK else result
 
 
 def service_verdict(status: StageStatus, detail: str, *, ended_by_itself: bool, exit_code: int | None,

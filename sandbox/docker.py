@@ -9,7 +9,6 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
 
 import docker
@@ -21,7 +20,7 @@ from docker.types import Mount as DockerMount
 from harness.errors import InfraError
 from sandbox._base import CappedLog, RunRequest, RunResult, SandboxBackend, StageStatus
 from sandbox._fs import open_deleted_bytes, pid_alive, tree_size
-from sandbox._service import SERVICE_EXITED_SIGNAL, TOLD_DETAIL, TOLD_EXIT_CODE, service_verdict
+from sandbox._service import SERVICE_EXITED_SIGNAL, probe_result_once_told, service_verdict
 
 _DOCKER_FAILURES = (docker.errors.DockerException, requests.exceptions.RequestException, ConnectionError)
 _POLL_S = 0.2
@@ -357,11 +356,7 @@ class _Probe(threading.Thread):
     def _after_told(self, result: RunResult) -> RunResult | None:
         with self._lock:
             told = self.told
-        if not told:
-            return result
-        if result.exit_code == TOLD_EXIT_CODE:  # the signal came before the probe could handle it
-            return None
-        return replace(result, detail=TOLD_DETAIL) if result.status is StageStatus.OK else result
+        return probe_result_once_told(result, told=told)
 
     def _service_running(self) -> bool:
         try:

@@ -39,7 +39,7 @@ import threading
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from harness.errors import HarnessError, InfraError
@@ -55,7 +55,7 @@ from sandbox._bwrap import (
     is_system_path,
 )
 from sandbox._fs import tree_size
-from sandbox._service import SERVICE_EXITED_SIGNAL, TOLD_DETAIL, TOLD_EXIT_CODE, service_verdict
+from sandbox._service import SERVICE_EXITED_SIGNAL, probe_result_once_told, service_verdict
 
 WEAKER_ISOLATION = (
     "the local backend isolates stages with bubblewrap and rlimits, which is weaker than Docker "
@@ -296,11 +296,7 @@ class _Prober(threading.Thread):
     def _after_told(self, result: RunResult) -> RunResult | None:
         with self._lock:
             told = self.told
-        if not told:
-            return result
-        if result.exit_code == TOLD_EXIT_CODE:  # the signal came before the probe could handle it
-            return None
-        return replace(result, detail=TOLD_DETAIL) if result.status is StageStatus.OK else result
+        return probe_result_once_told(result, told=told)
 
     def outcome(self) -> RunResult | None:
         """The probe's result; None when the service was gone before the probe could start (or
