@@ -158,8 +158,8 @@ def test_a_server_that_serves_no_valid_request_earns_no_robustness_or_cold_start
             explanation = crit[criterion]["explanation"]
             assert "does not serve valid requests: 0/512 hidden inputs answered right" in explanation
             assert status in explanation  # the reason a reviewer can act on
-        # only the static code review scores (weight 1 of 11)
-        assert hostile[name]["total_score"] < 10
+        # nor do its tests and code (engineering `requires: [correctness]`), though it has some
+        assert hostile[name]["total_score"] == 0 and crit["code_quality"]["metrics"]["ungated_score"] > 0
 
 
 def test_a_server_that_exits_at_start_is_reported_at_once_with_its_exception(hostile):
