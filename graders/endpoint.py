@@ -74,7 +74,7 @@ class ServingGate(BaseModel):
     reference: str  # hidden data set with the reference predictions
     reference_file: str = "predictions.json"
     atol: float = Field(0.02, gt=0, le=1)
-    min_share: float = Field(0.02, gt=0, le=1)
+    min_share: float = Field(0.5, gt=0, le=1)
 
 
 class _EndpointGrader(Grader):

@@ -67,7 +67,8 @@ class RunState:
 
 
 def _stage_request(assignment: Assignment, stage: StageSpec, *, submission: Mount, runtime: Runtime,
-                   image: str, workspace: Path, output: Path, run_input: Path | None = None) -> RunRequest:
+                   image: str, workspace: Path, output: Path, run_input: Path | None = None,
+                   copy_bytes: int = 0) -> RunRequest:
     mounts = [submission, Mount(workspace, "/workspace", read_only=False),
               Mount(output, "/output", read_only=False), Mount(RUNNERS_DIR, RUNNERS_MOUNT)]
     mounts += [Mount(runtime.data.visible[name], f"/data/{name}") for name in stage.data]
@@ -79,8 +80,8 @@ def _stage_request(assignment: Assignment, stage: StageSpec, *, submission: Moun
     env = (("OMP_NUM_THREADS", threads), ("OPENBLAS_NUM_THREADS", threads), ("MKL_NUM_THREADS", threads),
            ("MLGRADE_STAGE", stage.name), ("HOME", "/tmp"))  # noqa: S108 - in the sandbox; root is read-only
     limits = assignment.spec.stage_limits(stage)
-    if not submission.read_only:  # the disk limit is on what the stage writes, not on the copy it starts with
-        limits = replace(limits, disk_bytes=limits.disk_bytes + tree_size([submission.source])[0])
+    if not submission.read_only:  # the disk limit is on what stages write, not on the submission copied
+        limits = replace(limits, disk_bytes=limits.disk_bytes + copy_bytes)
     return RunRequest(name=stage.name, command=stage.command, image=image, mounts=tuple(mounts),
                       limits=limits, env=env, workdir="/submission",
                       labels=(("mlgrade.assignment", assignment.key),))
@@ -125,6 +126,7 @@ class _Folders:
 
     workspace: Path
     submission: Path  # the working copy of the submission (spec: stages[].submission: copy)
+    submission_bytes: int = 0  # the size of the submission as handed in (what was copied)
 
 
 @dataclass(frozen=True)
@@ -144,10 +146,11 @@ def run_stages(assignment: Assignment, staged: StagedSubmission, runtime: Runtim
     uid, gid = runtime.backend.run_as
     scratch.mkdir(parents=True, exist_ok=True)
     scratch.chmod(0o755)
-    folders = _Folders(workspace=scratch / "workspace", submission=scratch / "submission")
-    make_writable_dir(folders.workspace, uid, gid)
     # code that writes beside itself (relative paths, a model file next to the script) works; the
     # original stays read-only and is what was hashed and is graded for quality
+    folders = _Folders(workspace=scratch / "workspace", submission=scratch / "submission",
+                       submission_bytes=tree_size([staged.path])[0])
+    make_writable_dir(folders.workspace, uid, gid)
     copy_workspace(staged.path, folders.submission, uid, gid)
     for stage in assignment.spec.stages:
         if run.status is not Status.OK and stage.blocking:
@@ -195,7 +198,8 @@ def _run_step(assignment: Assignment, step: _Step, staged: StagedSubmission, run
         _readable(run_input)
     request = _stage_request(assignment, step.stage, submission=submission, runtime=runtime,
                              image=run.image or runtime.image, run_input=run_input,
-                             workspace=private or folders.workspace, output=output)
+                             workspace=private or folders.workspace, output=output,
+                             copy_bytes=folders.submission_bytes)
     probe_output = scratch / f"probe-{slug}"
     if step.stage.probe is not None:
         make_writable_dir(probe_output, uid, gid)

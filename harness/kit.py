@@ -88,6 +88,13 @@ def _notebook_stage(command: tuple[str, ...]) -> tuple[list[str], list[str]]:
     return params, entries
 
 
+def _tags(cell: dict) -> list[str]:
+    """A cell's tags, as far as they are a list of strings (a notebook is the candidate's JSON)."""
+    metadata = cell.get("metadata")
+    tags = metadata.get("tags") if isinstance(metadata, dict) else None
+    return [t for t in tags if isinstance(t, str)] if isinstance(tags, list) else []
+
+
 def _parameters_check(path: Path, entry: str, params: list[str]) -> Check:
     try:
         with path.open("rb") as fh:
@@ -95,8 +102,7 @@ def _parameters_check(path: Path, entry: str, params: list[str]) -> Check:
     except (OSError, ValueError, AttributeError, RecursionError):
         return Check("fail", f"{entry} is not a readable notebook (nbformat 4 JSON)")
     cells = [c for c in cells if isinstance(c, dict)] if isinstance(cells, list) else []
-    if any("parameters" in (c.get("metadata") or {}).get("tags", []) for c in cells
-           if isinstance(c.get("metadata") or {}, dict)):
+    if any("parameters" in _tags(c) for c in cells):
         return Check("ok", f"{entry} has a cell tagged \"parameters\" "
                            f"({', '.join(params)} are injected after it)")
     setters = [f"cell {n} sets {', '.join(sorted(names))}" for n, c in enumerate(cells, 1)

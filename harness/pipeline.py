@@ -225,17 +225,22 @@ def _score(assignment: Assignment, staged: StagedSubmission, runtime: Runtime, r
 
 def _apply_requires(assignment: Assignment, criteria: list[CriterionResult]) -> list[CriterionResult]:
     """Zero each criterion whose required criteria (spec: graders[].requires) did not all score
-    above 0, keeping what it measured in its metrics (`ungated_score`) and explanation."""
+    above 0 and at least their minimum, keeping what it measured in its metrics (`ungated_score`)
+    and explanation."""
     by_name = {c.name: c for c in criteria}
     gated = []
     for gspec, criterion in zip(assignment.spec.graders, criteria, strict=True):
-        failed = [name for name in gspec.requires if by_name[name].score == 0]
+        failed = {name: least for name, least in gspec.requires.items()
+                  if by_name[name].score == 0 or by_name[name].score < least}
         if failed:
+            scored = " and ".join(f"{name} scored {by_name[name].score:.2f}" + (f" (needs {least:g})" if least
+                                                                                else "")
+                                  for name, least in failed.items())
             why = "; ".join(f"{name}: {one_line(by_name[name].explanation, 160)}" for name in failed)
             criterion = criterion.model_copy(update={
                 "score": 0.0, "metrics": {**criterion.metrics, "ungated_score": criterion.score},
-                "explanation": f"not counted: {' and '.join(failed)} scored 0, so the submission did not do "
-                               f"the task ({why}); as measured: {criterion.explanation}"})
+                "explanation": f"not counted: {scored}, so the submission did not do the task ({why}); "
+                               f"as measured: {criterion.explanation}"})
         gated.append(criterion)
     return gated
 

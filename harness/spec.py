@@ -264,9 +264,19 @@ class GraderSpec(_Strict):
     grader: str  # registered grader
     weight: float = Field(gt=0)
     args: dict[str, Any] = Field(default_factory=dict)
-    #: Criteria that must score above 0 for this one to count: a criterion never rewards a
-    #: submission that does not do the task (e.g. code quality of a ranker that ranks nothing).
-    requires: tuple[Name, ...] = ()
+    #: Criteria this one needs to count, with the least score each must reach (a list means: above
+    #: 0): a criterion never rewards a submission that does not do the task (e.g. code quality of
+    #: a ranker that ranks no better than the given bm25 feature).
+    requires: dict[Name, Annotated[float, Field(ge=0, le=1)]] = Field(default_factory=dict)
+
+    @field_validator("requires", mode="before")
+    @classmethod
+    def _listed(cls, value: Any) -> Any:
+        if isinstance(value, list | tuple):
+            if len(set(value)) != len(value):
+                raise ValueError(f"requires repeats a criterion: {list(value)}")
+            return dict.fromkeys(value, 0.0)
+        return value
 
 
 class AssignmentSpec(_Strict):

@@ -20,6 +20,7 @@ _NAME = re.compile(r"\s*([A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?)\s*(?:\[([^\
 _EXTRA = re.compile(r"""extra\s*==\s*["']([^"']+)["']""")
 # The CPU-only builds of packages whose default wheels need CUDA; {version} is the version asked for.
 CPU_BUILDS = {"xgboost": "xgboost-cpu=={version}, the CPU-only build of the same package"}
+_CUDA_WHEEL = re.compile(r"nvidia-[a-z0-9-]+-cu\d+")
 
 
 def canonical(name: str) -> str:
@@ -28,8 +29,9 @@ def canonical(name: str) -> str:
 
 
 def is_cuda(project: str) -> bool:
-    """Whether a project is one of NVIDIA's CUDA runtime wheels (nvidia-nccl-cu12, ...)."""
-    return canonical(project).startswith("nvidia-")
+    """Whether a project is one of NVIDIA's CUDA runtime wheels (nvidia-nccl-cu12, ...); their
+    names end in the CUDA major version, unlike pure-Python ones such as nvidia-ml-py."""
+    return _CUDA_WHEEL.fullmatch(canonical(project)) is not None
 
 
 def _requirement(text: str) -> tuple[str, frozenset[str]]:

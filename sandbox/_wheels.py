@@ -24,6 +24,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from packaging.version import InvalidVersion, Version
+
 from harness.errors import ImageBuildError
 from sandbox import _cuda
 
@@ -202,8 +204,13 @@ def harness_pins_note(constraints: Sequence[str]) -> str:
             "versions, or leave them out")
 
 
-def _version(requirement: str) -> str:
-    return re.split(r"===?", requirement, maxsplit=1)[-1].strip().lower()
+def _version(requirement: str) -> Version | str:
+    """The pinned version, compared as a PEP 440 version (7.10 == 7.10.0); `===` pins as text."""
+    text = re.split(r"===?", requirement, maxsplit=1)[-1].strip().lower()
+    try:
+        return Version(text) if "===" not in requirement else text
+    except InvalidVersion:
+        return text
 
 
 def check_requirement(line: str, *, where: str) -> str:

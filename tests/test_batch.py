@@ -78,12 +78,13 @@ def test_an_invalid_submission_scores_zero_on_every_criterion_even_static_ones(t
     assert all(c.explanation == "not graded: required files missing: run.py" for c in result.criteria)
 
 
-def test_a_criterion_that_requires_another_counts_only_when_that_one_scores(tmp_path):
+@pytest.mark.parametrize(("requires", "needs"), [("[answer]", ""), ("{answer: 0.5}", " (needs 0.5)")])
+def test_a_criterion_that_requires_another_counts_only_when_that_one_scores(tmp_path, requires, needs):
     # spec `requires`: tidy code of a submission whose answer is wrong did not do the task
     toy = shutil.copytree(TOY, tmp_path / "toy")
     spec = toy / "assignment.yaml"
     spec.write_text(spec.read_text() + "  - {name: code_quality, grader: code_quality, weight: 1, "
-                                       "requires: [answer]}\n")
+                                       f"requires: {requires}}}\n")
     subs = tmp_path / "subs"
     tidy = {"model.py": '"""A model."""\n\n\nVALUE = 1\n'}
     right, wrong = make_submission(subs, "right", tidy), make_submission(subs, "wrong", tidy)
@@ -94,8 +95,9 @@ def test_a_criterion_that_requires_another_counts_only_when_that_one_scores(tmp_
                for i in report.items}
     assert quality["right"].score > 0.5 and "ungated_score" not in quality["right"].metrics
     assert quality["wrong"].score == 0 and quality["wrong"].metrics["ungated_score"] == quality["right"].score
-    assert quality["wrong"].explanation.startswith("not counted: answer scored 0, so the submission did "
-                                                   "not do the task (answer: compared); as measured: ")
+    assert quality["wrong"].explanation.startswith(
+        f"not counted: answer scored 0.00{needs}, so the submission did not do the task (answer: compared); "
+        "as measured: ")
 
 
 @pytest.mark.parametrize(("requires", "message"), [

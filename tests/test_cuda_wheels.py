@@ -55,8 +55,11 @@ def test_an_extra_that_asks_for_cuda_is_named_and_torch_gets_the_harness_pin(tmp
 
 def test_wheels_without_cuda_pass_and_a_bad_wheel_is_no_evidence(tmp_path: Path) -> None:
     wheel(tmp_path, "xgboost-cpu", "3.2.0", "numpy", "scipy")
+    # NVIDIA's pure-Python NVML bindings (pulled by pynvml, gpustat) are no CUDA runtime wheel
+    wheel(tmp_path, "pynvml", "12.0.0", "nvidia-ml-py")
+    wheel(tmp_path, "nvidia-ml-py", "12.575.51")
     (tmp_path / "broken-1.0-py3-none-any.whl").write_bytes(b"not a zip")
-    assert cuda_problem(tmp_path, ["xgboost-cpu==3.2.0", "broken==1.0"]) == ""
+    assert cuda_problem(tmp_path, ["xgboost-cpu==3.2.0", "broken==1.0", "pynvml==12.0.0"]) == ""
 
 
 @pytest.mark.slow

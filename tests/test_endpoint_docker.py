@@ -64,7 +64,7 @@ def test_examples_order_as_a_reviewer_would(graded):
     # A server that never becomes healthy earns nothing for the service, and so nothing for its
     # tests or code either (engineering `requires: [correctness]`)
     assert earned(lines["never_healthy"], skip=frozenset({"engineering"})) == 0
-    assert total["never_healthy"] == 0 < 10 < total["wrong_predictions"]
+    assert total["never_healthy"] == 0 < total["wrong_predictions"] < 5  # 7% right: its correctness only
 
 
 def test_each_measure_explains_the_failure_it_found(graded):

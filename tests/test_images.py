@@ -107,6 +107,7 @@ def test_a_pin_against_the_harness_names_the_version_it_provides(requirements, m
         _wheels.check_harness_pins(requirements, constraints)
     assert str(caught.value).startswith(message)
     _wheels.check_harness_pins(["pytest==9.0.3", "torch==2.13.0", "numpy==2.4.6"], constraints)  # same: fine
+    _wheels.check_harness_pins(["coverage==7.17.4.0", "pytest==9.0.3"], constraints)  # the same version
 
 
 def test_an_indirect_conflict_with_a_harness_pin_says_what_the_harness_pins() -> None:

@@ -41,3 +41,16 @@ def test_a_notebook_that_is_not_json_fails_the_check(tmp_path: Path) -> None:
     (tmp_path / "analysis.ipynb").write_bytes(b"\xff\xfe{not json" * 1000)
     done = check("abtest", str(tmp_path))
     assert done.exit_code == 4 and "analysis.ipynb is not a readable notebook" in done.output
+
+
+def test_odd_tags_are_no_parameters_cell_and_no_crash(tmp_path: Path) -> None:
+    # the notebook is the candidate's JSON: tags that are a number, or a string containing the word
+    import json
+
+    cells = [{"cell_type": "code", "metadata": {"tags": 5}, "source": "x = 1"},
+             {"cell_type": "code", "metadata": {"tags": "myparameters"}, "source": "data_dir = 'here'"}]
+    (tmp_path / "analysis.ipynb").write_text(json.dumps({"cells": cells, "nbformat": 4, "nbformat_minor": 5,
+                                                         "metadata": {}}))
+    done = check("abtest", str(tmp_path))
+    assert done.exit_code == 0 and done.exception is None, done.output
+    assert "cell 2 sets data_dir, which would override them" in done.output

@@ -248,3 +248,25 @@ def test_a_review_file_that_is_not_utf8_is_kept_as_text_with_a_note(tmp_path):
     assert text == "ship \ufffd\ufffd it \ufffd2J]52;c;eA==done\n"
     assert "NOTES.md: not UTF-8" in (folder / "review" / "MISSING.txt").read_text()
     assert not (item.folder / "review" / "MISSING.txt").exists()  # a clean file gets no note
+
+
+def test_the_disk_limit_grows_by_the_submission_as_handed_in_not_by_what_stages_wrote_there(tmp_path):
+    # the working copy of the submission does not count against a stage's disk limit, but what an
+    # earlier stage wrote into it does: it must not buy the next stage a larger allowance
+    limits: list[int] = []
+
+    def fit_big(request, output):
+        limits.append(request.limits.disk_bytes)
+        (_mount(request, "/workspace") / "model.txt").write_text("10")
+        (_mount(request, "/submission") / "big.bin").write_bytes(b"\0" * (8 << 20))
+        return RunResult(status=StageStatus.OK, exit_code=0, seconds=0.01, log="fit\n")
+
+    def answer_limit(request, output):
+        limits.append(request.limits.disk_bytes)
+        (output / "answer.txt").write_text("11")
+        return RunResult(status=StageStatus.OK, exit_code=0, seconds=0.01, log="ok\n")
+
+    grade(tmp_path, FakeBackend({("cand", "fit"): fit_big, ("cand", "answer"): answer_limit}))
+    handed_in = sum(p.stat().st_size for p in (tmp_path / "subs" / "cand").rglob("*") if p.is_file())
+    spec_limit = 1 << 30  # the multirun fixture sets no disk limit: the spec's default, 1 GiB
+    assert len(limits) == 4 and set(limits) == {spec_limit + handed_in}

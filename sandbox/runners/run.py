@@ -59,14 +59,20 @@ def _parse_param(text: str, parser: argparse.ArgumentParser) -> tuple[str, str]:
     return name, value
 
 
+def _tags(cell) -> list[str]:
+    """A cell's tags as far as they are a list of strings (the notebook is the candidate's JSON)."""
+    metadata = cell.get("metadata")
+    tags = metadata.get("tags") if isinstance(metadata, dict) else None
+    return [t for t in tags if isinstance(t, str)] if isinstance(tags, list) else []
+
+
 def _inject(notebook, params: list[tuple[str, str]], entry: str) -> None:
     from nbformat.v4 import new_code_cell
 
     source = "# Parameters injected by the grading harness\n"
     source += "".join(f"{name} = {value!r}\n" for name, value in params)
     cell = new_code_cell(source, metadata={"tags": [INJECTED_TAG]})
-    tagged = [i for i, cell in enumerate(notebook.cells)
-              if PARAMETERS_TAG in cell.get("metadata", {}).get("tags", [])]
+    tagged = [i for i, cell in enumerate(notebook.cells) if PARAMETERS_TAG in _tags(cell)]
     if params and not tagged:
         _warn_untagged(notebook, entry, [name for name, _ in params])
     notebook.cells.insert(tagged[0] + 1 if tagged else 0, cell)
@@ -164,8 +170,7 @@ def _run_notebook(entry: str, params: list[tuple[str, str]], executed: str | Non
 
 def _cell_number(notebook, index: int) -> int | None:
     """The cell at `index` counted from 1 in the candidate's notebook; None for the injected cell."""
-    injected = [i for i, cell in enumerate(notebook.cells)
-                if INJECTED_TAG in cell.get("metadata", {}).get("tags", [])]
+    injected = [i for i, cell in enumerate(notebook.cells) if INJECTED_TAG in _tags(cell)]
     return None if index in injected else index + 1 - sum(1 for i in injected if i < index)
 
 
