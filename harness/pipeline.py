@@ -238,7 +238,8 @@ def _apply_requires(assignment: Assignment, criteria: list[CriterionResult]) -> 
                                   for name, least in failed.items())
             why = "; ".join(f"{name}: {one_line(by_name[name].explanation, 160)}" for name in failed)
             criterion = criterion.model_copy(update={
-                "score": 0.0, "metrics": {**criterion.metrics, "ungated_score": criterion.score},
+                # an ungated_score the grader set itself (an inner gate's) is the truer one: kept
+                "score": 0.0, "metrics": {"ungated_score": criterion.score, **criterion.metrics},
                 "explanation": f"not counted: {scored}, so the submission did not do the task ({why}); "
                                f"as measured: {criterion.explanation}"})
         gated.append(criterion)

@@ -52,7 +52,9 @@ def test_examples_order_as_a_reviewer_would(graded):
     # task, so their engineering criteria (code quality, own tests) count for nothing either, though
     # their code was reviewed (graders/_abtest_gate.py).
     assert lines["raises"]["status"] == "error" and answers["raises"] == 0
-    assert total["raises"] == total["hardcoded"] == 0
+    # (hardcoded may hit an answer or two by chance on some secret seeds: engineering is what is 0)
+    assert total["raises"] == 0 and total["hardcoded"] < 3
+    assert all(earned(lines[name], groups={"engineering"}) == 0 for name in ("raises", "hardcoded"))
     for name in ("raises", "hardcoded"):
         quality = lines[name]["criteria"]["code_quality"]["metrics"]
         assert quality["gate.share"] == 0 and quality["ungated_score"] > 0.5, name

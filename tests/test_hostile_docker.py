@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from harness import api
@@ -82,7 +84,10 @@ def test_escape_attempt_sees_nothing_and_changes_nothing(graded):
     item = graded["escape"]
     log = (item.folder / "logs" / "run.log").read_text()
     assert "found=[]" in log, log  # the hidden labels are nowhere in the sandbox
-    assert "writable=[]" in log, log  # read-only root, submission and data
+    # read-only root and data; /submission is the submission's working copy (issue 11), which is
+    # thrown away: the original, on the host, is unchanged
+    assert "writable=['/submission/x']" in log, log
+    assert sorted(p.name for p in Path(graded["escape"].source).iterdir()) == ["main.py"]
     assert "nets=['lo']" in log and "routes=[]" in log, log  # no network but loopback
     assert "uid=0" not in log
     assert SECRET not in log
