@@ -3,15 +3,18 @@ the static self-check of a submission against the assignment's contract."""
 
 from __future__ import annotations
 
-import ast
+import functools
+import importlib.util
 import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 
 from harness.data import materialize
 from harness.errors import HarnessError
 from harness.spec import Assignment
+from sandbox import RUNNERS_DIR
 
 
 def export_kit(assignment: Assignment, dest: Path, *, cache_root: Path) -> list[Path]:
@@ -88,11 +91,15 @@ def _notebook_stage(command: tuple[str, ...]) -> tuple[list[str], list[str]]:
     return params, entries
 
 
-def _tags(cell: dict) -> list[str]:
-    """A cell's tags, as far as they are a list of strings (a notebook is the candidate's JSON)."""
-    metadata = cell.get("metadata")
-    tags = metadata.get("tags") if isinstance(metadata, dict) else None
-    return [t for t in tags if isinstance(t, str)] if isinstance(tags, list) else []
+@functools.cache
+def _runner() -> ModuleType:
+    """The notebook runner (sandbox/runners/run.py, standard library only at import): the self-check
+    reads tags and assignments exactly as the runner does."""
+    spec = importlib.util.spec_from_file_location("mlgrade_notebook_runner", RUNNERS_DIR / "run.py")
+    assert spec is not None and spec.loader is not None  # noqa: S101 - a file shipped with the package
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def _parameters_check(path: Path, entry: str, params: list[str]) -> Check:
@@ -102,11 +109,12 @@ def _parameters_check(path: Path, entry: str, params: list[str]) -> Check:
     except (OSError, ValueError, AttributeError, RecursionError):
         return Check("fail", f"{entry} is not a readable notebook (nbformat 4 JSON)")
     cells = [c for c in cells if isinstance(c, dict)] if isinstance(cells, list) else []
-    if any("parameters" in _tags(c) for c in cells):
+    runner = _runner()
+    if any(runner.PARAMETERS_TAG in runner.cell_tags(c) for c in cells):
         return Check("ok", f"{entry} has a cell tagged \"parameters\" "
                            f"({', '.join(params)} are injected after it)")
     setters = [f"cell {n} sets {', '.join(sorted(names))}" for n, c in enumerate(cells, 1)
-               if c.get("cell_type") == "code" and (names := _assigned(_source(c)) & set(params))]
+               if c.get("cell_type") == "code" and (names := runner.assigned_names(_source(c)) & set(params))]
     where = f"; {'; '.join(setters[:5])}, which would override them" if setters else ""
     return Check("warn", f"{entry} has no cell tagged \"parameters\": the harness's {', '.join(params)} "
                          f"would go in a new first cell{where}. Give the cell that defines them the cell tag "
@@ -116,20 +124,3 @@ def _parameters_check(path: Path, entry: str, params: list[str]) -> Check:
 def _source(cell: dict) -> str:
     source = cell.get("source", "")
     return "".join(s for s in source if isinstance(s, str)) if isinstance(source, list) else str(source)
-
-
-def _assigned(source: str) -> set[str]:
-    """Names a cell assigns at its top level (magics and shell lines left out); as the notebook
-    runner (sandbox/runners/run.py) reads them."""
-    code = "\n".join("" if line.lstrip().startswith(("%", "!")) else line for line in source.splitlines())
-    try:
-        tree = ast.parse(code)
-    except (SyntaxError, ValueError, RecursionError, MemoryError):
-        return set()
-    names = set()
-    for node in tree.body:
-        targets = node.targets if isinstance(node, ast.Assign) else [getattr(node, "target", None)]
-        for target in targets:
-            elements = target.elts if isinstance(target, ast.Tuple | ast.List) else [target]
-            names.update(e.id for e in elements if isinstance(e, ast.Name))
-    return names

@@ -59,8 +59,9 @@ def _parse_param(text: str, parser: argparse.ArgumentParser) -> tuple[str, str]:
     return name, value
 
 
-def _tags(cell) -> list[str]:
-    """A cell's tags as far as they are a list of strings (the notebook is the candidate's JSON)."""
+def cell_tags(cell) -> list[str]:
+    """A cell's tags as far as they are a list of strings (the notebook is the candidate's JSON).
+    Also what `harness check` reads (harness/kit.py loads this file), so both agree."""
     metadata = cell.get("metadata")
     tags = metadata.get("tags") if isinstance(metadata, dict) else None
     return [t for t in tags if isinstance(t, str)] if isinstance(tags, list) else []
@@ -72,7 +73,7 @@ def _inject(notebook, params: list[tuple[str, str]], entry: str) -> None:
     source = "# Parameters injected by the grading harness\n"
     source += "".join(f"{name} = {value!r}\n" for name, value in params)
     cell = new_code_cell(source, metadata={"tags": [INJECTED_TAG]})
-    tagged = [i for i, cell in enumerate(notebook.cells) if PARAMETERS_TAG in _tags(cell)]
+    tagged = [i for i, cell in enumerate(notebook.cells) if PARAMETERS_TAG in cell_tags(cell)]
     if params and not tagged:
         _warn_untagged(notebook, entry, [name for name, _ in params])
     notebook.cells.insert(tagged[0] + 1 if tagged else 0, cell)
@@ -84,7 +85,7 @@ def _warn_untagged(notebook, entry: str, names: list[str]) -> None:
     setters = []
     for number, cell in enumerate(notebook.cells, 1):
         if cell.get("cell_type") == "code":
-            assigned = [n for n in names if n in _assigned(cell.get("source", ""))]
+            assigned = [n for n in names if n in assigned_names(cell.get("source", ""))]
             if assigned:
                 setters.append(f"cell {number} sets {', '.join(assigned)}")
     where = (f"; {'; '.join(setters[:5])}, overriding the harness's values" if setters else "")
@@ -93,7 +94,7 @@ def _warn_untagged(notebook, entry: str, names: list[str]) -> None:
           f"\"{PARAMETERS_TAG}\" (papermill's convention).", file=sys.stderr)
 
 
-def _assigned(source: str) -> set[str]:
+def assigned_names(source: str) -> set[str]:
     """Names a cell assigns at its top level (IPython magics and shell lines left out)."""
     import ast
 
@@ -170,7 +171,7 @@ def _run_notebook(entry: str, params: list[tuple[str, str]], executed: str | Non
 
 def _cell_number(notebook, index: int) -> int | None:
     """The cell at `index` counted from 1 in the candidate's notebook; None for the injected cell."""
-    injected = [i for i, cell in enumerate(notebook.cells) if INJECTED_TAG in _tags(cell)]
+    injected = [i for i, cell in enumerate(notebook.cells) if INJECTED_TAG in cell_tags(cell)]
     return None if index in injected else index + 1 - sum(1 for i in injected if i < index)
 
 
