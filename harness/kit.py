@@ -14,7 +14,7 @@ from types import ModuleType
 from harness.data import materialize
 from harness.errors import HarnessError
 from harness.spec import Assignment
-from sandbox import RUNNERS_DIR
+from sandbox import RUNNERS_DIR, RUNNERS_MOUNT
 
 
 def export_kit(assignment: Assignment, dest: Path, *, cache_root: Path) -> list[Path]:
@@ -43,7 +43,7 @@ def export_kit(assignment: Assignment, dest: Path, *, cache_root: Path) -> list[
 # --- the candidate's self-check (`harness check ASSIGNMENT SUBMISSION`) --------------------------------
 
 _NOTEBOOK_MAX = 16 << 20
-_RUNNER = "/opt/mlgrade/run.py"  # = sandbox.RUNNERS_MOUNT / run.py, as stage commands name it
+_RUNNER = f"{RUNNERS_MOUNT}/run.py"  # the notebook runner, as stage commands name it
 
 
 @dataclass(frozen=True)
