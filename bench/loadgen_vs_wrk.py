@@ -39,7 +39,7 @@ _TWO_CORES = len(os.sched_getaffinity(0)) >= 2
 @contextmanager
 def stub(*args: str) -> Iterator[int]:
     """A fresh stub server subprocess on 127.0.0.1 (pinned to CPU 1); yields its port."""
-    cmd = [sys.executable, "-m", "graders._http_stub", "--lifetime", "120", *args]
+    cmd = [sys.executable, "-m", "bench.http_stub", "--lifetime", "120", *args]
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, text=True)
     try:
         if _TWO_CORES:

@@ -1,8 +1,5 @@
-"""Grader plugins. Each registers itself by name; outside packages use the `harness.graders` entry points."""
-
-# importing registers: "ab_answer", "code_quality", "completion", "endpoint_*", "ranking", "test_*",
-# "hidden_tests"
-from graders import abtest, code_quality, completion, endpoint, pytest_suite, ranking  # noqa: F401
-from graders._base import GRADERS, CriterionResult, Grader, GradingContext, OutputFile, grader, linear_score
-
-__all__ = ["GRADERS", "CriterionResult", "Grader", "GradingContext", "OutputFile", "grader", "linear_score"]
+"""Grader plugins, one subpackage per family (ranking, abtest, endpoint, quality, testsuite) and
+`completion`. Each grader registers by name in harness.core.GRADERS; the harness finds them through
+the `harness.graders` entry points (pyproject.toml), importing a family only when a spec names one
+of its graders. Nothing is imported here.
+"""

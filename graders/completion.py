@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict
 
-from graders._base import CriterionResult, Grader, GradingContext, grader
+from harness.core.grading import CriterionResult, Grader, GradingContext, grader
 
 
 class CompletionArgs(BaseModel):

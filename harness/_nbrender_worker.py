@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from harness._text import CONTROL
+from harness.core.text import CONTROL
 
 MAX_CELLS = 500
 MAX_OUTPUTS_PER_CELL = 50

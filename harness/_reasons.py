@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
-from harness._text import CONTROL, one_line
+from harness.core.text import CONTROL, one_line
 from harness.results import REASON_CHARS
 
 TAIL_CHARS = 64 << 10
@@ -174,3 +175,21 @@ def _cause_before(lines: list[str], start: int) -> str:
             at = _exception_after(lines, index)
             return "" if at is None or at >= marker else _exception_text(lines, at)
     return ""
+
+
+class LogOutside(ValueError):
+    """A stage's log path that points outside its result folder (a hand-edited result.json)."""
+
+
+def read_log_tail(folder: Path, log_file: str, limit: int) -> str:
+    """The last `limit` bytes of the log `log_file` in `folder` as text, without a partial first
+    line. Raises LogOutside when the path leaves the folder, OSError when it cannot be read."""
+    root = folder.resolve()
+    path = (root / log_file).resolve()
+    if not path.is_relative_to(root):
+        raise LogOutside(log_file)
+    with path.open("rb") as fh:
+        size = fh.seek(0, 2)
+        fh.seek(max(0, size - limit))
+        text = fh.read(limit).decode("utf-8", errors="replace")
+    return text.partition("\n")[2] if size > limit else text

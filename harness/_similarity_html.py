@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from harness._text import CONTROL
+from harness.core.text import CONTROL
 from harness.results import write_atomic
 
 if TYPE_CHECKING:

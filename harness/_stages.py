@@ -7,18 +7,21 @@ import os
 import re
 import secrets
 import shutil
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from graders import OutputFile
+from harness._quiet import calibration_request, check_machine, warm_request
 from harness._reasons import read_failure
-from harness._text import one_line, terminal_safe
 from harness._workdirs import remove_tree
+from harness.core import OutputFile
+from harness.core.text import one_line, terminal_safe
 from harness.errors import DeterministicInfraError, InfraError
 from harness.intake import StagedSubmission
 from harness.notebook_html import render_notebook
-from harness.results import StageRecord, Status
+from harness.results import MachineCheck, StageRecord, Status
 from harness.spec import RUN_INPUT, TESTS_MOUNT, Assignment, StageSpec
 from sandbox import (
     RUNNERS_DIR,
@@ -64,6 +67,12 @@ class RunState:
     outputs: dict[str, OutputFile] = field(default_factory=dict)
     image: str = ""
     image_id: str | None = None
+    #: the last machine check of a timed service (spec probe.quiet), and the criteria it bears on:
+    #: still busy after the last attempt, those criteria are ungraded
+    machine: MachineCheck | None = None
+    timed_criteria: tuple[str, ...] = ()
+    #: told each step as it starts (a stage, "predict/first" for a run, "image", "scoring"): progress
+    on_step: Callable[[str], None] = field(default=lambda step: None, repr=False)
 
 
 def _stage_request(assignment: Assignment, stage: StageSpec, *, submission: Mount, runtime: Runtime,
@@ -159,8 +168,8 @@ def run_stages(assignment: Assignment, staged: StagedSubmission, runtime: Runtim
         # in a fresh random order: how long the stage has been going says nothing about the run
         order = secrets.SystemRandom().sample(steps, len(steps))
         first_record = len(run.stages)
-        failed = [step for step in order
-                  if not _run_step(assignment, step, staged, runtime, run, result_dir, scratch, folders)]
+        failed = [step for step in order if not _run_timed_step(assignment, step, staged, runtime, run,
+                                                                result_dir, scratch, folders)]
         labels = [s.label for s in steps]  # records and failures are reported in the spec's order
         run.stages[first_record:] = sorted(run.stages[first_record:],
                                            key=lambda r: labels.index(r.name.removesuffix("/probe")))
@@ -173,9 +182,54 @@ def run_stages(assignment: Assignment, staged: StagedSubmission, runtime: Runtim
             run.reason = first.cause
 
 
+def pause(seconds: float) -> None:
+    """Wait before measuring a busy machine again (a seam for tests' fake clock)."""
+    time.sleep(seconds)
+
+
+def _run_timed_step(assignment: Assignment, step: _Step, staged: StagedSubmission, runtime: Runtime,
+                    run: RunState, result_dir: Path, scratch: Path, folders: _Folders) -> bool:
+    """_run_step, and for a service whose timing needs a quiet machine (spec probe.quiet): its
+    machine check, re-measuring a disturbed one after a pause (doubling), up to the spec's retries;
+    if the machine stays busy, the timing criteria are left ungraded (RunState.machine.busy)."""
+    run.on_step(step.label)
+    quiet = step.stage.probe.quiet if step.stage.probe else None
+    if quiet is None:
+        return _run_step(assignment, step, staged, runtime, run, result_dir, scratch, folders).status \
+            is StageStatus.OK
+    calibration = scratch / "calibration"
+    warm = warm_request(quiet, image=runtime.image, limits=assignment.spec.stage_limits(step.stage))
+    for attempt in range(1, quiet.retries + 2):
+        if warm is not None and runtime.image:  # the local backend has the host's packages, warm or not
+            runtime.backend.run(warm)  # its outcome does not matter: it only fills the page cache
+        first, outputs = len(run.stages), dict(run.outputs)
+        make_writable_dir(calibration, *runtime.backend.run_as)
+        outcome = _run_step(assignment, step, staged, runtime, run, result_dir, scratch, folders,
+                            calibration=calibration)
+        probe_file = next((out.path for out in run.outputs.values() if out.path is not None
+                           and out.name in step.stage.probe.outputs), None)
+        check = check_machine(quiet, outcome=outcome, calibration_dir=calibration, probe_file=probe_file,
+                              attempts=attempt)
+        remove_tree(calibration)
+        run.stages[first] = run.stages[first].model_copy(update={"machine": check})
+        run.machine, run.timed_criteria = check, quiet.criteria
+        if not check.busy:
+            break
+        if attempt <= quiet.retries:  # measure again: this attempt's records and outputs go
+            del run.stages[first:]
+            for key, out in run.outputs.items():
+                if out.path is not None and outputs.get(key) != out:
+                    out.path.unlink(missing_ok=True)  # not left for reviewers if the next attempt writes none
+            run.outputs = outputs
+            pause(quiet.backoff * 2 ** (attempt - 1))
+    return outcome.status is StageStatus.OK
+
+
 def _run_step(assignment: Assignment, step: _Step, staged: StagedSubmission, runtime: Runtime,
-              run: RunState, result_dir: Path, scratch: Path, folders: _Folders) -> bool:
-    """Run one container and collect its outputs; False if it did not finish cleanly."""
+              run: RunState, result_dir: Path, scratch: Path, folders: _Folders, *,
+              calibration: Path | None = None) -> RunResult:
+    """Run one container and collect its outputs; its outcome. `calibration`: the folder the
+    reference server's probe writes to, for a service with a machine check (spec probe.quiet)."""
     uid, gid = runtime.backend.run_as
     # A run's folders have the same host paths whichever run it is: mount sources show inside the
     # sandbox (/proc/self/mountinfo), so a path naming the run would tell the stage which run it is.
@@ -205,6 +259,10 @@ def _run_step(assignment: Assignment, step: _Step, staged: StagedSubmission, run
         make_writable_dir(probe_output, uid, gid)
         request = replace(request, probe=_probe_request(assignment, step.stage, staged=staged,
                                                         runtime=runtime, output=probe_output))
+        if calibration is not None and step.stage.probe.quiet is not None:
+            request = replace(request, calibration=calibration_request(
+                step.stage.probe.quiet, image=runtime.image, limits=request.limits,
+                probe_limits=request.probe.limits, runners=RUNNERS_DIR, output=calibration))
     _require_free_space(scratch, request.limits.disk_bytes + _DISK_MARGIN, step.label)
     outcome = runtime.backend.run(request)
     for folder in (private, private_copy, run_input):
@@ -221,7 +279,7 @@ def _run_step(assignment: Assignment, step: _Step, staged: StagedSubmission, run
     if ok or step.run is not None:
         _collect_outputs(step, output, result_dir, run, failure=failure)
     remove_tree(output)
-    return ok
+    return outcome
 
 
 _EXPLAINED = frozenset({StageStatus.ERROR, StageStatus.OOM, StageStatus.DISK_LIMIT})

@@ -25,7 +25,7 @@ import tokenize
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness._text import printable
+from harness.core.text import printable
 
 # 15 tokens is one or two lines of Python once names are normalised: shorter k-grams are common
 # idioms (`for V in range ( len ( V ) ) :` is 11) that unrelated solutions share by chance.

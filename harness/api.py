@@ -2,20 +2,36 @@
 
 from __future__ import annotations
 
+import difflib
 import os
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from harness._workdirs import exclusive
 from harness.batch import BatchItem, BatchReport, Event, run_batch
-from harness.errors import InfraError, SpecError
-from harness.results import SubmissionResult, leaderboard, load_result, newest_per_candidate, stored_results
+from harness.errors import InfraError, SpecError, UsageError, sandbox_errors
+from harness.report import render_report
+from harness.results import (
+    SubmissionResult,
+    leaderboard,
+    load_result,
+    newest_per_candidate,
+    save_result,
+    stored_results,
+    write_atomic,
+)
 from harness.spec import SPEC_FILE, Assignment, load_assignment
 
 if TYPE_CHECKING:
+    from harness.check_run import CheckReport
+    from harness.exports import ExportReport, Format
     from harness.mlflow_sink import MlflowSink
+    from harness.pipeline import Runtime
 
 DEFAULT_RESULTS = Path("results")
+DEFAULT_EXPORTS = Path("exports")
 
 
 def assignments_root() -> Path:
@@ -34,10 +50,17 @@ def find_assignment(name: str | Path) -> Assignment:
     if not (path / SPEC_FILE).is_file():
         path = assignments_root() / str(name)
     if not (path / SPEC_FILE).is_file():
-        known = ", ".join(a.name for a in sorted(assignments_root().glob(f"*/{SPEC_FILE}"))) or "none"
+        names = assignment_names()
+        close = difflib.get_close_matches(str(name), names, n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
         raise SpecError(f"no assignment {str(name)!r}: no {SPEC_FILE} there or under {assignments_root()}; "
-                        f"known: {known}")
+                        f"{hint}known: {', '.join(names) or 'none'}")
     return load_assignment(path.resolve())
+
+
+def assignment_names() -> list[str]:
+    """The names (folder ids) of the assignments under the root, sorted."""
+    return sorted(spec.parent.name for spec in assignments_root().glob(f"*/{SPEC_FILE}"))
 
 
 def list_assignments() -> list[tuple[Path, Assignment | SpecError]]:
@@ -69,9 +92,13 @@ def grade(assignment: str | Path, submissions: Sequence[str], *, results_dir: Pa
 
     Each result is saved under `results_dir/<id>/<version>/<submission id>/` as it finishes and,
     unless `log_to_mlflow` is False, logged as one MLflow run. Raises SpecError for a bad spec,
-    InfraError when the sandbox cannot be prepared; a submission's own problems are results.
+    InfraError when the sandbox cannot be prepared, UsageError for a folder of submissions given as
+    one (see harness.inbox); a submission's own problems are results.
     """
+    from harness.inbox import refuse_inboxes
+
     loaded = find_assignment(assignment)
+    refuse_inboxes(loaded, list(submissions), typed=str(assignment))
     results_dir = results_dir.resolve()
     log_result, uri, sink = None, None, None
     if log_to_mlflow:
@@ -94,7 +121,30 @@ def grade(assignment: str | Path, submissions: Sequence[str], *, results_dir: Pa
     report.tracking_uri = uri
     if sink is not None:
         _tag_similarity(sink, report)
+        known = {i.result.key: i.run_id for i in report.items if i.run_id}
+        try:
+            report.experiment_id = _publish_cohort(sink, loaded, results_dir, known)
+        except InfraError as exc:  # the runs are logged; the next grade or `harness log` publishes
+            report.warnings.append(f"the MLflow leaderboard was not updated: {exc}")
     return report
+
+
+def _publish_cohort(sink: MlflowSink, assignment: Assignment, results_dir: Path,
+                    known: dict[str, str]) -> str | None:
+    """The experiment's leaderboard view and parent run, over every candidate's newest graded result;
+    the experiment's id (None when nothing is graded)."""
+    graded: list[tuple[SubmissionResult, str]] = []
+    for _, result in newest_per_candidate(_stored(assignment, results_dir)):
+        run_id = known.get(result.key) or (sink.find_run(result) if result.status.graded else None)
+        if run_id is not None:
+            graded.append((result, run_id))
+    if not graded:
+        return None
+    from harness.cohort import INDEX_FILE, record_runs
+
+    root = results_dir / assignment.spec.id / assignment.spec.version
+    record_runs(root, {result.submission_id: run_id for result, run_id in graded})  # the page's links
+    return sink.publish_cohort(graded, files=[root / INDEX_FILE])
 
 
 def _tag_similarity(sink: MlflowSink, report: BatchReport) -> None:
@@ -124,11 +174,52 @@ def results(assignment: str | Path, *, results_dir: Path = DEFAULT_RESULTS,
     """What is already graded for the assignment's current version, best total score first.
 
     With `latest_only`, a candidate who submitted several versions appears once, with the newest.
+    Raises UsageError when `results_dir` is not a folder.
     """
-    found = _stored(find_assignment(assignment), results_dir)
+    loaded = find_assignment(assignment)
+    _require_results_dir(results_dir)
+    found = _stored(loaded, results_dir)
     if latest_only:
         found = newest_per_candidate(found)
     return leaderboard([result for _, result in found])
+
+
+def report(assignment: str | Path, *, results_dir: Path = DEFAULT_RESULTS) -> Path:
+    """Rebuild the cohort page of the assignment's current version (results/<id>/<version>/index.html)
+    and each candidate's page from the results on disk, copy detection included; return the cohort
+    page's path. Grades nothing. Raises SpecError for an unknown assignment, UsageError when nothing
+    of its current version is graded under `results_dir`, InfraError when a page cannot be written."""
+    from harness.batch_similarity import REPORT_DIR, check_round, current_results
+    from harness.cohort import write_cohort
+
+    loaded = find_assignment(assignment)
+    _require_results_dir(results_dir)
+    root = results_dir.resolve() / loaded.spec.id / loaded.spec.version
+    if not _stored(loaded, results_dir.resolve()):
+        raise UsageError(f"nothing to report: no result of {loaded.key} under {results_dir} "
+                         "(grade first, or pass --results DIR)")
+    try:
+        similarity = check_round(loaded, current_results(root), root / REPORT_DIR)
+        return write_cohort(loaded.spec.id, loaded.spec.version, loaded.spec.title, root,
+                            similarity=similarity)
+    except OSError as exc:
+        raise InfraError(f"the cohort pages could not be written: {exc}") from None
+
+
+def export(assignment: str | Path, *, fmt: Format, results_dir: Path = DEFAULT_RESULTS,
+           out: Path | str | None = None, released: bool = False) -> ExportReport:
+    """Export the newest stored result of each candidate of the assignment's current version
+    (grades nothing) into folder `out` (default exports/<id>-<version>): `fmt` "csv"
+    (OUT/<id>-<version>.csv; `out="-"` returns the text in the report instead), "gradescope"
+    (OUT/<candidate>/results.json) or "feedback" (OUT/<candidate>/feedback.html, candidate-safe;
+    `released` adds the criteria shown after the due date or once published). See
+    harness.exports. Raises ValueError for an unknown format, or "-" with another format."""
+    from harness.exports import export as _export
+
+    loaded = find_assignment(assignment)
+    stored = newest_per_candidate(_stored(loaded, results_dir))
+    folder = None if out == "-" else Path(out or DEFAULT_EXPORTS / f"{loaded.spec.id}-{loaded.spec.version}")
+    return _export(loaded, stored, fmt=fmt, out=folder, released=released, results_dir=results_dir)
 
 
 def prepare(assignment: str | Path, *, results_dir: Path = DEFAULT_RESULTS,
@@ -151,6 +242,33 @@ def export_kit(assignment: str | Path, dest: Path, *, results_dir: Path = DEFAUL
     return _export(find_assignment(assignment), dest, cache_root=results_dir.resolve() / ".cache")
 
 
+def find_checkable(name: str | Path) -> Assignment:
+    """An assignment as find_assignment finds it, or a candidate kit folder (its check.yaml)."""
+    from harness.kit import KIT_SPEC, load_kit
+
+    if (Path(name) / KIT_SPEC).is_file():
+        return load_kit(Path(name))
+    return find_assignment(name)
+
+
+def check_run(assignment: Assignment, submission: Path, *, backend: str | None = None,
+              results_dir: Path = DEFAULT_RESULTS, allow_weaker_isolation: bool = False,
+              retries: int = 2) -> CheckReport:
+    """`harness check --run`: the submission's stages on the public data in the grading sandbox,
+    and the checklist (harness.check_run). Images are cached under `results_dir`/.cache; no result
+    is written and nothing is logged."""
+    from harness.backends import BACKENDS
+    from harness.check_run import run_check
+
+    factory = BACKENDS.get(backend or _default_backend())
+
+    def make_runtime(loaded: Assignment) -> Runtime:
+        return factory(loaded, cache=results_dir.resolve() / ".cache", retries=retries, backoff_s=2.0,
+                       acknowledge_weaker_isolation=allow_weaker_isolation)
+
+    return run_check(assignment, submission, make_runtime=make_runtime)
+
+
 def clean(*, images: bool = False) -> tuple[int, int]:
     """Remove stage containers whose harness process is gone (after kill -9) and, with `images`,
     the candidates' requirement images (rebuilt on demand). Returns (containers, images) removed."""
@@ -158,10 +276,12 @@ def clean(*, images: bool = False) -> tuple[int, int]:
 
     from sandbox.docker import connect, reap_orphans
 
-    client = connect()
+    with sandbox_errors():
+        client = connect()
     removed_images = 0
     try:
-        containers = reap_orphans(client)
+        with sandbox_errors():
+            containers = reap_orphans(client)
         for image in client.images.list(filters={"reference": "mlgrade/*-req"}) if images else []:
             try:
                 client.images.remove(image.id, force=False)
@@ -175,18 +295,105 @@ def clean(*, images: bool = False) -> tuple[int, int]:
 
 def log_results(assignment: str | Path, *, results_dir: Path = DEFAULT_RESULTS,
                 tracking_uri: str | None = None) -> int:
-    """Feed MLflow from the JSON results on disk (idempotent). Returns how many results were logged."""
+    """Feed MLflow from the JSON results on disk (idempotent). Returns how many results were logged.
+    Raises UsageError, before any store is opened (or created), when `results_dir` holds no result
+    of the assignment's current version."""
     from harness.mlflow_sink import MlflowSink, default_tracking_uri
 
+    loaded = find_assignment(assignment)
+    _require_results_dir(results_dir)
+    stored = _stored(loaded, results_dir.resolve())
+    if not stored:
+        raise UsageError(f"nothing to log: no result of {loaded.key} under {results_dir} "
+                         "(grade first, or pass --results DIR)")
     sink = MlflowSink(tracking_uri=tracking_uri or default_tracking_uri(results_dir.resolve()))
-    logged = 0
-    for folder, result in _stored(find_assignment(assignment), results_dir.resolve()):
-        if result.status.graded:
-            sink.log(result, folder)
-            logged += 1
-    return logged
+    logged: dict[str, str] = {}
+    for folder, result in stored:
+        if result.status.graded:  # a reviewed result's run is brought up to date (review after grading)
+            logged[result.key] = sink.update(result, folder) if result.review else sink.log(result, folder)
+    from harness.cohort import record_runs
+
+    record_runs(results_dir.resolve() / loaded.spec.id / loaded.spec.version,
+                {r.submission_id: logged[r.key] for _, r in stored if r.key in logged})
+    report(loaded.dir, results_dir=results_dir)  # the cohort page, with every run's id, for the parent run
+    _publish_cohort(sink, loaded, results_dir.resolve(), logged)
+    return len(logged)
+
+
+def _require_results_dir(results_dir: Path) -> None:
+    if not results_dir.is_dir():
+        raise UsageError(f"no results folder {results_dir}: nothing was graded there (pass --results DIR, "
+                         "the folder `harness grade` wrote to)")
 
 
 def _stored(assignment: Assignment, results_dir: Path) -> list[tuple[Path, SubmissionResult]]:
     """(folder, result) for each result saved for the assignment's current version."""
     return stored_results(results_dir / assignment.spec.id / assignment.spec.version)
+
+
+@dataclass
+class ReviewOutcome:
+    """What `review` stored: the result (with its new total), where, and its MLflow run."""
+
+    result: SubmissionResult
+    folder: Path
+    run_id: str | None = None
+    warning: str = ""  # pages or MLflow failed: the review is safe in result.json (`harness report`, `log`)
+
+
+def review(assignment: str | Path, candidate: str, *, results_dir: Path = DEFAULT_RESULTS,
+           scores: Sequence[str] = (), comments: Sequence[str] = (), file: Path | None = None,
+           reviewer: str | None = None, tracking_uri: str | None = None,
+           log_to_mlflow: bool = True) -> ReviewOutcome:
+    """Record a reviewer's rubric marks (`NAME=VALUE`, `NAME=TEXT`, or a YAML `file`) in the
+    candidate's newest result (harness.review), re-render its report, and update its MLflow run.
+    Raises UsageError (unknown candidate or rubric item, a score out of range, nothing graded)."""
+    from harness.review import read_marks, review_result
+
+    loaded = find_assignment(assignment)
+    _require_results_dir(results_dir)
+    stored = {r.candidate: (f, r) for f, r in newest_per_candidate(_stored(loaded, results_dir.resolve()))}
+    by_id = {r.submission_id: (f, r) for f, r in stored.values()}
+    if candidate not in stored and candidate not in by_id:
+        known = ", ".join(sorted(stored)[:10]) or "none"
+        raise UsageError(f"no result of {candidate!r} for {loaded.key} under {results_dir}; "
+                         f"candidates: {known}")
+    folder, _ = stored.get(candidate) or by_id[candidate]
+    named, given, said = read_marks(loaded.spec, list(scores), list(comments), file)
+    who = reviewer or named or _user()
+    # the batch's lock on this submission: a concurrent (--force) re-grade cannot write between our
+    # read and our write, and we mark the result as it is now, not as it was listed
+    with exclusive(folder.parent / ".locks" / f"{folder.name}.lock"):
+        result = load_result(folder)
+        if result is None or not result.status.graded:
+            state = result.status.value if result else "unreadable"
+            raise UsageError(f"{folder.name} is {state} (ungraded): grade it before reviewing")
+        reviewed = review_result(loaded.spec, result, reviewer=who, scores=given, comments=said)
+        write_atomic(folder / "report.md", render_report(reviewed, folder=folder))
+        save_result(reviewed, folder)
+    outcome = ReviewOutcome(reviewed, folder)
+    problems: list[str] = []
+    try:  # the cohort page and the candidate's page show the new total (and go to the parent run)
+        report(loaded.dir, results_dir=results_dir)
+    except InfraError as exc:
+        problems.append(f"{exc}; the review is saved, `harness report` rebuilds them")
+    if log_to_mlflow:
+        from harness.mlflow_sink import MlflowSink, default_tracking_uri
+
+        try:
+            sink = MlflowSink(tracking_uri=tracking_uri or default_tracking_uri(results_dir.resolve()))
+            outcome.run_id = sink.update(reviewed, folder)
+            _publish_cohort(sink, loaded, results_dir.resolve(), {reviewed.key: outcome.run_id})  # new total
+        except InfraError as exc:
+            problems.append(f"{exc}; the review is saved, `harness log` logs it")
+    outcome.warning = "; ".join(problems)
+    return outcome
+
+
+def _user() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):  # no login name (a container without a passwd entry)
+        return "unknown"

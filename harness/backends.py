@@ -8,21 +8,45 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
+from harness.core.registry import Registry
 from harness.data import materialize
-from harness.errors import InfraError
+from harness.errors import InfraError, sandbox_errors
 from harness.pipeline import InvalidSubmission, Runtime, build_graders
-from harness.registry import Registry
 from harness.spec import TEST_PACKAGES, Assignment
+from sandbox import RunRequest, RunResult, SandboxBackend
 
 T = TypeVar("T")
 BACKENDS: Registry[Callable[..., Runtime]] = Registry("sandbox backend", entry_point_group="harness.backends")
 
 
+class ErrorMappingBackend(SandboxBackend):
+    """A backend whose own errors reach the harness as its errors (harness.errors.from_sandbox)."""
+
+    def __init__(self, inner: SandboxBackend) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.run_as = inner.run_as
+
+    def run(self, request: RunRequest) -> RunResult:
+        with sandbox_errors():
+            return self.inner.run(request)
+
+    def cancel_all(self) -> None:
+        with sandbox_errors():
+            self.inner.cancel_all()
+
+    def close(self) -> None:
+        with sandbox_errors():
+            self.inner.close()
+
+
 def with_retries(fn: Callable[[], T], *, retries: int, backoff_s: float) -> T:
-    """Call `fn`, retrying a transient InfraError with exponential backoff; re-raise the last one."""
+    """Call `fn`, retrying a transient InfraError (the sandbox's errors mapped) with exponential
+    backoff; re-raise the last one."""
     for attempt in range(retries + 1):
         try:
-            return fn()
+            with sandbox_errors():
+                return fn()
         except InfraError as exc:
             if attempt == retries or not exc.transient:
                 raise
@@ -68,13 +92,14 @@ def docker_runtime(assignment: Assignment, *, cache: Path, retries: int, backoff
             lines = parse_requirements(text)
             if not lines:
                 return image.tag, image.id
-            built = ensure_candidate_image(client, parent=image, requirements=lines,
-                                           cache_dir=cache / "images", constraints=(TORCH_PIN, *tests))
+            with sandbox_errors():  # every caller (a grade, `harness check --run`) gets the harness's
+                built = ensure_candidate_image(client, parent=image, requirements=lines,
+                                               cache_dir=cache / "images", constraints=(TORCH_PIN, *tests))
             return built.tag, built.id
         except RequirementsError as exc:
             raise InvalidSubmission(str(exc)) from None
 
-    return Runtime(backend=DockerBackend(client, run_as=_run_as()),
+    return Runtime(backend=ErrorMappingBackend(DockerBackend(client, run_as=_run_as())),
                    data=materialize(assignment, cache_root=cache), image=image.tag, image_id=image.id,
                    requirements_image=requirements_image, graders=build_graders(assignment))
 
@@ -84,7 +109,8 @@ def local_runtime(assignment: Assignment, *, cache: Path, acknowledge_weaker_iso
                   **_: object) -> Runtime:
     from sandbox.local import LocalBackend
 
-    backend = LocalBackend(acknowledge_weaker_isolation=acknowledge_weaker_isolation)
+    with sandbox_errors():
+        backend = ErrorMappingBackend(LocalBackend(acknowledge_weaker_isolation=acknowledge_weaker_isolation))
     return Runtime(backend=backend, data=materialize(assignment, cache_root=cache),
                    graders=build_graders(assignment))
 
@@ -94,7 +120,8 @@ def docker_available() -> bool:
     try:
         from sandbox.docker import connect
 
-        connect(timeout=5).close()
+        with sandbox_errors():
+            connect(timeout=5).close()
         return True
     except InfraError:
         return False

@@ -10,19 +10,21 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from harness import __version__
-from harness._text import printable, slug
 from harness._workdirs import exclusive, owned_name, remove_tree, sweep_leftovers
 from harness.backends import BACKENDS
 from harness.batch_similarity import REPORT_DIR, BatchSimilarity, check_round, current_results, take_snapshot
-from harness.errors import InfraError, IntakeError
+from harness.core.text import printable, slug
+from harness.errors import InfraError, IntakeError, sandbox_errors
 from harness.intake import StagedSubmission, stage_submission
 from harness.pipeline import Runtime, grade_submission, grader_versions
-from harness.results import Status, SubmissionResult, load_result, result_key, save_result
+from harness.report import render_report
+from harness.results import Status, SubmissionResult, load_result, result_key, save_result, write_atomic
+from harness.review import with_review
 from harness.spec import Assignment
-
-Event = tuple[str, object]  # ("queued" | "start", source) or ("done", BatchItem)
+from sandbox._cpus import host_locks
 
 
 @dataclass
@@ -34,12 +36,30 @@ class BatchItem:
     run_id: str | None = None
 
 
+@dataclass(frozen=True)
+class StepStarted:
+    """A submission in flight started a step: "intake" (staging), "image" (its requirements), a
+    stage of the spec ("train"; a run of one: "predict/first"), "scoring" (the graders)."""
+
+    source: str
+    step: str
+
+
+#: what `on_event` receives, in this order for each source: queued, start, stage (repeated), done
+Event = (tuple[Literal["queued", "start"], str] | tuple[Literal["stage"], StepStarted]
+         | tuple[Literal["done"], BatchItem])
+
+
 @dataclass
 class BatchReport:
     assignment: str
     items: list[BatchItem] = field(default_factory=list)
     tracking_uri: str | None = None  # set when results were logged to MLflow
+    experiment_id: str | None = None  # the MLflow experiment whose leaderboard was published
     similarity: BatchSimilarity = field(default_factory=BatchSimilarity)  # copies flagged in the round
+    cpu_plan: str = ""  # how timed services share this host's cores (assignments with probe.quiet)
+    warnings: list[str] = field(default_factory=list)  # after-grading steps that failed; results are safe
+    cohort_page: Path | None = None  # results/<id>/<version>/index.html, rewritten after the batch
 
     @property
     def unlogged(self) -> int:
@@ -53,7 +73,7 @@ class BatchReport:
     def exit_code(self) -> int:
         """0 if all was graded; InfraError's code if anything is ungraded; IntakeError's if rejected."""
         statuses = {i.result.status for i in self.items}
-        if Status.INFRA_ERROR in statuses or self.unlogged:
+        if {Status.INFRA_ERROR, Status.MACHINE_BUSY} & statuses or self.unlogged:
             return InfraError.exit_code
         if Status.REJECTED in statuses:
             return IntakeError.exit_code
@@ -100,6 +120,7 @@ def ungraded_result(assignment: Assignment, source: str, status: Status, message
 
 def _grade_one(ctx: _Context, source: str) -> BatchItem:
     ctx.emit(("start", source))
+    ctx.emit(("stage", StepStarted(source, "intake")))
     staging = ctx.staging / owned_name("s")
     try:
         return _stage_and_grade(ctx, source, staging)
@@ -125,19 +146,23 @@ def _stage_and_grade(ctx: _Context, source: str, staging: Path) -> BatchItem:
         existing = load_result(folder)
         if existing and existing.key == key and existing.status.graded and not ctx.force:
             take_snapshot(ctx.assignment, staged.path, folder)  # cheap; renews one of older settings
-            return BatchItem(source, existing, folder, skipped=True)
-        result = _grade_with_retries(ctx, staged, key, folder, staging)
+            return BatchItem(source, refresh_rubric(ctx.assignment, existing, folder), folder, skipped=True)
+        result = _grade_with_retries(ctx, staged, key, folder, staging, existing)
         if result.status.graded or not (existing and existing.status.graded):
             save_result(result, folder)  # an ungraded retry never hides an earlier graded result
     return BatchItem(source, result, folder)
 
 
 def _grade_with_retries(ctx: _Context, staged: StagedSubmission, key: str, folder: Path,
-                        staging: Path) -> SubmissionResult:
+                        staging: Path, earlier: SubmissionResult | None) -> SubmissionResult:
     """Grade, retrying transient infrastructure failures (InfraError.transient, OSError) with
     backoff; a failure the same submission would cause again is left ungraded at once."""
     error: InfraError | None = None
     attempts = 0
+
+    def on_step(step: str) -> None:
+        ctx.emit(("stage", StepStarted(staged.source, step)))
+
     for attempt in range(ctx.retries + 1):
         if ctx.cancel.is_set():
             break
@@ -145,7 +170,8 @@ def _grade_with_retries(ctx: _Context, staged: StagedSubmission, key: str, folde
         try:
             result = grade_submission(assignment=ctx.assignment, staged=staged, runtime=ctx.runtime, key=key,
                                       submission_id=submission_id(staged), result_dir=folder,
-                                      scratch=staging / f"run-{attempt}")
+                                      scratch=staging / f"run-{attempt}",
+                                      on_step=on_step, earlier=earlier)
             result.attempts = attempts
             return result
         except InfraError as exc:
@@ -161,6 +187,17 @@ def _grade_with_retries(ctx: _Context, staged: StagedSubmission, key: str, folde
                        staged, key)
     result.attempts = max(1, attempts)
     return result
+
+
+def refresh_rubric(assignment: Assignment, result: SubmissionResult, folder: Path) -> SubmissionResult:
+    """`result` under the spec's current rubric (not part of the key: nothing is re-run), saved
+    with its report when that changed its manual criteria."""
+    fresh = with_review(result, assignment.spec, result.review)
+    if fresh.criteria == result.criteria:
+        return result
+    write_atomic(folder / "report.md", render_report(fresh, folder=folder))
+    save_result(fresh, folder)
+    return fresh
 
 
 def _stem(source: str) -> str:
@@ -181,9 +218,24 @@ def _candidate_names(submissions: Sequence[str]) -> dict[str, str]:
 
 
 def _spec_hash(assignment: Assignment, fingerprint: str) -> str:
-    # copy detection runs after grading and changes no result: its settings do not re-grade anything
-    spec = assignment.spec.model_dump_json(exclude={"similarity"})
+    # copy detection runs after grading and changes no result: its settings do not re-grade anything;
+    # nor does who may see a criterion (harness export), nor the rubric a person scores by hand
+    # (its criteria are rebuilt from the stored review: refresh_rubric)
+    spec = assignment.spec.model_dump_json(exclude={"similarity": True, "visibility": True, "rubric": True,
+                                                    "graders": {"__all__": {"visibility"}}})
     return hashlib.sha256((spec + fingerprint).encode()).hexdigest()[:16]
+
+
+def _cpu_plan(assignment: Assignment, jobs: int) -> str:
+    """The host's CPU plan, said once, when the assignment times a service; with more jobs than
+    measurement slots, that the measurements wait for each other (never the user's to remember)."""
+    if not any(stage.probe and stage.probe.quiet for stage in assignment.spec.stages):
+        return ""
+    with sandbox_errors():
+        plan = host_locks().plan
+    if jobs > len(plan.slots):
+        return f"{plan.note}; with --jobs {jobs}, the timed measurements wait for each other"
+    return plan.note
 
 
 def _unprepared(assignment: Assignment, submissions: Sequence[str], error: InfraError,
@@ -215,7 +267,7 @@ def run_batch(*, assignment: Assignment, submissions: Sequence[str], results_dir
                    _spec_hash(assignment, runtime.data.fingerprint), _candidate_names(submissions),
                    emit=on_event or (lambda event: None))
     sweep_leftovers(ctx.staging, root)  # what a killed run left behind
-    report = BatchReport(assignment=assignment.key)
+    report = BatchReport(assignment=assignment.key, cpu_plan=_cpu_plan(assignment, jobs))
     pool = ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="grade")
     try:
         pending: dict[Future, str] = {}
@@ -244,4 +296,23 @@ def run_batch(*, assignment: Assignment, submissions: Sequence[str], results_dir
     # the whole round so far: this batch and what earlier batches graded (a re-run of a subset
     # must neither miss a copy nor clear a flag it cannot see)
     report.similarity = check_round(assignment, current_results(root), root / REPORT_DIR)
+    report.cohort_page = _write_cohort(assignment, root, report)
     return report
+
+
+def _write_cohort(assignment: Assignment, root: Path, report: BatchReport) -> Path | None:
+    """The cohort page and the candidates' pages, rebuilt from the results on disk. Never raises
+    (the graded results are saved already; `harness report` rebuilds the pages): a failure is one
+    of the report's warnings."""
+    if not root.is_dir():  # nothing was taken in
+        return None
+    from harness.cohort import write_cohort
+
+    runs = {i.result.submission_id: i.run_id for i in report.items if i.run_id}
+    try:
+        return write_cohort(assignment.spec.id, assignment.spec.version, assignment.spec.title, root,
+                            similarity=report.similarity, run_ids=runs)
+    except Exception as exc:  # noqa: BLE001 - a page is never worth a batch's results
+        report.warnings.append(f"the cohort page was not written ({exc.__class__.__name__}: {exc}); "
+                               "`harness report` rebuilds it")
+        return None

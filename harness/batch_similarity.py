@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness._similarity_html import pair_page
-from harness._text import one_line
 from harness._workdirs import exclusive
+from harness.core.text import one_line
 from harness.errors import HarnessError
 from harness.results import newest_per_candidate, stored_results
 from harness.similarity import (

@@ -41,9 +41,9 @@ from harness._archives import (
     real_path,
 )
 from harness._git import is_bare_repo, stage_git
-from harness._text import one_line
 from harness._workdirs import remove_tree
 from harness._zip import extract_zip
+from harness.core.text import one_line
 from harness.errors import HarnessError, InfraError, IntakeError
 
 __all__ = ["IntakeLimits", "StagedSubmission", "stage_submission", "tree_hash"]

@@ -12,9 +12,7 @@ goes through an explicit `MlflowClient(tracking_uri=...)`, never the global flue
 from __future__ import annotations
 
 import logging
-import math
 import os
-import posixpath
 import re
 import shlex
 from collections.abc import Iterator
@@ -24,24 +22,22 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from harness._text import one_line
+from harness import mlflow_fields as fields
+from harness import mlflow_view as view
+from harness.core.text import one_line
 from harness.errors import InfraError
-from harness.report import render_report
-from harness.results import RESULT_FILE, SubmissionResult, group_scores
+from harness.mlflow_fields import NOTE_TAG, RESULT_KEY_TAG, SUBMISSION_TAG, VALUE_CHARS
+from harness.mlflow_relocate import relocate_artifacts
+from harness.results import RESULT_FILE, SubmissionResult
 
-RESULT_KEY_TAG = "mlgrade.result_key"
-SUBMISSION_TAG = "mlgrade.submission_id"
-REASON_TAG = "reason"
-NOTE_TAG = "mlflow.note.content"  # MLflow shows this tag as the run's description
 ARTIFACTS_DIR = "mlartifacts"  # next to a sqlite database, so nothing lands in the cwd
-NOTE_CHARS = 5000
 UI_HOST, UI_PORT = "127.0.0.1", 5000
 ARTIFACT_FILES = (RESULT_FILE, "report.md")
 ARTIFACT_DIRS = ("logs", "outputs", "artifacts", "review")
 
+COHORT_TAG = "mlgrade.cohort"
+PARENT_TAG = "mlflow.parentRunId"  # the UI nests a run under this one
 _KEY = re.compile(r"^[A-Za-z0-9_-]{1,128}$")  # result keys are hex; anything else is not quoted in filters
-_BAD_NAME_CHAR = re.compile(r"[^A-Za-z0-9_\-. /]")
-_NAME_CHARS, _VALUE_CHARS, _RUN_NAME_CHARS = 250, 5000, 250
 _MAX_PARAMS, _MAX_ENTITIES = 100, 1000  # MLflow's log_batch limits
 
 
@@ -72,6 +68,23 @@ def ui_command(tracking_uri: str, *, port: int = UI_PORT) -> str:
     return shlex.join(command)
 
 
+def ui_base(tracking_uri: str, *, port: int = UI_PORT) -> str:
+    """The address of the UI for `tracking_uri`: the server itself, or the local `mlflow ui`."""
+    if tracking_uri.startswith(("http://", "https://")):
+        return _redact(tracking_uri).rstrip("/")
+    return f"http://{UI_HOST}:{port}"
+
+
+def leaderboard_urls(tracking_uri: str, *, port: int = UI_PORT) -> list[tuple[str, str]]:
+    """(experiment name, URL of its leaderboard view) for each experiment the harness published.
+    A sqlite store that does not exist yet is not created. Raises InfraError."""
+    if tracking_uri.startswith("sqlite:///") and not Path(tracking_uri.removeprefix("sqlite:///")).is_file():
+        return []
+    found = MlflowSink(tracking_uri=tracking_uri).published_experiments()
+    base = ui_base(tracking_uri, port=port)
+    return sorted((e.name, view.view_url(base, e.experiment_id)) for e in found)
+
+
 def experiment_name(result: SubmissionResult) -> str:
     return f"{result.assignment}@{result.assignment_version}"
 
@@ -86,6 +99,9 @@ class MlflowSink:
     def __init__(self, *, tracking_uri: str, artifacts: Path | None = None) -> None:
         self.tracking_uri = tracking_uri
         self.artifacts = artifacts.resolve() if artifacts else artifact_root(tracking_uri)
+        own = artifact_root(tracking_uri)
+        if own is not None:  # a results folder copied or moved: its runs' artifacts are here now
+            relocate_artifacts(own.parent / Path(tracking_uri.split("?", 1)[0]).name, own)
         with self._guard("client setup"):
             from mlflow import MlflowClient
 
@@ -127,6 +143,29 @@ class MlflowSink:
             self._retire_superseded(experiment_id, result, run_id)
             return run_id
 
+    def update(self, result: SubmissionResult, folder: Path) -> str:
+        """Bring the run of `result.key` up to date after a manual review: its metrics (stamped
+        with the review's time, so they supersede the graded ones and logging the same review
+        twice adds nothing new), tags, description, result.json and report.md. A result never
+        logged is logged. Returns the run id. Raises InfraError when MLflow fails."""
+        run_id = self.find_run(result)
+        if run_id is None:
+            return self.log(result, folder)
+        from mlflow.entities import Metric
+
+        at = _epoch_ms(result.review.at) if result.review else _epoch_ms(result.started_at)
+        with self._guard("updating"):
+            metrics = [Metric(k, v, at, 0) for k, v in fields.metrics(result).items()]
+            for batch, _ in _batches(metrics, []):
+                self._client.log_batch(run_id, metrics=batch, synchronous=True)
+            for key, value in fields.tags(result, folder).items():
+                self._client.set_tag(run_id, key, value)
+            for name in ARTIFACT_FILES:
+                path = folder / name
+                if path.is_file() and not path.is_symlink():
+                    self._client.log_artifact(run_id, str(path))
+        return run_id
+
     def tag_similarity(self, run_id: str, partners: list[tuple[str, float]], pages: list[Path]) -> None:
         """Record on a run whom the batch's copy detection paired it with (tags `similarity.*`),
         and attach the side-by-side pages under `similarity/`. An empty list clears the flag of
@@ -134,12 +173,57 @@ class MlflowSink:
         listed = "; ".join(f"{name} ({score:.2f})" for name, score in partners)
         tags = {"similarity.flagged": "true" if partners else "false",
                 "similarity.max": f"{max((s for _, s in partners), default=0.0):.3f}",
-                "similarity.partners": one_line(listed, _VALUE_CHARS)}
+                "similarity.partners": one_line(listed, VALUE_CHARS)}
         with self._guard("tagging"):
             for key, value in tags.items():
                 self._client.set_tag(run_id, key, value)
             for page in pages:
                 self._client.log_artifact(run_id, str(page), artifact_path="similarity")
+
+    def published_experiments(self) -> list[Any]:
+        """The experiments that carry the leaderboard view. Raises InfraError."""
+        with self._guard("listing experiments"):
+            return list(self._client.search_experiments(filter_string=f"tags.`{view.VIEW_TAG}` != ''"))
+
+    def publish_cohort(self, graded: list[tuple[SubmissionResult, str]], *, files: list[Path]) -> str:
+        """The experiment's reviewer-facing parts, from `graded` (each result with its run id, all of
+        one assignment version): the leaderboard view `harness ui` opens, and one parent run (tag
+        `mlgrade.cohort`) whose children are the candidates' runs, whose description is the
+        leaderboard, and which carries `files` (the cohort page) and the leaderboard as artifacts.
+        Returns the experiment's id. Raises InfraError when MLflow fails."""
+        if not graded:
+            raise ValueError("no graded result to publish")
+        results = [result for result, _ in graded]
+        groups, criteria = view.columns(results)
+        with self._guard("publishing the leaderboard"):
+            experiment_id = self._experiment(results[0])
+            state = view.leaderboard_state(groups=groups, criteria=criteria)
+            self._client.set_experiment_tag(experiment_id, view.VIEW_TAG, view.view_tag(
+                state, now_ms=round(datetime.now(UTC).timestamp() * 1000)))
+            parent = self._cohort_run(experiment_id)
+            for _, run_id in graded:
+                if self._client.get_run(run_id).data.tags.get(PARENT_TAG) != parent:
+                    self._client.set_tag(run_id, PARENT_TAG, parent)
+            table = view.leaderboard_markdown(results)
+            self._client.set_tag(parent, NOTE_TAG, fields.note(table, "leaderboard.md"))
+            self._client.log_text(parent, table, "leaderboard.md")
+            self._client.set_tag(parent, "mlgrade.candidates", str(len(results)))  # a metric would be charted
+            for file in files:
+                if file.is_file() and not file.is_symlink():
+                    self._client.log_artifact(parent, str(file))
+        return experiment_id
+
+    def _cohort_run(self, experiment_id: str) -> str:
+        """The experiment's parent run, created (FINISHED) on first use; duplicates from a race are
+        left alone but the oldest is the one used."""
+        found = self._client.search_runs([experiment_id], filter_string=f"tags.`{COHORT_TAG}` = 'true'",
+                                         max_results=10, order_by=["attributes.start_time ASC"])
+        if found:
+            return found[0].info.run_id
+        run = self._client.create_run(experiment_id, run_name=view.COHORT_RUN_NAME,
+                                      tags={COHORT_TAG: "true", fields.STATUS_TAG: "cohort"})
+        self._client.set_terminated(run.info.run_id, "FINISHED")
+        return run.info.run_id
 
     # --- MLflow calls ----------------------------------------------------------------------------
 
@@ -187,8 +271,8 @@ class MlflowSink:
 
     def _log_run(self, experiment_id: str, result: SubmissionResult, folder: Path) -> str:
         start = _epoch_ms(result.started_at)
-        run = self._client.create_run(experiment_id, start_time=start, tags=_tags(result, folder),
-                                      run_name=one_line(result.candidate, _RUN_NAME_CHARS))
+        run = self._client.create_run(experiment_id, start_time=start, tags=fields.tags(result, folder),
+                                      run_name=fields.run_name(result))
         run_id = run.info.run_id
         try:
             for metrics, params in _batches(_metrics(result, start), _params(result)):
@@ -221,53 +305,17 @@ class MlflowSink:
             raise InfraError(f"MLflow is not installed ({exc.name}): pip install mlflow==3.17.2") from exc
 
 
-# --- what is logged ------------------------------------------------------------------------------
-
 
 def _params(result: SubmissionResult) -> list[Any]:
     from mlflow.entities import Param
 
-    values: dict[str, str | None] = {
-        "submission_id": result.submission_id, "content_hash": result.content_hash, "commit": result.commit,
-        "assignment": result.assignment, "assignment_version": result.assignment_version,
-        "harness_version": result.harness_version, "image": result.image, "image_id": result.image_id,
-        "backend": result.backend, "result_key": result.key,
-    }
-    values |= {f"grader_version.{name}": version for name, version in sorted(result.grader_versions.items())}
-    named = {_name(k): one_line(v, _VALUE_CHARS) for k, v in values.items() if v is not None}
-    return [Param(k, v) for k, v in named.items()]
+    return [Param(k, v) for k, v in fields.params(result).items()]
 
 
 def _metrics(result: SubmissionResult, timestamp: int) -> list[Any]:
     from mlflow.entities import Metric
 
-    values: dict[str, Any] = {"total_score": result.total_score}
-    for group, score in group_scores(result.criteria).items():
-        if group not in {c.name for c in result.criteria}:  # a real group, not a lone criterion
-            values[f"group.{group}"] = score / 100
-    for c in result.criteria:
-        values[f"score.{c.name}"] = c.score
-        values |= {f"{c.name}.{metric}": value for metric, value in c.metrics.items()}
-    for s in result.stages:
-        values[f"{s.name}.seconds"] = s.seconds
-        if s.peak_memory_bytes is not None:
-            values[f"{s.name}.peak_memory_mb"] = s.peak_memory_bytes / (1 << 20)
-    finite = {_name(k): float(v) for k, v in values.items()
-              if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)}
-    return [Metric(k, v, timestamp, 0) for k, v in finite.items()]
-
-
-def _tags(result: SubmissionResult, folder: Path) -> dict[str, str]:
-    note = render_report(result, folder)
-    if len(note) > NOTE_CHARS:
-        note = note[: note.rfind("\n", 0, NOTE_CHARS) + 1] + "\n… (truncated: the full report is report.md)\n"
-    tags = {"candidate": one_line(result.candidate, _VALUE_CHARS), "status": result.status.value,
-            "submission": one_line(result.submission, _VALUE_CHARS), RESULT_KEY_TAG: result.key,
-            SUBMISSION_TAG: result.submission_id,
-            NOTE_TAG: note}
-    if result.reason:  # why it is not ok: the failing stage's exception line, shown in the runs list
-        tags[REASON_TAG] = one_line(result.reason, _VALUE_CHARS)
-    return tags
+    return [Metric(k, v, timestamp, 0) for k, v in fields.metrics(result).items()]
 
 
 def _batches(metrics: list[Any], params: list[Any]) -> Iterator[tuple[list[Any], list[Any]]]:
@@ -298,13 +346,6 @@ def _artifact_files(folder: Path) -> Iterator[tuple[Path, str | None]]:
 
 
 # --- helpers -------------------------------------------------------------------------------------
-
-
-def _name(key: str) -> str:
-    """An MLflow-valid param/metric name: letters, digits, `_ - . / space`, no path tricks."""
-    parts = [p if p not in (".", "..") else "_" for p in _BAD_NAME_CHAR.sub("_", key).split("/") if p]
-    name = "/".join(parts)[:_NAME_CHARS].rstrip("/") or "_"
-    return name if posixpath.normpath(name) == name else name.replace("/", "_")
 
 
 def _check_key(key: str) -> None:

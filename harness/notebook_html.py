@@ -11,7 +11,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from harness._text import one_line
+from harness.core.text import one_line
 from harness.results import write_atomic
 
 _log = logging.getLogger(__name__)

@@ -9,14 +9,14 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from graders import GRADERS, CriterionResult, Grader, GradingContext, OutputFile
 from harness import __version__
 from harness._stages import RunState, run_stages
-from harness._text import one_line, printable, reviewer_text
 from harness._workdirs import owned_name, remove_tree, replace_folder
 from harness.batch_similarity import take_snapshot
+from harness.core import GRADERS, CriterionResult, Grader, GradingContext, OutputFile
+from harness.core.text import one_line, printable, reviewer_text
 from harness.data import DataSets
-from harness.errors import DeterministicInfraError, HarnessError, InfraError, SpecError
+from harness.errors import DeterministicInfraError, HarnessError, InfraError, SpecError, sandbox_errors
 from harness.intake import StagedSubmission
 from harness.report import render_report
 from harness.results import (
@@ -28,12 +28,14 @@ from harness.results import (
     total_score,
     write_atomic,
 )
+from harness.review import carried_review, manual_criteria, previous_of
 from harness.spec import Assignment
 from sandbox import (
     OutputRefused,
     SandboxBackend,
     read_bounded,
 )
+from sandbox._cpus import host_locks
 
 REQUIREMENTS_FILE = "requirements.txt"
 REVIEW_DIR = "review"  # the submission's files a reviewer reads (spec: review_files)
@@ -84,8 +86,13 @@ def grader_versions(graders: list[Grader]) -> dict[str, str]:
 
 
 def grade_submission(*, assignment: Assignment, staged: StagedSubmission, runtime: Runtime,
-                     key: str, submission_id: str, result_dir: Path, scratch: Path) -> SubmissionResult:
+                     key: str, submission_id: str, result_dir: Path, scratch: Path,
+                     on_step: Callable[[str], None] | None = None,
+                     earlier: SubmissionResult | None = None) -> SubmissionResult:
     """Run and score one submission; write result.json (last) and report.md into `result_dir`.
+    `on_step` is told the name of each step as it starts (see RunState.on_step). `earlier` is the
+    result being replaced: its manual review is kept when it judged the same content, and its
+    scores are remembered (`previous`) when it was graded under another key (harness.review).
 
     Candidate failures become statuses. Raises InfraError when the harness itself fails
     (DeterministicInfraError when it would fail again on the same submission).
@@ -95,12 +102,17 @@ def grade_submission(*, assignment: Assignment, staged: StagedSubmission, runtim
     final_dir, result_dir = result_dir, result_dir.with_name(owned_name(f".{result_dir.name}"))
     (result_dir / "logs").mkdir(parents=True)
     run = RunState(image=runtime.image, image_id=runtime.image_id)
+    if on_step is not None:
+        run.on_step = on_step
     try:
         _check_contract(assignment, staged, runtime, run)
         _copy_review_files(assignment, staged, result_dir)
         if run.status is Status.OK:
             run_stages(assignment, staged, runtime, run, result_dir, scratch)
-        criteria = _score(assignment, staged, runtime, run, result_dir)
+        run.on_step("scoring")
+        criteria = _unmeasured(_score(assignment, staged, runtime, run, result_dir), run)
+        review = carried_review(earlier, staged.content_hash)
+        criteria += manual_criteria(assignment.spec, review, run.status)  # invalid: 0, not pending
         _outputs_for_reviewers(result_dir / "outputs")  # graded as written, kept terminal-safe
         take_snapshot(assignment, staged.path, result_dir)  # compared with the round after the batch
     except BaseException:
@@ -112,11 +124,12 @@ def grade_submission(*, assignment: Assignment, staged: StagedSubmission, runtim
         key=key, assignment=assignment.spec.id, assignment_version=assignment.spec.version,
         submission=printable(staged.source), submission_id=submission_id, candidate=staged.candidate,
         content_hash=staged.content_hash, commit=staged.commit, status=run.status,
-        total_score=total_score(criteria), message=run.message, reason=run.reason, criteria=criteria,
+        total_score=None if run.status is Status.MACHINE_BUSY else total_score(criteria), message=run.message,
+        reason=run.reason, criteria=criteria,
         stages=run.stages, harness_version=__version__, backend=runtime.backend.name,
         image=run.image or None, image_id=run.image_id, grader_versions=grader_versions(runtime.graders),
         started_at=started, duration_s=round(time.monotonic() - t0, 3),
-        artifacts=_artifacts(result_dir),
+        artifacts=_artifacts(result_dir), review=review, previous=previous_of(earlier, key),
     )
     result.artifacts["report"] = "report.md"
     write_atomic(result_dir / "report.md", render_report(result, folder=result_dir))
@@ -142,7 +155,10 @@ def _check_contract(assignment: Assignment, staged: StagedSubmission, runtime: R
         return
     try:
         text = read_bounded(requirements, _REQUIREMENTS_MAX).decode("utf-8")
-        run.image, run.image_id = runtime.requirements_image(text)
+        run.on_step("image")
+        # an image build (pip) is heavy work: not beside a measurement
+        with sandbox_errors(), host_locks().other_stage():
+            run.image, run.image_id = runtime.requirements_image(text)
     except (OutputRefused, UnicodeDecodeError) as exc:
         run.status, run.message = Status.INVALID, f"requirements.txt unreadable: {exc}"
     except InvalidSubmission as exc:
@@ -202,25 +218,60 @@ def _score(assignment: Assignment, staged: StagedSubmission, runtime: Runtime, r
     declared = {key for stage in assignment.spec.stages for key in stage.output_keys()}
     outputs = {n: run.outputs.get(n) or OutputFile(n, None, _why_missing(run)) for n in declared}
     criteria = []
-    for grader in runtime.graders:
-        artifacts = result_dir / "artifacts" / grader.name
-        artifacts.mkdir(parents=True, exist_ok=True)
-        ctx = GradingContext(submission_dir=staged.path, outputs=outputs, hidden=runtime.data.hidden,
-                             visible=runtime.data.visible, assignment_dir=assignment.dir,
-                             artifacts_dir=artifacts, stage_statuses=_stage_statuses(run.stages),
-                             stages=tuple(s.name for s in assignment.spec.stages))
-        try:
-            criteria.append(grader.grade(ctx))
-        except HarnessError:
-            raise
-        except (OSError, MemoryError) as exc:  # a full disk, a busy machine: a retry may succeed
-            raise InfraError(f"grader {grader.name!r} failed: {exc.__class__.__name__}: {exc}") from exc
-        except Exception as exc:  # a grader bug is the harness's failure, never the candidate's zero
-            raise DeterministicInfraError(f"grader {grader.name!r} crashed: {exc.__class__.__name__}: "
-                                          f"{exc}") from exc
-        if not any(artifacts.iterdir()):
-            artifacts.rmdir()  # most graders write nothing: keep the result folder readable
+    # graders run tools (code quality): not beside a measurement
+    with sandbox_errors(), host_locks().other_stage():
+        for grader in runtime.graders:
+            criteria.append(_grade_one(grader, assignment, staged, runtime, run, result_dir, outputs))
     return _apply_requires(assignment, criteria)
+
+
+def _grade_one(grader: Grader, assignment: Assignment, staged: StagedSubmission, runtime: Runtime,
+               run: RunState, result_dir: Path, outputs: dict[str, OutputFile]) -> CriterionResult:
+    artifacts = result_dir / "artifacts" / grader.name
+    artifacts.mkdir(parents=True, exist_ok=True)
+    ctx = GradingContext(submission_dir=staged.path, outputs=outputs, hidden=runtime.data.hidden,
+                         visible=runtime.data.visible, assignment_dir=assignment.dir,
+                         artifacts_dir=artifacts, stage_statuses=_stage_statuses(run.stages),
+                         stages=tuple(s.name for s in assignment.spec.stages))
+    try:
+        criterion = grader.grade(ctx)
+    except HarnessError:
+        raise
+    except (OSError, MemoryError) as exc:  # a full disk, a busy machine: a retry may succeed
+        raise InfraError(f"grader {grader.name!r} failed: {exc.__class__.__name__}: {exc}") from exc
+    except Exception as exc:  # a grader bug is the harness's failure, never the candidate's zero
+        raise DeterministicInfraError(f"grader {grader.name!r} crashed: {exc.__class__.__name__}: "
+                                      f"{exc}") from exc
+    if not any(artifacts.iterdir()):
+        artifacts.rmdir()  # most graders write nothing: keep the result folder readable
+    return criterion
+
+
+def _unmeasured(criteria: list[CriterionResult], run: RunState) -> list[CriterionResult]:
+    """When the machine stayed busy through a timed service's measurements (RunState.machine.busy),
+    its timing criteria are ungraded, and so is the result: status machine_busy, no total, and
+    re-graded on the next run; what was measured stays in the report. Unless they all have full
+    marks: a quieter machine could not raise them."""
+    if run.machine is not None:  # what the machine was like, beside what it measured (MLflow, reports)
+        figures = {"machine_reference_p99_ms": run.machine.reference_p99_ms,
+                   "machine_other_cores": run.machine.other_cores, "machine_attempts": run.machine.attempts}
+        extra = {k: float(v) for k, v in figures.items() if v is not None}
+        criteria = [c.model_copy(update={"metrics": c.metrics | extra}) if c.name in run.timed_criteria else c
+                    for c in criteria]
+    busy = run.machine.busy if run.machine is not None else ""
+    if not busy:
+        return criteria
+    timed = [c for c in criteria if c.name in run.timed_criteria]
+    if timed and all(c.score == 1.0 for c in timed):
+        # a busy machine only slows a server down: full marks measured on one are exact as they stand
+        note = f" Measured on a busy machine ({busy}), with full marks all the same."
+        return [c.model_copy(update={"explanation": c.explanation + note}) if c in timed else c
+                for c in criteria]
+    # whatever else the stages did: a result with an ungraded criterion has no total to rank by
+    failed = f" (and {run.status.value}: {run.message})" if run.status is not Status.OK else ""
+    run.status, run.reason = Status.MACHINE_BUSY, busy
+    run.message = f"{busy}; re-measured on the next run{failed}"
+    return [c.model_copy(update={"ungraded": busy}) if c in timed else c for c in criteria]
 
 
 def _apply_requires(assignment: Assignment, criteria: list[CriterionResult]) -> list[CriterionResult]:

@@ -15,10 +15,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from graders import CriterionResult
-from harness._reasons import cause_index, clean_lines
-from harness._text import one_line
+from harness._reasons import LogOutside, cause_index, clean_lines, read_log_tail
+from harness.core import CriterionResult
+from harness.core.text import one_line
 from harness.results import StageRecord, Status, SubmissionResult
+from harness.rubric import PENDING
 
 LOG_TAIL_LINES = 40
 _LOG_TAIL_BYTES = 64 << 10  # bounded read: enough for 40 long lines
@@ -35,6 +36,8 @@ _CAUSE_CONTEXT = 2  # lines kept on each side of a cause that falls outside the 
 # harness.pipeline): criteria reading only such outputs were not graded, and are listed together.
 _NOT_PRODUCED = re.compile(r"not graded: stage \S+ failed|not produced: ")
 
+_IMAGES = (".png", ".svg")
+_PLAIN_PATH = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._/-]*$")  # nothing that could end a markdown link
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]<>|~$&#])")
 _BACKTICKS = re.compile(r"`+")
 
@@ -49,7 +52,11 @@ def render_report(result: SubmissionResult, folder: Path | None = None) -> str:
     parts = [f"# Grading report: {_text(result.candidate)}", _why(result), _header(result),
              _criteria_table(graded, blocked, result.message)]
     parts += [_criterion_section(c) for c in graded]
-    parts += [_stages_table(result.stages), _failed_logs(result.stages, folder), _artifacts(result.artifacts)]
+    from harness.review_report import regrade_section  # it escapes with this module's helpers
+
+    parts.insert(3, regrade_section(result))
+    parts += [_stages_table(result.stages), _failed_logs(result.stages, folder),
+              _plots(result.artifacts), _artifacts(result.artifacts)]
     return "\n\n".join(p for p in parts if p).rstrip() + "\n"
 
 
@@ -110,6 +117,8 @@ def _mib(value: int | None) -> str:
 
 def _header(r: SubmissionResult) -> str:
     score = "n/a (ungraded)" if r.total_score is None else f"**{r.total_score:.2f}** / 100"
+    if r.pending_review and r.total_score is not None:
+        score += f" (provisional: manual review pending for {_text(', '.join(r.pending_review))})"
     rows = [
         ("Candidate", _text(r.candidate)),
         ("Submission id", _code(r.submission_id, cell=True)),
@@ -137,8 +146,14 @@ def _criteria_table(criteria: list[CriterionResult], blocked: list[CriterionResu
     lines = ["## Criteria", "", _row("Criterion", "Grader", "Score", "Weight", "Explanation"),
              _row("---", "---", "---:", "---:", "---")]
     for c in criteria:
-        lines.append(_row(_text(_label(c)), _text(f"{c.grader} v{c.grader_version}"), f"{c.score:.3f}",
-                          _num(c.weight), _text(c.explanation, 1000)))
+        score, explanation = f"{c.score:.3f}", c.explanation
+        if c.ungraded == PENDING:
+            score, explanation = "pending", f"{explanation} (not counted in the total until reviewed)"
+        elif c.ungraded:
+            score = "ungraded"
+            explanation = f"Ungraded: {c.ungraded}. As measured ({c.score:.3f}): {explanation}"
+        lines.append(_row(_text(_label(c)), _text(f"{c.grader} v{c.grader_version}"), score,
+                          _num(c.weight), _text(explanation, 1000)))
     if blocked:
         names = ", ".join(_label(c) for c in blocked[:_BLOCKED_NAMED])
         names += f" and {len(blocked) - _BLOCKED_NAMED} more" if len(blocked) > _BLOCKED_NAMED else ""
@@ -203,8 +218,15 @@ def _failing_stages(r: SubmissionResult) -> list[str]:
     return lines
 
 
+def heading_score(c: CriterionResult) -> str:
+    """The score in a criterion's heading: a pending rubric item has none yet (its 0 is a placeholder)."""
+    if c.ungraded:
+        return "pending" if c.ungraded == PENDING else f"ungraded (as measured {c.score:.3f})"
+    return f"{c.score:.3f}"
+
+
 def _criterion_section(c: CriterionResult) -> str:
-    lines = [f"### {_text(c.name)}: {c.score:.3f} (weight {_num(c.weight)})"]
+    lines = [f"### {_text(c.name)}: {heading_score(c)} (weight {_num(c.weight)})"]
     lines += _metric_tables(c.metrics)
     details = dict(c.details)
     problems = list(_pop_problems(details))
@@ -350,6 +372,10 @@ def _stages_table(stages: list[StageRecord]) -> str:
         exit_code = "n/a" if s.exit_code is None else str(s.exit_code)
         lines.append(_row(_text(s.name), _text(s.status), exit_code, f"{s.seconds:.1f}",
                           _mib(s.peak_memory_bytes), _text(s.detail)))
+    if any(s.machine is not None for s in stages):
+        lines += ["", "**Machine during the timed phases**", ""]
+        lines += [f"- {_text(s.name)}: {_text(m.summary(), 1000)}. {_text(m.plan)}."
+                  for s in stages if (m := s.machine) is not None]
     return "\n".join(lines)
 
 
@@ -377,20 +403,12 @@ def _log_tail(stage: StageRecord, folder: Path | None) -> str:
     (an exception that a long message pushed out of the tail) is kept above them."""
     if folder is None or not stage.log_file:
         return "No log available."
-    root = folder.resolve()
-    path = (root / stage.log_file).resolve()
-    if not path.is_relative_to(root):
-        return "The log path points outside the result folder; not shown."
     try:
-        with path.open("rb") as fh:
-            size = fh.seek(0, 2)
-            fh.seek(max(0, size - _LOG_TAIL_BYTES))
-            data = fh.read(_LOG_TAIL_BYTES)
+        text = read_log_tail(folder, stage.log_file, _LOG_TAIL_BYTES)
+    except LogOutside:
+        return "The log path points outside the result folder; not shown."
     except OSError as exc:
         return f"The log could not be read: {_text(exc.strerror or exc)}"
-    text = data.decode("utf-8", errors="replace")
-    if size > _LOG_TAIL_BYTES:
-        text = text.partition("\n")[2]  # the first line read is probably partial
     lines = clean_lines(text)
     while lines and not lines[-1]:
         lines.pop()
@@ -404,6 +422,17 @@ def _log_tail(stage: StageRecord, folder: Path | None) -> str:
         skipped = start - min(start, cause + _CAUSE_CONTEXT + 1)
         shown = [*kept, f"[… {skipped} lines …]", *shown] if skipped else [*kept, *shown]
     return _fenced([line[:_LOG_LINE_CHARS] for line in shown])
+
+
+def _plots(artifacts: dict[str, str]) -> str:
+    """The graders' images, shown in place (relative links: they resolve next to report.md, in the
+    results folder and in a copy of it). Only plain harness-made paths are linked."""
+    images = sorted(path for path in artifacts.values()
+                    if path.startswith("artifacts/") and path.endswith(_IMAGES) and _PLAIN_PATH.match(path)
+                    and ".." not in path.split("/"))
+    if not images:
+        return ""
+    return "\n".join(["## Plots", "", *(f"![{_text(Path(path).stem)}]({path})" for path in images[:10])])
 
 
 def _artifacts(artifacts: dict[str, str]) -> str:

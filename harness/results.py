@@ -7,13 +7,15 @@ import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from graders import CriterionResult
-from harness._text import one_line, printable
+from harness.core import CriterionResult
+from harness.core.text import one_line, printable
+from harness.rubric import PENDING, ManualReview, PreviousResult
 
 RESULT_FILE = "result.json"
 REASON_CHARS = 300  # = harness._reasons.REASON_CHARS
@@ -28,11 +30,48 @@ class Status(enum.StrEnum):
     DISK_LIMIT = "disk_limit"
     INVALID = "invalid_submission"  # required files missing, bad requirements: graded zero, nothing run
     INFRA_ERROR = "infra_error"  # the harness failed: ungraded (total_score null), retried on resume
+    #: timing criteria measured on a machine that stayed busy: ungraded (total_score null; the other
+    #: criteria are kept for the report), re-measured on resume
+    MACHINE_BUSY = "machine_busy"
     REJECTED = "rejected"  # could not be taken in (corrupt/unsafe archive, missing path): ungraded
 
     @property
     def graded(self) -> bool:
-        return self not in (Status.INFRA_ERROR, Status.REJECTED)
+        return self not in (Status.INFRA_ERROR, Status.REJECTED, Status.MACHINE_BUSY)
+
+
+class MachineCheck(BaseModel):
+    """Whether the machine was quiet while a service was timed (harness._quiet), and the figures."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    plan: str  # the host's CPU plan in one sentence
+    server_cores: list[int] = Field(default_factory=list)  # [] = not pinned (CPU quotas)
+    probe_cores: list[int] = Field(default_factory=list)
+    waited_s: float = 0.0  # waiting for the machine (another measurement, other stages)
+    reference_p99_ms: float | None = None  # the reference server's p99 just before (None: not measured)
+    expected_p99_ms: float
+    max_reference_p99_ms: float
+    other_cores: float | None = None  # cores other processes used, the largest mean over the windows
+    steal_cores: float | None = None  # of which the hypervisor's steal
+    max_other_cores: float
+    windows: int = 0  # timed windows checked
+    throttled_share: float | None = None  # of the server's time, throttled by its CPU quota (its own use)
+    busy: str = ""  # why the measurement does not count; "" when the machine was quiet
+    attempts: int = 1  # measurements made (a busy one is repeated)
+
+    def summary(self) -> str:
+        """One line for reports."""
+        ref = "reference not measured"
+        if self.reference_p99_ms is not None:
+            ref = f"reference p99 {self.reference_p99_ms:.1f} ms (idle {self.expected_p99_ms:g}, bound " \
+                  f"{self.max_reference_p99_ms:g})"
+        others = f"; other processes {self.other_cores:.2f} cores at most (bound {self.max_other_cores:g})" \
+            if self.other_cores is not None else "; other processes not measured"
+        tries = f"; measured {self.attempts} times" if self.attempts > 1 else ""
+        cores = f"; server on core {','.join(map(str, self.server_cores))}, probe on core " \
+                f"{','.join(map(str, self.probe_cores))}" if self.server_cores else "; cores not pinned"
+        return f"{self.busy or 'machine quiet'} ({ref}{others}{cores}{tries})"
 
 
 class StageRecord(BaseModel):
@@ -50,6 +89,7 @@ class StageRecord(BaseModel):
     cell: int | None = None  # a notebook's failing cell, counted from 1 in the candidate's notebook
     cell_line: str = ""  # that cell's first source line
     warnings: list[str] = Field(default_factory=list)  # the runner's (e.g. no cell tagged `parameters`)
+    machine: MachineCheck | None = None  # a timed service's: was the machine quiet (spec probe.quiet)
 
     @field_validator("reason", "cell_line")
     @classmethod
@@ -104,6 +144,8 @@ class SubmissionResult(BaseModel):
     duration_s: float = 0.0
     attempts: int = 1
     artifacts: dict[str, str] = Field(default_factory=dict)  # name -> path relative to the result folder
+    review: ManualReview | None = None  # the rubric's marks (harness review); None: nobody reviewed
+    previous: PreviousResult | None = None  # the result a re-grade under a new key replaced
 
     @field_validator("message", "submission", "candidate")
     @classmethod
@@ -123,8 +165,15 @@ class SubmissionResult(BaseModel):
             self.reason = one_line(self.message, REASON_CHARS)
         return self
 
+    @property
+    def pending_review(self) -> list[str]:
+        """Rubric items nobody has scored yet: while any is left, the total is provisional."""
+        return [c.name for c in self.criteria if c.ungraded == PENDING]
+
     def summary_line(self) -> dict:
         """The `--json` line: what a script consuming results needs."""
+        from harness.review import summary_fields  # harness.review builds on this module
+
         return {
             "submission": self.submission,
             "submission_id": self.submission_id,
@@ -134,8 +183,10 @@ class SubmissionResult(BaseModel):
             "message": self.message,
             "reason": self.reason,
             "criteria": {c.name: {"score": c.score, "weight": c.weight, "group": c.group,
-                                  "metrics": c.metrics} for c in self.criteria},
+                                  "metrics": c.metrics, **({"ungraded": c.ungraded} if c.ungraded else {})}
+                         for c in self.criteria},
             "key": self.key,
+            **summary_fields(self),
         }
 
 
@@ -160,20 +211,49 @@ def leaderboard(results: list[SubmissionResult]) -> list[SubmissionResult]:
     return sorted(results, key=lambda r: (r.total_score is None, -(r.total_score or 0), r.candidate))
 
 
+def ranks(ordered: Sequence[SubmissionResult]) -> list[int | None]:
+    """The rank of each result of `ordered` (leaderboard order), the harness's one ranking rule:
+    competition ranking (1, 2, 2, 4), ties on the total share a rank; an ungraded result (no total)
+    has none, never a number after the last."""
+    found: list[int | None] = []
+    place, rank, previous = 0, 0, None
+    for result in ordered:
+        if result.total_score is None:
+            found.append(None)
+            continue
+        place += 1
+        if result.total_score != previous:
+            rank, previous = place, result.total_score
+        found.append(rank)
+    return found
+
+
 def total_score(criteria: list[CriterionResult]) -> float:
-    """Weighted mean of criterion scores, on 0-100."""
-    weight = sum(c.weight for c in criteria)
+    """Weighted mean of criterion scores, on 0-100. An ungraded criterion (a rubric item not yet
+    reviewed, a timing measured on a busy machine) counts for nothing, neither 0 nor full marks:
+    the total is over what was graded, and the result says it is provisional (pending_review)."""
+    return weighted_total(criteria, {}) or 0.0
+
+
+def weighted_total(criteria: list[CriterionResult], scores: Mapping[str, float]) -> float | None:
+    """The weighted mean (0-100) over the graded criteria, each at `scores[name]` if given, else at
+    its own score; None when they weigh nothing. total_score and the cohort's range share it, so
+    the range is over the very criteria the total counts."""
+    counted = [c for c in criteria if not c.ungraded]
+    weight = sum(c.weight for c in counted)
     if weight <= 0:
-        return 0.0
-    return round(100.0 * sum(c.score * c.weight for c in criteria) / weight, 2)
+        return None
+    return round(100.0 * sum(scores.get(c.name, c.score) * c.weight for c in counted) / weight, 2)
 
 
 def group_scores(criteria: list[CriterionResult]) -> dict[str, float]:
-    """Score (0-100) per group, in first-seen order; an ungrouped criterion is its own group."""
+    """Score (0-100) per group, in first-seen order; an ungrouped criterion is its own group. A
+    group with an ungraded criterion (CriterionResult.ungraded) has no score: it is left out."""
     groups: dict[str, list[CriterionResult]] = {}
     for c in criteria:
         groups.setdefault(c.group or c.name, []).append(c)
-    return {name: total_score(members) for name, members in groups.items()}
+    return {name: total_score(members) for name, members in groups.items()
+            if not any(c.ungraded for c in members)}
 
 
 def write_atomic(path: Path, text: str) -> None:

@@ -20,6 +20,7 @@ from pydantic import (
 )
 
 from harness.errors import SpecError
+from harness.rubric import MANUAL_GROUP, RubricItem
 from sandbox import Limits
 
 SPEC_FILE = "assignment.yaml"
@@ -137,6 +138,36 @@ class DataSpec(_Strict):
         return self
 
 
+class QuietSpec(_Strict):
+    """How quiet the machine must be for a service's timing criteria to be graded (README
+    "Fair latency"). Before the service, a reference server shipped with the harness is measured
+    in the same image, under the same limits, on the same cores; during the probe's timed phases
+    the host's CPU counters show what other processes took from those cores. Beyond either bound
+    the service is measured again, after a pause, up to `retries` times; if the machine stays
+    busy, `criteria` are left ungraded (status machine_busy), never scored low."""
+
+    criteria: tuple[str, ...] = Field(min_length=1)  # the criteria a busy machine would falsify
+    phases: tuple[str, ...] = ("latency", "capacity")  # probe.json sections whose `window`s are checked
+    reference_p99_ms: float = Field(gt=0)  # the reference server's p99 at `rate` on an idle machine
+    max_reference_p99_ms: float = Field(gt=0)  # busy beyond this
+    max_other_cores: float = Field(0.25, gt=0)  # cores used by other processes, mean over a window
+    rate: float = Field(100.0, gt=0)  # the reference run's requests/s
+    duration: float = Field(2.0, gt=0, le=60)  # its measured seconds
+    warmup: float = Field(0.5, ge=0, le=60)
+    retries: int = Field(2, ge=0, le=5)
+    backoff: float = Field(10.0, ge=0, le=600)  # seconds before the first re-measurement, doubling
+    #: modules imported in the assignment's image (harness-controlled: no candidate package) just
+    #: before each measurement, so the server's cold start does not depend on what the page cache
+    #: kept from earlier work (a cold torch import took 15-23 s here, a warm one 2-3 s)
+    warm_imports: tuple[Annotated[str, Field(pattern=r"^[A-Za-z_][\w.]*$")], ...] = ()
+
+    @model_validator(mode="after")
+    def _bounds(self) -> QuietSpec:
+        if self.max_reference_p99_ms <= self.reference_p99_ms:
+            raise ValueError("max_reference_p99_ms must be above reference_p99_ms")
+        return self
+
+
 class ProbeSpec(_Strict):
     """A harness-owned client run next to a service stage, in the stage's network namespace."""
 
@@ -146,6 +177,7 @@ class ProbeSpec(_Strict):
     outputs: dict[FileName, Size] = Field(default_factory=dict)  # read back from the probe's /output
     cpus: float = Field(1.0, gt=0, le=64)
     memory: Size = 1 << 30
+    quiet: QuietSpec | None = None  # timing criteria need a quiet machine
 
 
 TEST_PACKAGES = ("pytest==9.0.3", "coverage==7.17.4")  # in the image of any assignment with test stages
@@ -258,6 +290,14 @@ class SimilaritySpec(_Strict):
     min_shared: int = Field(15, ge=1)  # fewer shared fingerprints never flag a pair
 
 
+#: When a candidate may see a criterion, in Gradescope's words (autograder specification,
+#: https://gradescope-autograders.readthedocs.io/en/latest/specs/, "Controlling Test Case
+#: Visibility"): never, after the due date, once the grades are published, or always. Listed from
+#: the most open to the most closed; `harness export` shows the last two only with `--released`.
+Visibility = Literal["visible", "after_due_date", "after_published", "hidden"]
+VISIBILITIES: tuple[Visibility, ...] = get_args(Visibility)
+
+
 class GraderSpec(_Strict):
     name: Name  # criterion name
     group: Name | None = None  # criteria of a group share one column in the summary table
@@ -268,6 +308,8 @@ class GraderSpec(_Strict):
     #: 0): a criterion never rewards a submission that does not do the task (e.g. code quality of
     #: a ranker that ranks no better than the given bm25 feature).
     requires: dict[Name, Annotated[float, Field(ge=0, le=1)]] = Field(default_factory=dict)
+    #: when candidates see this criterion (harness export); None: the assignment's `visibility`
+    visibility: Visibility | None = None
 
     @field_validator("requires", mode="before")
     @classmethod
@@ -295,6 +337,10 @@ class AssignmentSpec(_Strict):
     stages: tuple[StageSpec, ...] = Field(min_length=1)
     graders: tuple[GraderSpec, ...] = Field(min_length=1)
     similarity: SimilaritySpec = SimilaritySpec()
+    visibility: Visibility = "visible"  # the criteria's default (Gradescope's default too)
+    #: items a reviewer scores by hand (`harness review`): criteria of group "manual", pending
+    #: (the total provisional) until scored; see harness.review
+    rubric: tuple[RubricItem, ...] = ()
 
     @model_validator(mode="before")
     @classmethod
@@ -339,18 +385,65 @@ class AssignmentSpec(_Strict):
         criteria = [g.name for g in self.graders]
         if len(set(criteria)) != len(criteria):
             raise ValueError(f"grader names repeat: {criteria}")
+        for stage in self.stages:
+            quiet = stage.probe.quiet if stage.probe else None
+            wrong = [c for c in quiet.criteria if c not in criteria] if quiet else []
+            if wrong:
+                raise ValueError(f"stage {stage.name!r}: probe.quiet.criteria {wrong} are not criteria; "
+                                 f"criteria: {criteria}")
+            if quiet and stage.runs:
+                raise ValueError(f"stage {stage.name!r}: probe.quiet is for a service without runs")
         gating = {g.name for g in self.graders if g.requires}
         for g in self.graders:
             wrong = [r for r in g.requires if r not in criteria or r == g.name or r in gating]
             if wrong:
                 raise ValueError(f"grader {g.name!r} requires {wrong}: name other criteria, which require "
                                  f"none themselves; criteria: {criteria}")
+        self._check_visibility()
+        self._check_rubric()
         ungrouped = {g.name for g in self.graders if g.group is None}
         clash = sorted({g.group for g in self.graders if g.group} & ungrouped)
         if clash:
             raise ValueError(f"group {clash[0]!r} has the name of an ungrouped criterion: the summary "
                              "would merge them; rename one")
         return self
+
+    def criterion_visibility(self, name: str) -> Visibility:
+        """The visibility of criterion `name`: its own, else the assignment's. Raises KeyError."""
+        own = {g.name: g.visibility for g in self.graders} | {r.name: r.visibility for r in self.rubric}
+        return own[name] or self.visibility  # type: ignore[return-value]
+
+    def _check_visibility(self) -> None:
+        """A criterion with `requires` scores 0 when what it requires fails, so its score tells
+        that; it may not be shown before the criteria it requires."""
+        rank = {v: i for i, v in enumerate(VISIBILITIES)}
+        for g in self.graders:
+            own = self.criterion_visibility(g.name)
+            later = [r for r in g.requires if rank[self.criterion_visibility(r)] > rank[own]]
+            if later:
+                shown = self.criterion_visibility(later[0])
+                raise ValueError(f"grader {g.name!r} is {own} but requires {later} ({shown}): its score "
+                                 f"tells whether {later[0]} did the task, so give it visibility: "
+                                 f"{shown} (or a later one)")
+
+    def _check_rubric(self) -> None:
+        """Rubric items are criteria of group "manual": their names are new, the group is theirs,
+        and the file an item judges is one the reviewer gets (review_files)."""
+        names = [r.name for r in self.rubric]
+        taken = {g.name for g in self.graders} | {g.group for g in self.graders if g.group}
+        if len(set(names)) != len(names):
+            raise ValueError(f"rubric item names repeat: {names}")
+        clash = sorted(set(names) & taken | ({MANUAL_GROUP} & taken if names else set()))
+        if clash:
+            raise ValueError(f"rubric: {clash} name graders or groups already; rubric items are "
+                             f"criteria of the group {MANUAL_GROUP!r}: rename them")
+        for item in self.rubric:
+            if item.file is not None and item.file not in self.review_files:
+                raise ValueError(f"rubric item {item.name!r}: file {item.file!r} is not one of "
+                                 f"review_files {sorted(self.review_files)}")
+            if item.visibility is not None and item.visibility not in VISIBILITIES:
+                raise ValueError(f"rubric item {item.name!r}: visibility {item.visibility!r} is not one "
+                                 f"of {list(VISIBILITIES)}")
 
     def _check_suite(self, stage: str, suite: PurePosixPath) -> None:
         """A hidden suite is mounted in the sandbox: it must not hold secrets or reach candidates."""

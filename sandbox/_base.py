@@ -13,6 +13,8 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from sandbox._cpuwatch import CpuSample
+
 #: Harness-side helper scripts (e.g. the notebook runner), mounted read-only into every stage.
 RUNNERS_DIR = Path(__file__).parent / "runners"
 RUNNERS_MOUNT = "/opt/mlgrade"
@@ -36,6 +38,7 @@ class Limits:
     output_bytes: int = 1 << 20  # stdout + stderr kept and allowed
     tmpfs_bytes: int = 256 << 20  # /tmp
     disk_bytes: int = 1 << 30  # all writable mounts together
+    cpuset: tuple[int, ...] = ()  # the cores it may run on (() = any); set by the backend's CPU plan
 
 
 @dataclass(frozen=True)
@@ -77,6 +80,9 @@ class RunRequest:
     #: right after this one, reaches it on 127.0.0.1, and when it exits this one is stopped.
     #: For a server (this request) measured by a harness-owned client (the probe).
     probe: RunRequest | None = None
+    #: For a service: a reference service (with its own probe) run just before it, on the same
+    #: cores under the same lock, whose figures show whether the machine is quiet enough to measure.
+    calibration: RunRequest | None = None
 
     def as_probe_of_service_started_at(self, epoch_s: float) -> RunRequest:
         """This probe request, told when its service started (SERVICE_STARTED_ENV, wall-clock
@@ -96,6 +102,19 @@ class RunResult:
     peak_memory_bytes: int | None = None
     detail: str = ""  # a short human explanation of a non-ok status
     probe: RunResult | None = None  # the probe's own result, when the request had one
+    calibration: RunResult | None = None  # the reference service's result, when the request had one
+    machine: MachineRecord | None = None  # a service's: where it ran and what else used the CPU
+
+
+@dataclass(frozen=True)
+class MachineRecord:
+    """Where a service and its probe ran, and samples of the CPU while they did (sandbox._cpuwatch)."""
+
+    server_cores: tuple[int, ...]  # () = not pinned (CPU quotas only)
+    probe_cores: tuple[int, ...]
+    plan: str  # the host's CPU plan in one sentence (sandbox._cpus.plan_cpus)
+    waited_s: float  # waiting for the machine before it started
+    samples: tuple[CpuSample, ...] = ()  # empty when the backend cannot tell ours from others'
 
 
 class SandboxBackend(ABC):
@@ -111,8 +130,8 @@ class SandboxBackend(ABC):
 
         With `request.probe`, the stage is a service: it counts as OK when it is still running
         at the probe's end (it is then stopped), and the probe's result is `RunResult.probe`.
-        Raises InfraError when the backend itself fails (daemon gone, image missing), and
-        HarnessError when it cannot run a probe.
+        Raises BackendError when the backend itself fails (daemon gone, image missing), and
+        InvalidRequest when it cannot run a probe.
         """
 
     def cancel_all(self) -> None:  # noqa: B027 - optional hook

@@ -19,8 +19,8 @@ from typing import Any
 import docker.errors
 import requests.exceptions
 
-from harness.errors import ImageBuildError
 from sandbox._wheels import run_bounded
+from sandbox.errors import ImageBuildError
 
 RECIPE_PATH = Path(__file__).parent / "recipes" / "debian-base.json"
 DEBOOTSTRAP_TIMEOUT_S = 1200.0

@@ -16,7 +16,7 @@ import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
-from harness.errors import ImageBuildError
+from sandbox.errors import ImageBuildError
 
 FOLDER = "/usr/local/lib/mlgrade-syslibs"
 CONTEXT_DIR = "syslibs"

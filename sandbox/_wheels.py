@@ -26,8 +26,8 @@ from pathlib import Path
 
 from packaging.version import InvalidVersion, Version
 
-from harness.errors import ImageBuildError
 from sandbox import _cuda
+from sandbox.errors import ImageBuildError
 
 MAX_REQUIREMENT_LINES = 200
 MAX_REQUIREMENT_BYTES = 64 << 10

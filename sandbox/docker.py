@@ -17,10 +17,12 @@ import requests.exceptions
 from docker.types import LogConfig, Ulimit
 from docker.types import Mount as DockerMount
 
-from harness.errors import InfraError
 from sandbox._base import CappedLog, RunRequest, RunResult, SandboxBackend, StageStatus
+from sandbox._cpus import run_on_plan
+from sandbox._cpuwatch import CpuWatch
 from sandbox._fs import open_deleted_bytes, pid_alive, tree_size
 from sandbox._service import SERVICE_EXITED_SIGNAL, probe_result_once_told, service_verdict
+from sandbox.errors import BackendError
 
 _DOCKER_FAILURES = (docker.errors.DockerException, requests.exceptions.RequestException, ConnectionError)
 _POLL_S = 0.2
@@ -55,12 +57,12 @@ def reap_orphans(client: docker.DockerClient) -> int:
 
 
 def connect(timeout: int = 60) -> docker.DockerClient:
-    """A client for the local daemon; InfraError (with the fix) if none answers."""
+    """A client for the local daemon; BackendError (with the fix) if none answers."""
     try:
         client = docker.from_env(timeout=timeout)
         client.ping()
     except _DOCKER_FAILURES as exc:
-        raise InfraError(f"no Docker daemon answers ({exc.__class__.__name__}); start one "
+        raise BackendError(f"no Docker daemon answers ({exc.__class__.__name__}); start one "
                          "(see README: scripts/setup.sh) or use --backend local") from None
     return client
 
@@ -68,9 +70,9 @@ def connect(timeout: int = 60) -> docker.DockerClient:
 class _Watchdog(threading.Thread):
     """Kills the container at the deadline or when its writable mounts outgrow the disk cap."""
 
-    def __init__(self, container, request: RunRequest) -> None:
+    def __init__(self, container, request: RunRequest, watch: CpuWatch | None = None) -> None:
         super().__init__(daemon=True, name=f"watchdog-{request.name}")
-        self.container = container
+        self.container, self.watch = container, watch
         self.request = request
         self.deadline = time.monotonic() + request.limits.timeout_s
         self.reason: StageStatus | None = None
@@ -101,6 +103,8 @@ class _Watchdog(threading.Thread):
             pass  # already gone (it exited on its own, or by a limit)
 
     def run(self) -> None:
+        if self.watch is not None:
+            self.watch.add_thread()
         next_disk = 0.0
         self._sample_memory()
         while not self.done.wait(min(_POLL_S, max(0.0, self.deadline - time.monotonic()))):
@@ -169,7 +173,7 @@ class DockerBackend(SandboxBackend):
         try:
             reap_orphans(self.client)
         except _DOCKER_FAILURES as exc:
-            raise InfraError(f"docker could not list containers: {exc}") from None
+            raise BackendError(f"docker could not list containers: {exc}") from None
         self._live: dict[str, object] = {}
         self._closed = False
         self._lock = threading.Lock()
@@ -186,7 +190,8 @@ class DockerBackend(SandboxBackend):
             environment=dict(request.env),
             labels={"mlgrade": "stage", "mlgrade.owner": _OWNER, **dict(request.labels)},
             network_mode=network_mode, mem_limit=lim.memory_bytes, memswap_limit=lim.memory_bytes,
-            nano_cpus=int(lim.cpus * 1e9), pids_limit=lim.pids, read_only=True,
+            nano_cpus=int(lim.cpus * 1e9), cpuset_cpus=",".join(map(str, lim.cpuset)) or None,
+            pids_limit=lim.pids, read_only=True,
             tmpfs={"/tmp": f"rw,nosuid,nodev,size={lim.tmpfs_bytes},mode=1777"},  # noqa: S108 - in the container
             cap_drop=["ALL"], security_opt=["no-new-privileges"], ipc_mode="private",
             ulimits=[Ulimit(name="core", soft=0, hard=0), Ulimit(name="nofile", soft=4096, hard=4096),
@@ -197,47 +202,56 @@ class DockerBackend(SandboxBackend):
         )
 
     def run(self, request: RunRequest) -> RunResult:
-        return self._run(request, "none")
+        return run_on_plan(request, lambda req, watch: self._run(req, "none", watch=watch),
+                           cancelled=self._cancelled, watch_cpu=True)
 
-    def _run(self, request: RunRequest, network_mode: str, created: Callable[[object], None] | None = None
-             ) -> RunResult:
+    def _cancelled(self) -> bool:
+        return self._closed
+
+    def _run(self, request: RunRequest, network_mode: str, created: Callable[[object], None] | None = None,
+             watch: CpuWatch | None = None) -> RunResult:
         """Run one container; "none" is its own empty network namespace, "container:<id>" another's.
         `created` is handed the container before it starts (a probe's, to be told of its service's end)."""
         started = time.monotonic()
         if self._closed:
-            raise InfraError(f"stage {request.name} not started: the batch was cancelled")
+            raise BackendError(f"stage {request.name} not started: the batch was cancelled")
         try:
             container = self._create(request, network_mode)
         except docker.errors.ImageNotFound:
-            raise InfraError(f"image {request.image!r} is not present; build it first") from None
+            raise BackendError(f"image {request.image!r} is not present; build it first") from None
         except _DOCKER_FAILURES as exc:
-            raise InfraError(f"docker could not create the {request.name} container: {exc}") from None
+            raise BackendError(f"docker could not create the {request.name} container: {exc}") from None
         if created is not None:
             created(container)
+        if watch is not None:
+            watch.add(container.id)
         with self._lock:
             self._live[container.id] = container
             cancelled = self._closed  # re-checked under the lock: cancel_all may have run meanwhile
         try:
             if cancelled:
-                raise InfraError(f"stage {request.name} not started: the batch was cancelled")
-            return self._supervise(container, request, started)
+                raise BackendError(f"stage {request.name} not started: the batch was cancelled")
+            return self._supervise(container, request, started, watch)
         except _DOCKER_FAILURES as exc:
-            raise InfraError(f"docker failed while running stage {request.name}: {exc}") from None
+            raise BackendError(f"docker failed while running stage {request.name}: {exc}") from None
         finally:
             self._remove(container)
 
-    def _supervise(self, container, request: RunRequest, started: float) -> RunResult:
+    def _supervise(self, container, request: RunRequest, started: float, watch: CpuWatch | None) -> RunResult:
         # Attach before start so no early output is lost; the log driver is "none", so the
         # daemon keeps nothing on the host's disk and a flood blocks on us, not on the disk.
         stream = self.client.api.attach(container.id, stdout=True, stderr=True, stream=True, logs=False)
+        if watch is not None and not watch.is_alive():  # the server's run: sample from its start
+            watch.add_thread()
+            watch.start()
         container.start()
         service_started = time.time()
-        watchdog = _Watchdog(container, request)
+        watchdog = _Watchdog(container, request, watch)
         watchdog.start()
         probe = None
         if request.probe is not None:
             probe = _Probe(self, request.probe.as_probe_of_service_started_at(service_started), container,
-                           watchdog)
+                           watchdog, watch)
         try:
             log, truncated = self._read_capped(stream, request.limits.output_bytes, watchdog,
                                                kill=request.probe is None)
@@ -250,7 +264,7 @@ class DockerBackend(SandboxBackend):
             if probe is not None:
                 probe.join()
         if self._closed:  # killed by Ctrl-C, not by its own doing: no verdict
-            raise InfraError(f"stage {request.name} was cancelled")
+            raise BackendError(f"stage {request.name} was cancelled")
         if watchdog.reason is None:  # an overrun between two checks counts too
             watchdog.check_disk(kill=False)
         seconds = time.monotonic() - started
@@ -288,7 +302,8 @@ class DockerBackend(SandboxBackend):
                 break
             except (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError):
                 if time.monotonic() > watchdog.deadline + _BACKSTOP_S:
-                    raise InfraError(f"container {container.short_id} did not stop after its kill") from None
+                    raise BackendError(f"container {container.short_id} did not stop after its kill") \
+                        from None
         container.reload()
         return container.attrs["State"]
 
@@ -317,9 +332,11 @@ class DockerBackend(SandboxBackend):
 class _Probe(threading.Thread):
     """Runs a probe container in the service's network namespace, then stops the service."""
 
-    def __init__(self, backend: DockerBackend, request: RunRequest, service, watchdog: _Watchdog) -> None:
+    def __init__(self, backend: DockerBackend, request: RunRequest, service, watchdog: _Watchdog,
+                 watch: CpuWatch | None = None) -> None:
         super().__init__(daemon=True, name=f"probe-{request.name}")
         self.backend, self.request, self.service, self.watchdog = backend, request, service, watchdog
+        self.watch = watch
         self.result: RunResult | None = None
         self.error: BaseException | None = None
         self.container = None  # the probe's, once created
@@ -329,9 +346,12 @@ class _Probe(threading.Thread):
 
     def run(self) -> None:
         try:
-            result = self.backend._run(self.request, f"container:{self.service.id}", created=self._created)
+            if self.watch is not None:
+                self.watch.add_thread()
+            result = self.backend._run(self.request, f"container:{self.service.id}", created=self._created,
+                                       watch=self.watch)
             self.result = self._after_told(result)
-        except InfraError as exc:
+        except BackendError as exc:
             if self._service_running():
                 self.error = exc
             # else the service died before the probe could join it: no probe, the service's verdict

@@ -36,10 +36,10 @@ import docker
 import docker.errors
 import requests.exceptions
 
-from harness.errors import ImageBuildError
 from sandbox import _debian, _syslibs, _wheels
 from sandbox._base import LIBRARY_CHECK, WHEEL_SYSTEM_LIBRARIES
 from sandbox._wheels import MAX_DOWNLOAD_BYTES, MAX_WHEEL_FILES, RequirementsError, parse_requirements
+from sandbox.errors import ImageBuildError
 
 __all__ = [
     "WHEEL_SYSTEM_LIBRARIES", "ImageRef", "RequirementsError", "ensure_base_image", "ensure_candidate_image",

@@ -42,7 +42,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from harness.errors import HarnessError, InfraError
 from sandbox._base import CappedLog, RunRequest, RunResult, SandboxBackend, StageStatus
 from sandbox._bwrap import (
     SANDBOX_GID,
@@ -54,8 +53,10 @@ from sandbox._bwrap import (
     etc_data,
     is_system_path,
 )
+from sandbox._cpus import run_on_plan
 from sandbox._fs import tree_size
 from sandbox._service import SERVICE_EXITED_SIGNAL, probe_result_once_told, service_verdict
+from sandbox.errors import BackendError, InvalidRequest
 
 WEAKER_ISOLATION = (
     "the local backend isolates stages with bubblewrap and rlimits, which is weaker than Docker "
@@ -140,13 +141,14 @@ class LocalBackend(SandboxBackend):
     name = "local"
 
     def __init__(self, *, python: str = sys.executable, acknowledge_weaker_isolation: bool = False) -> None:
-        """Raises InfraError unless acknowledged, when bwrap is missing, or when it cannot start a sandbox."""
+        """Raises BackendError unless acknowledged, when bwrap is missing, or when it cannot start a
+        sandbox."""
         if not acknowledge_weaker_isolation:
-            raise InfraError(f"{WEAKER_ISOLATION}; to use it anyway, pass --backend local "
+            raise BackendError(f"{WEAKER_ISOLATION}; to use it anyway, pass --backend local "
                              "--allow-weaker-isolation (Python: acknowledge_weaker_isolation=True)")
         bwrap = _find_bwrap()
         if bwrap is None:
-            raise InfraError("the local backend needs bubblewrap ('bwrap' is not on PATH): "
+            raise BackendError("the local backend needs bubblewrap ('bwrap' is not on PATH): "
                              "apt-get install bubblewrap")
         warnings.warn(WEAKER_ISOLATION, UserWarning, stacklevel=2)
         privileged = os.geteuid() == 0
@@ -160,16 +162,18 @@ class LocalBackend(SandboxBackend):
         self._probe()
 
     def run(self, request: RunRequest) -> RunResult:
-        """Run one stage (and its probe); raises HarnessError for an invalid request, InfraError if
+        """Run one stage (and its probe); raises InvalidRequest for an invalid request, BackendError if
         bwrap fails."""
         _check_request(request)
         if request.probe is not None:
             _check_request(request.probe)
             if self._nsenter is None:
-                raise HarnessError(f"stage {request.name} is a service with a probe: the local backend "
+                raise InvalidRequest(f"stage {request.name} is a service with a probe: the local backend "
                                    "starts the probe in the service's network namespace with nsenter, "
                                    "which needs root; run as root or use the docker backend")
-        return self._run(request)
+        # cores are not pinned here (the plan's cpusets are Docker's): the locks still hold
+        return run_on_plan(request, lambda req, watch: self._run(req), cancelled=lambda: False,
+                           watch_cpu=False)
 
     def _run(self, request: RunRequest, *, network_of: int | None = None,
              started: Callable[[_Stage], None] | None = None) -> RunResult:
@@ -205,7 +209,7 @@ class LocalBackend(SandboxBackend):
                          peak_memory_bytes=maxrss, detail=detail, probe=probe)
 
     def cancel_all(self) -> None:
-        """Kill every running stage; their `run` calls raise InfraError("cancelled")."""
+        """Kill every running stage; their `run` calls raise BackendError("cancelled")."""
         with self._lock:
             live = list(self._live)
         for stage in live:
@@ -234,7 +238,7 @@ class LocalBackend(SandboxBackend):
                                     start_new_session=True, env={"PATH": os.defpath})
         except OSError as exc:
             os.close(ready_r)
-            raise InfraError(f"cannot start bwrap for stage {request.name}: {exc}") from None
+            raise BackendError(f"cannot start bwrap for stage {request.name}: {exc}") from None
         finally:
             for fd in (ready_w, info_w, *data_fds.values()):
                 os.close(fd)
@@ -249,7 +253,7 @@ class LocalBackend(SandboxBackend):
                            image="", workdir=TMP)
         result = self.run(probe)
         if result.status is not StageStatus.OK:
-            raise InfraError(f"bwrap cannot run {self._layout.python} in a sandbox here: "
+            raise BackendError(f"bwrap cannot run {self._layout.python} in a sandbox here: "
                              f"{result.detail} {result.log[-500:]}")
 
 
@@ -320,21 +324,21 @@ def _tell(stage: _Stage) -> None:
 
 def _check_request(request: RunRequest) -> None:
     if not request.command:
-        raise HarnessError(f"stage {request.name}: empty command")
+        raise InvalidRequest(f"stage {request.name}: empty command")
     if not PurePosixPath(request.workdir).is_absolute() or ".." in PurePosixPath(request.workdir).parts:
-        raise HarnessError(f"stage {request.name}: workdir {request.workdir!r} is not absolute")
+        raise InvalidRequest(f"stage {request.name}: workdir {request.workdir!r} is not absolute")
     targets = [m.target for m in request.mounts]
     if len(set(targets)) != len(targets):
-        raise HarnessError(f"stage {request.name}: two mounts share a target: {targets}")
+        raise InvalidRequest(f"stage {request.name}: two mounts share a target: {targets}")
     for mount in request.mounts:
         reason = check_target(mount.target)
         if reason:
-            raise HarnessError(f"stage {request.name}: mount target {mount.target!r} is {reason}")
+            raise InvalidRequest(f"stage {request.name}: mount target {mount.target!r} is {reason}")
         if not Path(mount.source).is_dir():
-            raise InfraError(f"stage {request.name}: mount source {mount.source} is not a directory")
+            raise BackendError(f"stage {request.name}: mount source {mount.source} is not a directory")
     for key, _ in request.env:
         if not key or "=" in key or "\0" in key:
-            raise HarnessError(f"stage {request.name}: invalid environment variable name {key!r}")
+            raise InvalidRequest(f"stage {request.name}: invalid environment variable name {key!r}")
 
 
 def _pump_output(stage: _Stage) -> tuple[bytes, bool]:
@@ -430,13 +434,13 @@ def _was_ready(ready_fd: int) -> bool:
 def _classify(stage: _Stage, exit_code: int, log: bytes, setup_done: bool) -> tuple[StageStatus, str]:
     name = stage.request.name
     if stage.cancelled:
-        raise InfraError(f"stage {name} was cancelled")
+        raise BackendError(f"stage {name} was cancelled")
     if stage.stopped and stage.reason is None and exit_code == 128 + signal.SIGKILL:
         return StageStatus.OK, ""  # a service still up when its probe ended, then stopped by us
     if stage.reason is not None:
         return stage.reason, stage.detail
     if not setup_done:
-        raise InfraError(f"bwrap could not set up the sandbox for stage {name}: "
+        raise BackendError(f"bwrap could not set up the sandbox for stage {name}: "
                          f"{log[-_LOG_TAIL:].decode('utf-8', errors='replace').strip()}")
     writable = [m.source for m in stage.request.mounts if not m.read_only]
     used, _ = tree_size(writable, max_entries=_MAX_ENTRIES)
@@ -517,7 +521,7 @@ def _supports_size(bwrap: str) -> bool:
 def _interpreter_dirs(python: str) -> tuple[str, ...]:
     """The host dirs (outside the system dirs) the interpreter needs, outermost only.
 
-    Raises InfraError if the interpreter cannot be run or lives directly in /.
+    Raises BackendError if the interpreter cannot be run or lives directly in /.
     """
     if python == os.path.abspath(sys.executable):
         found = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}
@@ -526,10 +530,10 @@ def _interpreter_dirs(python: str) -> tuple[str, ...]:
             shown = subprocess.run([python, "-I", "-c", _SHOW_PREFIXES], capture_output=True, text=True,
                                    timeout=60, check=True)
         except (OSError, subprocess.SubprocessError) as exc:
-            raise InfraError(f"cannot run the local backend's interpreter {python}: {exc}") from None
+            raise BackendError(f"cannot run the local backend's interpreter {python}: {exc}") from None
         found = set(shown.stdout.splitlines())
     found |= {os.path.dirname(python), os.path.dirname(os.path.realpath(python))}
     dirs = sorted({os.path.normpath(d) for d in found if os.path.isdir(d) and not is_system_path(d)})
     if "/" in dirs:
-        raise InfraError(f"the interpreter {python} has / as its prefix: the sandbox would see all of it")
+        raise BackendError(f"the interpreter {python} has / as its prefix: the sandbox would see all of it")
     return tuple(d for d in dirs if not any(d != o and Path(d).is_relative_to(o) for o in dirs))

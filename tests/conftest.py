@@ -12,6 +12,21 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _own_machine_locks(tmp_path_factory):
+    """The suite's measurements and stages take turns with each other (sandbox/_cpus.py), not with
+    a harness someone runs beside it on the same host; the CLI's subprocesses inherit the folder."""
+    from sandbox._cpus import LOCK_DIR_ENV
+
+    before = os.environ.get(LOCK_DIR_ENV)
+    os.environ[LOCK_DIR_ENV] = str(tmp_path_factory.mktemp("machine-locks"))
+    yield
+    if before is None:
+        os.environ.pop(LOCK_DIR_ENV, None)
+    else:
+        os.environ[LOCK_DIR_ENV] = before
+
+
 @pytest.fixture(scope="session")
 def sandbox_image(tmp_path_factory) -> str:
     """A real grading image (the harness's own base + recipe, no extra packages), built or cached."""

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from graders import CriterionResult, Grader, GradingContext, grader
 from harness.backends import BACKENDS
+from harness.core import CriterionResult, Grader, GradingContext, grader
 from harness.data import materialize
 from harness.pipeline import Runtime, build_graders
 from harness.spec import Assignment

@@ -15,8 +15,8 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from graders import CriterionResult
-from harness._text import CONTROL
+from harness.core import CriterionResult
+from harness.core.text import CONTROL
 
 HUGE_INT = 10**400  # float() and math.isfinite() raise OverflowError
 OVER_DIGIT_LIMIT = b"1" * (sys.get_int_max_str_digits() + 700)  # int() and json raise ValueError

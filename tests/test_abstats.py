@@ -15,7 +15,7 @@ References, cited at each test:
 * The worked two-proportion example of https://www.geratools.com/ab-test-significance-calculator:
   250/5,000 vs 295/5,000 -> pooled z = 1.982, two-sided p = 0.0474, 95% CI [+0.01%, +1.79%].
 * statsmodels (proportions_ztest, confint_proportions_2indep, NormalIndPower, TTestIndPower,
-  CompareMeans) and scipy (ttest_ind, chisquare, linregress), which graders._abstats does not call.
+  CompareMeans) and scipy (ttest_ind, chisquare, linregress), which graders.abtest.stats does not call.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from statsmodels.stats.proportion import (
 )
 from statsmodels.stats.weightstats import CompareMeans, DescrStatsW
 
-from graders._abstats import (
+from graders.abtest.stats import (
     cuped,
     runtime_days,
     sample_size_continuous,

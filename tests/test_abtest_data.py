@@ -1,6 +1,6 @@
 """The abtest data generator: determinism, no truth in visible files, and planted effects found.
 
-The planted effects are checked with the harness's reference statistics (graders/_abstats.py,
+The planted effects are checked with the harness's reference statistics (graders/abtest/stats.py,
 itself tested against published figures in tests/test_abstats.py). The CUPED check uses the
 identity of Deng, Xu, Kohavi and Walker (WSDM 2013, "Improving the sensitivity of online
 controlled experiments by utilizing pre-experiment data", section 3.2): with the optimal theta
@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from graders._abstats import cuped, srm_test, two_proportion_test, welch_test
+from graders.abtest.stats import cuped, srm_test, two_proportion_test, welch_test
 from tests.abtest_runs import SECRET, generate, materialize_runs, run_folder
 
 OTHER_SECRET = 59762680961794307607054800443212711258

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from tests.conftest import REPO, earned, run_cli
-from tests.test_e2e_docker import json_lines, mlflow_runs
+from tests.test_e2e_docker import by_candidate, json_lines, mlflow_runs
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 EXAMPLES = REPO / "assignments" / "abtest" / "examples"
@@ -42,15 +42,16 @@ def test_examples_order_as_a_reviewer_would(graded):
                                        total["bootstrap_permutation"]) - 10
     # One-sided tests, pooled variance, peeking: below the one who only forgot a check.
     assert total["classic_mistakes"] < total["no_srm"] - 10
-    # Answers pasted from the public data fit no hidden run (they are drawn unlike it: at most 0.2
-    # of 18.5 answer weight over ten secret seeds); the classic mistakes earn some answers (how many
-    # depends on this install's secret seed: its SRM threshold of 0.001 misses some planted SRMs).
+    # Answers pasted from the public data fit no hidden run (they are drawn unlike it): over eight
+    # fresh secrets, at most 0.51 of 18.5 answer weight (partial interval credit by chance), total at
+    # most 2.4. It is not ordered against classic_mistakes: what those earn depends on the secret,
+    # and nothing is right where its peeking stops early on every hidden run (every number then comes
+    # from part of the data): 0.0 to 12.6 over nine secrets (README).
     answers = {name: earned(line, groups=AB_GROUPS) for name, line in lines.items()}
-    assert answers["hardcoded"] < 0.5 and answers["hardcoded"] <= answers["classic_mistakes"]
-    assert total["hardcoded"] < total["classic_mistakes"]
+    assert answers["hardcoded"] < 1.0
     # The notebook that raises answers nothing, and the pasted answers follow no data: neither did the
     # task, so their engineering criteria (code quality, own tests) count for nothing either, though
-    # their code was reviewed (graders/_abtest_gate.py).
+    # their code was reviewed (graders/abtest/gate.py).
     assert lines["raises"]["status"] == "error" and answers["raises"] == 0
     # (hardcoded may hit an answer or two by chance on some secret seeds: engineering is what is 0)
     assert total["raises"] == 0 and total["hardcoded"] < 3
@@ -101,7 +102,7 @@ def test_mlflow_shows_per_field_criteria_groups_and_the_notebook(graded):
     results, _ = graded
     from mlflow.tracking import MlflowClient
 
-    runs = {r.info.run_name: r for r in mlflow_runs(results, "abtest@1.0")}
+    runs = by_candidate(mlflow_runs(results, "abtest@1.0"))
     assert set(runs) >= {"good_notebook", "good_script", "no_srm", "classic_mistakes", "hardcoded", "raises"}
     metrics = runs["good_notebook"].data.metrics
     assert {"score.design_conversion_n", "score.conversion_ci_abs", "score.srm_detected", "score.decision",

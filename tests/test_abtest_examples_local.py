@@ -3,7 +3,7 @@
 Each example script runs with the host's Python on the public data set and on the hidden `srm`
 run (a planted sample-ratio mismatch with a spurious win, the run where the examples differ
 most). The answers are checked against the assignment's JSON Schema, and the good script's
-numbers against the harness's reference statistics in graders/_abstats.py, which
+numbers against the harness's reference statistics in graders/abtest/stats.py, which
 tests/test_abstats.py checks against independent references (Evan Miller's calculator,
 statsmodels, scipy). The notebooks run through nbclient with a parameters cell injected after
 the one tagged `parameters`, as the harness does; the Docker end-to-end run is tested elsewhere.
@@ -24,7 +24,7 @@ import pandas as pd
 import pytest
 from jsonschema import Draft202012Validator
 
-from graders import _abstats as ref
+from graders.abtest import stats as ref
 from sandbox import RUNNERS_DIR
 from tests.abtest_runs import materialize_runs, run_folder
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from graders._base import GRADERS, GradingContext, OutputFile
+from harness.core.grading import GRADERS, GradingContext, OutputFile
 
 RUNS = ["no_effect", "clear_win", "srm"]
 

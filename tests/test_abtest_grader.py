@@ -1,6 +1,6 @@
 """The `ab_answer` grader: reference answers, per-field scoring, malformed answers, chance correction.
 
-The reference (graders/_abtest_reference.py) is checked against computations it does not call, on
+The reference (graders/abtest/reference.py) is checked against computations it does not call, on
 the generated data read here with the csv module: statsmodels `proportions_ztest`,
 `confint_proportions_2indep` (Wald), `weightstats.ttest_ind(usevar="unequal")` and
 `CompareMeans.tconfint_diff`, `samplesize_proportions_2indep_onetail` (the pooled formula) and
@@ -31,16 +31,16 @@ from statsmodels.stats.proportion import (
 )
 from statsmodels.stats.weightstats import CompareMeans, DescrStatsW, ttest_ind
 
-from graders._abtest_reference import FIELDS, Bounds, Choice, Exact, Numbers, PValue, reference
-from graders._abtest_score import (
+from graders.abtest.grader import AbAnswerGrader
+from graders.abtest.reference import FIELDS, Bounds, Choice, Exact, Numbers, PValue, reference
+from graders.abtest.scoring import (
     best_constant,
     chance_corrected,
     compare_interval,
     compare_number,
     compare_p_value,
 )
-from graders._base import GRADERS, CriterionResult, GradingContext, OutputFile
-from graders.abtest import AbAnswerGrader
+from harness.core.grading import GRADERS, CriterionResult, GradingContext, OutputFile
 from harness.errors import SpecError
 from tests.abtest_runs import materialize_runs, run_folder
 

@@ -6,7 +6,7 @@ The runs are the assignment's own hidden runs (`clear_cut_run`) for 10 secrets, 
 resampling is exact but vectorised through sufficient statistics, so it stays cheap: resampling n
 users of whom k have a non-baseline value (a purchase, a pre-period purchase) is the same as
 drawing how many of the k are drawn (binomial with replacement, hypergeometric for a
-permutation) and then which. The reference values come from graders._abstats (checked against
+permutation) and then which. The reference values come from graders.abtest.stats (checked against
 statsmodels and scipy in tests/test_abstats.py); the tolerances are read from assignment.yaml.
 """
 
@@ -21,10 +21,10 @@ import pytest
 import yaml
 from scipy import stats
 
-from graders._abstats import cuped, two_proportion_test, welch_test
-from graders._abtest_reference import Bounds, PValue
-from graders._abtest_score import compare
-from graders.abtest import AbAnswerGrader
+from graders.abtest.grader import AbAnswerGrader
+from graders.abtest.reference import Bounds, PValue
+from graders.abtest.scoring import compare
+from graders.abtest.stats import cuped, two_proportion_test, welch_test
 from tests.abtest_runs import generate
 
 ASSIGNMENT = Path(__file__).resolve().parents[1] / "assignments" / "abtest"

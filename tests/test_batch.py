@@ -317,7 +317,7 @@ def test_parallel_jobs_grade_everything_once(tmp_path):
 
 
 def test_non_finite_metrics_are_dropped_so_results_stay_loadable(tmp_path):
-    from graders import GRADERS
+    from harness.core import GRADERS
 
     grader = GRADERS.get("completion")(name="c", weight=1, args=GRADERS.get("completion").Args())
     result = grader.criterion(score=0.5, metrics={"ok": 1.0, "nan": float("nan"), "inf": float("inf")},
@@ -427,7 +427,7 @@ def test_a_full_host_disk_is_infra_not_the_candidates_error(tmp_path, monkeypatc
 
 
 def test_messages_drop_characters_that_could_disguise_text():
-    from harness._text import one_line
+    from harness.core.text import one_line
 
     disguised = "ok\u202e\u200bgnirts\x85\x1b[31mred"
     assert one_line(disguised) == "ok gnirts red"
@@ -453,6 +453,10 @@ def test_log_results_feeds_mlflow_once_and_a_refused_log_exits_as_infra(tmp_path
     assert api.log_results(TOY, results_dir=tmp_path / "results", tracking_uri=uri) == 2
     client = MlflowClient(tracking_uri=uri)
     experiment = client.get_experiment_by_name("toy@1.0")
-    assert len(client.search_runs([experiment.experiment_id])) == 2  # logged once each
+    runs = client.search_runs([experiment.experiment_id])
+    assert len([r for r in runs if "mlgrade.cohort" not in r.data.tags]) == 2  # logged once each
+    assert len(runs) == 3  # and one parent: the leaderboard
+    page = next((tmp_path / "results").rglob("index.html")).read_text()  # the cohort page links each run
+    assert all(r.info.run_id in page for r in runs if "mlgrade.cohort" not in r.data.tags)
     report.tracking_uri = uri  # as if logging had been on, and MLflow refused both results
     assert report.unlogged == 2 and report.exit_code == InfraError.exit_code

@@ -49,7 +49,8 @@ def _runs(results):
 
     client = MlflowClient(tracking_uri=f"sqlite:///{results}/mlflow.db")
     experiment = client.get_experiment_by_name("toy@1.0")
-    return {r.info.run_name: r for r in client.search_runs([experiment.experiment_id])}, client
+    runs = client.search_runs([experiment.experiment_id])
+    return {r.data.tags["candidate"]: r for r in runs if "candidate" in r.data.tags}, client
 
 
 def test_the_copy_is_flagged_and_only_the_copy(graded) -> None:

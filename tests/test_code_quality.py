@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 from radon.metrics import mi_visit
 
-import graders.code_quality  # noqa: F401 - registers the grader
-from graders._base import GRADERS, CriterionResult, GradingContext
-from graders._quality_hygiene import words_added
-from graders._quality_tools import Unit, ruff_binary, run_worker
+import graders.quality.grader  # noqa: F401 - registers the grader
+from graders.quality._hygiene import words_added
+from graders.quality._tools import Unit, ruff_binary, run_worker
+from harness.core.grading import GRADERS, CriterionResult, GradingContext
 from harness.errors import SpecError
 from harness.pipeline import build_graders
 from harness.spec import Assignment, AssignmentSpec
@@ -405,7 +405,7 @@ def test_the_ladder_reports_say_why(ladder):
 
 
 # --- files that do not parse: counted by their own size ----------------------------------------------
-# Rule (graders._quality_measures): each code line (non-blank, not only a comment) of a file that
+# Rule (graders.quality._measures): each code line (non-blank, not only a comment) of a file that
 # does not parse counts at the measure's `bad` value; lint's is 15 findings per 100 lines. So
 # lint = (100 * findings + 15 * U) / (L + U), L the parsed files' logical lines, U the unparsed code lines.
 

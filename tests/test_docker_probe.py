@@ -176,12 +176,12 @@ def test_a_probe_over_its_time_limit_is_reported_and_the_service_stops(backend, 
 
 def test_the_local_backend_without_nsenter_refuses_a_probe_clearly():
     # logic only: a non-root harness has no nsenter to join the service's namespace with
-    from harness.errors import HarnessError
+    from sandbox.errors import InvalidRequest
 
     local = _local()
     local._nsenter = None
     probe = RunRequest(name="p", command=("true",), image="")
-    with pytest.raises(HarnessError, match="needs root"):
+    with pytest.raises(InvalidRequest, match="needs root"):
         local.run(RunRequest(name="s", command=("true",), image="", probe=probe))
 
 

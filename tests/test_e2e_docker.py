@@ -14,6 +14,7 @@ from pathlib import Path
 import docker
 import pytest
 
+from harness.formats import markdown_cell
 from tests.conftest import REPO, earned, run_cli
 from tests.test_intake import git_repo
 
@@ -26,12 +27,18 @@ def json_lines(stdout: str) -> dict[str, dict]:
     return {(line := json.loads(raw))["candidate"]: line for raw in stdout.splitlines() if raw.strip()}
 
 
-def mlflow_runs(results: Path, experiment: str) -> list:
+def mlflow_runs(results: Path, experiment: str, *, cohort: bool = False) -> list:
+    """The candidates' runs of `experiment` (or, with `cohort`, its parent runs)."""
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri=f"sqlite:///{results}/mlflow.db")
     exp = client.get_experiment_by_name(experiment)
-    return [] if exp is None else client.search_runs([exp.experiment_id], max_results=1000)
+    runs = [] if exp is None else client.search_runs([exp.experiment_id], max_results=1000)
+    return [r for r in runs if ("mlgrade.cohort" in r.data.tags) == cohort]
+
+
+def by_candidate(runs: list) -> dict:
+    return {r.data.tags["candidate"]: r for r in runs}
 
 
 @pytest.fixture(scope="module")
@@ -87,20 +94,28 @@ def test_examples_grade_in_the_order_a_reviewer_expects(graded_examples):
 def test_mlflow_has_one_comparable_run_per_submission(graded_examples):
     results, _ = graded_examples
     runs = mlflow_runs(results, "ranker@1.0")
-    assert sorted(r.info.run_name for r in runs) == ["bad_output", "baseline", "broken", "good",
+    assert sorted(r.info.run_name for r in runs) == ["bad_output", "baseline", "broken (error)", "good",
                                                      "lightgbm_lambdamart", "xgboost_ranker"]
-    good = next(r for r in runs if r.info.run_name == "good")
+    good = by_candidate(runs)["good"]
     assert good.info.status == "FINISHED"
     assert {"total_score", "score.ndcg", "ndcg.ndcg_at_10", "ndcg.map", "ndcg.mrr",
             "train.seconds", "predict.seconds"} <= set(good.data.metrics)
-    assert {"content_hash", "assignment_version", "harness_version", "image_id",
-            "submission_id"} <= set(good.data.params)
+    assert {"assignment_version", "harness_version", "backend"} <= set(good.data.params)
+    assert {"mlgrade.content_hash", "mlgrade.image_id", "mlgrade.submission_id"} <= set(good.data.tags)
     assert good.data.tags["candidate"] == "good" and good.data.tags["status"] == "ok"
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri=f"sqlite:///{results}/mlflow.db")
     names = {a.path for a in client.list_artifacts(good.info.run_id)}
     assert {"result.json", "report.md", "logs", "outputs"} <= names
+    # The reviewer's entry point: one parent run holding the leaderboard, and the URL of the view
+    # sorted by total score (tests/test_mlflow_views.py checks the view itself).
+    (parent,) = mlflow_runs(results, "ranker@1.0", cohort=True)
+    assert all(r.data.tags["mlflow.parentRunId"] == parent.info.run_id for r in runs)
+    best = max(runs, key=lambda r: r.data.metrics["total_score"]).data.tags["candidate"]
+    assert f"| 1 | {markdown_cell(best)} |" in parent.data.tags["mlflow.note.content"]
+    ui = run_cli("ui", "--results", str(results))
+    assert f"/#/experiments/{good.info.experiment_id}/runs?viewStateShareKey=leaderboard" in ui.stdout
 
 
 def test_regrade_skips_and_results_lists_without_grading(graded_examples):
@@ -110,6 +125,7 @@ def test_regrade_skips_and_results_lists_without_grading(graded_examples):
     assert again.returncode == 0, again.stderr[-2000:]
     assert "already graded" in again.stdout
     assert len(mlflow_runs(results, "ranker@1.0")) == len(subs)  # no duplicate runs
+    assert len(mlflow_runs(results, "ranker@1.0", cohort=True)) == 1  # nor a second parent
     listed = run_cli("results", "ranker", "--json", "--results", str(results))
     assert listed.returncode == 0
     ranked = [json.loads(line)["candidate"] for line in listed.stdout.splitlines()]

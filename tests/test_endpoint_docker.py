@@ -1,26 +1,27 @@
 """The endpoint assignment end to end: the real CLI, a server container, the probe container in its
 network namespace, a real MLflow store. The examples' order is what a reviewer would give them.
 
-The probe's load phases are shortened (shorter durations, and capacity steps a factor 2 apart
-instead of the square root of 2, then the spec's two bisections; the objective and thresholds are
-the spec's) so the suite stays within CI's budget; `harness demo endpoint` runs the full spec.
+The probe's load phases are shortened (a shorter latency run and at most 2 s per capacity step;
+the grid, the bisections, the objective and the thresholds are the spec's) so the suite stays
+within CI's budget; `harness demo endpoint` runs the full spec.
 """
 
 from __future__ import annotations
 
 import json
+import multiprocessing
 import shutil
 
 import pytest
 
 from tests.conftest import REPO, earned, run_cli
-from tests.test_e2e_docker import json_lines, mlflow_runs
+from tests.test_e2e_docker import by_candidate, json_lines, mlflow_runs
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 ASSIGNMENT = REPO / "assignments" / "endpoint"
-SHORTER = {'--health-timeout, "60"': '--health-timeout, "20"', '--duration, "10"': '--duration, "4"',
-           '--warmup, "2"': '--warmup, "1"',
-           '--capacity-duration, "4"': '--capacity-duration, "2", --capacity-factor, "2"'}
+# health: 40 s, as the first server of a batch can take 15-25 s to import torch from a cold page cache
+SHORTER = {'--health-timeout, "60"': '--health-timeout, "40"', '--duration, "10"': '--duration, "4"',
+           '--warmup, "1"': '--warmup, "0.5"', '--capacity-duration, "4"': '--capacity-duration, "2"'}
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +83,7 @@ def test_mlflow_has_the_plots_the_histogram_and_peak_memory(graded):
     results, _ = graded
     from mlflow.tracking import MlflowClient
 
-    runs = {r.info.run_name: r for r in mlflow_runs(results, "endpoint@1.0")}
+    runs = by_candidate(mlflow_runs(results, "endpoint@1.0"))
     fast = runs["fast"]
     assert {"score.latency", "latency.p99_ms", "capacity.capacity_rps", "serve.peak_memory_mb",
             "group.load"} <= set(fast.data.metrics)
@@ -108,7 +109,14 @@ def test_the_local_backend_grades_a_service_over_loopback(shorter, graded, tmp_p
                 docker[name]["criteria"][criterion]["score"], abs=0.05), (name, criterion)
         # start-up seconds depend on the machine's load at that moment: healthy is what must agree
         assert local[name]["criteria"]["cold_start"]["metrics"]["healthy"] == 1
-    assert local["fast"]["criteria"]["latency"]["score"] == 1
+    # the latency was measured over loopback (how fast depends on the machine at that moment: the
+    # grade's stability under load is the cpu-hog test's business below)
+    latency = local["fast"]["criteria"]["latency"]
+    if latency.get("ungraded"):
+        assert local["fast"]["reason"].startswith("machine busy: "), local["fast"]["reason"]
+    else:
+        assert latency["metrics"]["error_rate"] == 0 and latency["metrics"]["p99_ms"] > 0, latency
+        assert latency["score"] > 0, latency
 
 
 HOSTILE = REPO / "tests" / "fixtures" / "endpoint_hostile"
@@ -177,3 +185,38 @@ def test_a_server_that_exits_at_start_is_reported_at_once_with_its_exception(hos
         assert stages["serve/probe"]["detail"] == TOLD_DETAIL  # ended because told, not at its timeout
         cold = next(c for c in result["criteria"] if c["name"] == "cold_start")
         assert "the server exited" in cold["explanation"] and "within 20 s" not in cold["explanation"]
+
+
+def _spin() -> None:
+    while True:
+        pass
+
+
+def test_under_a_cpu_hog_a_grade_is_close_to_the_idle_one_or_flagged_never_silently_low(shorter, graded,
+                                                                                       tmp_path):
+    """Before the machine check, `fast` graded beside busy processes scored 65 (96.8 idle) and
+    nothing said why. Now: within 3 points of its idle grade, or latency and capacity ungraded."""
+    folder = tmp_path / "endpoint"
+    shutil.copytree(shorter, folder)
+    spec = (folder / "assignment.yaml").read_text()
+    assert "retries: 2, backoff: 10" in spec
+    (folder / "assignment.yaml").write_text(spec.replace("retries: 2, backoff: 10", "retries: 0, backoff: 0"))
+    hogs = [multiprocessing.Process(target=_spin, daemon=True) for _ in range(2)]  # the test's own, bounded
+    for hog in hogs:
+        hog.start()
+    try:
+        proc = run_cli("grade", str(folder), str(ASSIGNMENT / "examples" / "fast"), "--json", "--no-mlflow",
+                       "--results", str(tmp_path / "results"), timeout=600)
+    finally:
+        for hog in hogs:
+            hog.kill()
+    line = json_lines(proc.stdout)["fast"]
+    idle = graded[1]["fast"]["total_score"]
+    if line["status"] == "machine_busy":
+        assert proc.returncode != 0 and line["total_score"] is None
+        assert line["reason"].startswith("machine busy: "), line["reason"]
+        assert {name for name, c in line["criteria"].items() if c.get("ungraded")} == {"latency", "capacity"}
+        report = next((tmp_path / "results").glob("endpoint/*/fast-*/report.md")).read_text()
+        assert "| ungraded |" in report and "Machine during the timed phases" in report
+    else:  # a machine with cores to spare for the hogs
+        assert line["status"] == "ok" and abs(line["total_score"] - idle) <= 3, (line, idle)

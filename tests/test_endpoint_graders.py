@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from hdrh.histogram import HdrHistogram
 
-from graders import GRADERS, GradingContext, OutputFile
+from harness.core import GRADERS, GradingContext, OutputFile
 from harness.pipeline import build_graders
 from harness.spec import Assignment, AssignmentSpec
 
@@ -252,3 +252,47 @@ def test_the_shipped_spec_gates_robustness_and_cold_start():
     # and the engineering criteria need the same evidence that the service does the task
     assert all(graders[n].requires == {"correctness": serving["min_share"]}
                for n in ("own_tests", "coverage", "code_quality"))
+
+
+# --- intervals: the p99's 95% interval, the capacity's bracket --------------------------------------
+
+def test_latency_shows_the_p99_interval_and_scores_the_point_estimate(tmp_path):
+    grader = make("endpoint_latency", zero=250, full=50)
+    result = grader.grade(context(tmp_path, {"latency": latency(2.4) | {"p99_ci_ms": [2.1, 2.9]}}))
+    assert "p99 2.4 ms (95% CI 2.1-2.9) at 100 requests/s" in result.explanation
+    assert result.metrics["p99_ci_low_ms"] == 2.1 and result.metrics["p99_ci_high_ms"] == 2.9
+    # 150 ms lies half way from 250 (0) to 50 (1), whatever the interval's ends
+    wide = grader.grade(context(tmp_path, {"latency": latency(150.0) | {"p99_ci_ms": [40.0, None]}}))
+    assert wide.score == pytest.approx(0.5)
+    assert "p99 150.0 ms (95% CI 40.0 or more)" in wide.explanation and "p99_ci_high_ms" not in wide.metrics
+
+
+def _sample(index: int, phase: str, rate: float) -> dict:
+    return {"input": index, "phase": phase, "rate": rate, "status": 200, "prediction": REFERENCE[index]}
+
+
+def test_capacity_counts_the_latency_run_as_a_step_and_shows_the_bracket(tmp_path):
+    # The latency run met the objective at 100/s, so the search began above it: 200 passed, 400
+    # failed. The latency run's step is checked against the latency phase's sampled answers.
+    grader = make("endpoint_capacity", zero=100, full=800, objective_ms=50, scale_by_correctness="reference")
+    steps = [{"rate": 100, "phase": "latency", "p99_ms": 3, "error_rate": 0, "ok": True},
+             {"rate": 200, "p99_ms": 4, "p99_ci_ms": [3, 6], "error_rate": 0, "ok": True, "stopped": "pass"},
+             {"rate": 400, "p99_ms": 90, "p99_ci_ms": [70, 120], "error_rate": 0, "ok": False,
+              "stopped": "fail"}]
+    samples = [_sample(0, "latency", 100), _sample(1, "capacity", 200), _sample(2, "capacity", 400)]
+    report = {"capacity": {"capacity_rps": 200, "steps": steps},
+              "correctness": {"sent": 4, "answered": 4, "predictions": REFERENCE},
+              "load_check": {"pool": 4, "samples": samples}}
+    result = grader.grade(context(tmp_path, report))
+    assert result.score == pytest.approx(100 / 700)  # 200/s: 100/700 of the way from 100 to 800
+    assert result.metrics["capacity_low_rps"] == 200 and result.metrics["capacity_high_rps"] == 400
+    assert "Capacity 200 requests/s (between 200 and 400" in result.explanation
+    # only the latency run passed: it is the capacity, verified by its own phase's samples
+    first = report | {"capacity": {"capacity_rps": 100, "steps": [steps[0], steps[2] | {"rate": 200}]},
+                      "load_check": {"pool": 4, "samples": [samples[0], _sample(1, "capacity", 200)]}}
+    result = grader.grade(context(tmp_path, first))
+    assert result.metrics["capacity_rps"] == 100 and result.metrics["capacity_high_rps"] == 200
+    # every rate passed: a lower bound, no upper end
+    capped = grader.grade(context(tmp_path, report | {"capacity": {"capacity_rps": 200, "capped": True,
+                                                                    "steps": steps[:2]}}))
+    assert "or more" in capped.explanation and "capacity_high_rps" not in capped.metrics

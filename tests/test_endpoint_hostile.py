@@ -23,7 +23,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from graders import GRADERS, GradingContext, OutputFile
+from harness.core import GRADERS, GradingContext, OutputFile
 from tests.runner_stubs import N_FEATURES, Behaviour, model_server, toy_predict
 
 # isort: split

@@ -20,10 +20,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from graders import CriterionResult
 from harness import api
 from harness._reasons import TAIL_CHARS, read_failure
-from harness._text import CONTROL
+from harness.core import CriterionResult
+from harness.core.text import CONTROL
 from harness.output import summary_table
 from harness.report import render_report
 from harness.results import REASON_CHARS, StageRecord, Status, SubmissionResult
@@ -213,7 +213,7 @@ def test_the_log_tail_keeps_an_exception_line_a_long_message_pushed_out(tmp_path
 
 
 def ab_criterion(name: str, runs: dict[str, str]) -> CriterionResult:
-    """A criterion shaped as the ab_answer grader writes it (graders/abtest.py)."""
+    """A criterion shaped as the ab_answer grader writes it (graders/abtest/grader.py)."""
     text = "; ".join(f"{run}: {problem}" for run, problem in runs.items())
     return CriterionResult(name=name, group="design", grader="ab_answer", grader_version="1", score=0.0,
                            weight=1.0, explanation=f"0/{len(runs)} runs within ±3%: {text}.",

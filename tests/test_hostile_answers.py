@@ -19,11 +19,11 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from graders import GradingContext, OutputFile
-from graders._abtest_reference import DECISIONS, FIELDS
-from graders._answers import parse_answers
-from graders.abtest import AbAnswerGrader
-from harness._text import CONTROL
+from graders.abtest._answers import parse_answers
+from graders.abtest.grader import AbAnswerGrader
+from graders.abtest.reference import DECISIONS, FIELDS
+from harness.core import GradingContext, OutputFile
+from harness.core.text import CONTROL
 from tests.abtest_runs import materialize_runs, run_folder
 from tests.hostile import HUGE_INT, OVER_DIGIT_LIMIT, RAW_EXTREMES, assert_defined, dumps, json_values
 

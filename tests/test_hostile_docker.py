@@ -16,7 +16,7 @@ SECRET = "hidden-label-7f3a9c"  # tests/fixtures/assignments/probe/data/generate
 
 ESCAPE = r'''
 import os, socket
-found = []
+found, complete = [], []
 TOKEN = ("hidden-label-" + "7f3a9c").encode()  # built at run time so this file does not contain it
 def scan(top, budget=[200000]):
     for root, dirs, files in os.walk(top, onerror=lambda e: None):
@@ -24,7 +24,7 @@ def scan(top, budget=[200000]):
         for name in files:
             budget[0] -= 1
             if budget[0] < 0:
-                return
+                return False
             path = os.path.join(root, name)
             try:
                 with open(path, "rb") as fh:
@@ -33,7 +33,8 @@ def scan(top, budget=[200000]):
             except OSError:
                 pass
 for top in ("/data", "/workspace", "/submission", "/tmp", "/home", "/opt", "/etc", "/root", "/var", "/mnt"):
-    scan(top)
+    if scan(top) is not False:
+        complete.append(top)
 writable = []
 for target in ("/submission/x", "/data/public/x", "/etc/x", "/usr/x", "/x"):
     try:
@@ -43,7 +44,8 @@ for target in ("/submission/x", "/data/public/x", "/etc/x", "/usr/x", "/x"):
 nets = sorted(os.listdir("/sys/class/net"))
 routes = open("/proc/net/route").read().splitlines()[1:]
 with open("/output/report.txt", "w") as fh:
-    fh.write(f"found={found}\nwritable={writable}\nnets={nets}\nroutes={routes}\nuid={os.getuid()}\n")
+    fh.write(f"found={found}\ncomplete={complete}\nwritable={writable}\nnets={nets}\nroutes={routes}\n"
+             f"uid={os.getuid()}\n")
 print(open("/output/report.txt").read())
 os.symlink("/etc/passwd", "/output/found.txt")  # try to make the harness read a host file
 '''
@@ -84,6 +86,10 @@ def test_escape_attempt_sees_nothing_and_changes_nothing(graded):
     item = graded["escape"]
     log = (item.folder / "logs" / "run.log").read_text()
     assert "found=[]" in log, log  # the hidden labels are nowhere in the sandbox
+    # every place was searched whole, the image's own folders too (the probe's run limit is 15 s: on
+    # CI's busy machine, once, the whole scan overran a 5 s limit at half a core)
+    assert ("complete=['/data', '/workspace', '/submission', '/tmp', '/home', '/opt', '/etc', '/root', "
+            "'/var', '/mnt']") in log, log
     # read-only root and data; /submission is the submission's working copy (issue 11), which is
     # thrown away: the original, on the host, is unchanged
     assert "writable=['/submission/x']" in log, log

@@ -1,6 +1,6 @@
 """The ranker's scores reader and the `ranking` grader, fed every extreme a candidate's scores.csv can hold.
 
-Every line lands in one class (graders/_ranking_io.py), every file becomes a score with an explanation,
+Every line lands in one class (graders/ranking/_io.py), every file becomes a score with an explanation,
 and no damage can earn more than scoring the damaged rows honestly at the bottom would: hypothesis
 generates files, hand-written cases pin each extreme.
 """
@@ -15,10 +15,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import graders._ranking_io as ranking_io
-from graders import GradingContext, OutputFile
-from graders._ranking_io import PROBLEMS, read_predictions
-from graders.ranking import RankingGrader
+import graders.ranking._io as ranking_io
+from graders.ranking._io import PROBLEMS, read_predictions
+from graders.ranking.grader import RankingGrader
+from harness.core import GradingContext, OutputFile
 from tests.hostile import assert_defined
 
 HEADER = "query_id,doc_id,score"

@@ -16,11 +16,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import graders._junit as junit_io
-from graders import GradingContext, OutputFile
-from graders._junit import ReportError, read_coverage, read_junit
+import graders.testsuite._junit as junit_io
 from graders.completion import CompletionGrader
-from graders.pytest_suite import CoverageGrader, HiddenTestsGrader, PassRateGrader
+from graders.testsuite._junit import ReportError, read_coverage, read_junit
+from graders.testsuite.grader import CoverageGrader, HiddenTestsGrader, PassRateGrader
+from harness.core import GradingContext, OutputFile
 from harness.spec import load_assignment
 from tests.hostile import HUGE_INT, OVER_DIGIT_LIMIT, assert_defined, dumps, json_values
 

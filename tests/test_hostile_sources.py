@@ -13,13 +13,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from graders import GradingContext
-from graders._quality_collect import MAX_CELLS, notebook_code, python_text, walk
-from graders._quality_hygiene import dependencies
-from graders._quality_secrets import scan_text
-from graders._quality_tools import UnitResult
-from graders._quality_worker import analyse
-from graders.code_quality import CodeQualityArgs, CodeQualityGrader
+from graders.quality._collect import MAX_CELLS, notebook_code, python_text, walk
+from graders.quality._hygiene import dependencies
+from graders.quality._secrets import scan_text
+from graders.quality._tools import UnitResult
+from graders.quality._worker import analyse
+from graders.quality.grader import CodeQualityArgs, CodeQualityGrader
+from harness.core import GradingContext
 from tests.hostile import OVER_DIGIT_LIMIT, assert_defined, dumps, json_values
 
 SETTINGS = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])

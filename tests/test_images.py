@@ -20,8 +20,8 @@ from types import SimpleNamespace
 import docker.errors
 import pytest
 
-from harness.errors import ImageBuildError
 from sandbox import _debian, _wheels, images
+from sandbox.errors import ImageBuildError
 from sandbox.images import ImageRef, RequirementsError, parse_requirements
 
 PURE_PACKAGE = "threadpoolctl==3.8.0"  # one small pure-Python wheel, no dependencies

@@ -1,7 +1,7 @@
 """The open-loop load generator: percentile maths, coordinated omission, capacity search, loopback guard.
 
 The generator is sandbox/runners/loadgen.py, imported as the sandbox does (tests/runner_stubs.py).
-Servers here are the loopback stub (graders/_http_stub.py) in a background thread; nothing leaves
+Servers here are the loopback stub (bench/http_stub.py) in a background thread; nothing leaves
 127.0.0.1 and every run is bounded by its schedule plus its timeout.
 """
 
@@ -13,19 +13,12 @@ import numpy as np
 import pytest
 from hdrh.histogram import HdrHistogram
 
-from graders._http_stub import StubConfig, stub_in_thread
+from bench.http_stub import StubConfig, stub_in_thread
 from tests.runner_stubs import RUNNERS_DIR  # noqa: F401 - imported first: puts the runners on sys.path
 
 # isort: split
-from loadgen import (
-    LoadResult,
-    capacity_search,
-    new_histogram,
-    percentiles_from,
-    rate_grid,
-    record_seconds,
-    run_open_loop,
-)
+from capacity import capacity_search, rate_grid
+from loadgen import LoadResult, StopRule, new_histogram, percentiles_from, record_seconds, run_open_loop
 
 
 def _run(port: int, rate: float, *, duration_s: float, warmup_s: float = 0.2, timeout_s: float = 1.0,
@@ -149,11 +142,37 @@ def test_capacity_search_sweeps_up_stops_at_the_first_failure_then_bisects():
 def test_capacity_search_reports_zero_when_even_low_fails():
     found, calls = _search(5)
     assert found.capacity == 0.0 and calls == [10] and len(found.curve) == 1
+    assert found.bracket == (0.0, 10)
 
 
 def test_capacity_search_says_when_every_rate_passed():
     found, calls = _search(1e9)
     assert calls == [10, 20, 40, 80, 160] and found.capacity == 160 and found.capped
+    assert found.bracket == (160, float("inf"))  # "160 or more"
+
+
+def test_capacity_search_starts_above_a_rate_already_shown_to_pass():
+    # the latency run met the objective at 20/s: the grid's 10 and 20 need no step. Then as in the
+    # sweep above: 40 passes, 80 fails, sqrt(40*80) = 56.57 fails, sqrt(40*56.57) = 47.57 passes.
+    found, calls = _search(50, known_pass=20)
+    assert calls[:2] == [40, 80] and len(calls) == 4
+    assert calls[2] == pytest.approx(56.57, abs=0.01) and calls[3] == pytest.approx(47.57, abs=0.01)
+    assert found.capacity == pytest.approx(47.57, abs=0.01)
+    assert found.bracket == (pytest.approx(47.57, abs=0.01), pytest.approx(56.57, abs=0.01))
+    # a known pass between grid rates: the sweep starts at the next one, the bracket from the pass
+    found, calls = _search(35, known_pass=30)
+    assert calls[0] == 40 and found.bracket[0] >= 30 and found.bracket[1] <= 40
+    # at the top of the range: nothing left to measure, capped
+    found, calls = _search(1e9, known_pass=160)
+    assert calls == [] and found.capacity == 160 and found.capped
+
+
+def test_factor_two_with_three_bisections_resolves_as_finely_as_sqrt2_with_two():
+    # the bracket's ratio after the search: 2 ** (1/8) both ways (9.05%), today's resolution
+    for factor, refine in ((2.0, 3), (2 ** 0.5, 2)):
+        found, _ = _search(50, factor=factor, refine=refine)
+        low, high = found.bracket
+        assert high / low == pytest.approx(2 ** (1 / 8), rel=1e-9) and low <= 50 < high
 
 
 @pytest.mark.parametrize(("low", "high", "factor"), [(25, 1600, 2 ** 0.5), (10, 100, 3), (1, 2, 1.5)])
@@ -227,3 +246,94 @@ def test_response_kinds_are_classified(name, completed, errors, timeouts):
     result = asyncio.run(_against_raw_server(_ANSWERS[name]))
     assert (result.completed, result.errors, result.timeouts) == (completed, errors, timeouts)
     assert result.scheduled == 10
+
+
+# --- early stop: a run ends once its interval excludes the objective ------------------------------
+
+def _stopping(port: int, rate: float, *, p99_ms: float, duration_s: float = 4.0, timeout_s: float = 1.0):
+    rule = StopRule(p99_ms=p99_ms, max_error_rate=0.01, min_s=1.0, every_s=0.5)
+    return asyncio.run(run_open_loop(port=port, path="/predict", body=b'{"instances": [[1.0]]}', rate=rate,
+                                     duration_s=duration_s, warmup_s=0.0, timeout_s=timeout_s, connections=4,
+                                     stop_rule=rule))
+
+
+def test_a_clearly_fast_server_passes_at_the_first_look():
+    # sub-millisecond answers against a 200 ms objective (far from it even on a busy machine):
+    # every block resample passes at the first look, after the minimum 1 s (+ the objective), not
+    # the 4 s maximum
+    with stub_in_thread(StubConfig()) as port:
+        result = _stopping(port, 200, p99_ms=200)
+    assert result.stopped == "pass", result
+    assert 200 <= result.scheduled < 800 and result.duration_s == result.scheduled / 200
+    assert result.completed == result.scheduled and result.p99_ci_ms[1] < 200
+
+
+def test_a_clearly_overloaded_server_fails_early():
+    # one request at a time, 20 ms each (50/s at most) offered 200/s: the backlog passes the
+    # objective within a fraction of a second and every resample misses it
+    with stub_in_thread(StubConfig(service_s=0.02)) as port:
+        result = _stopping(port, 200, p99_ms=50)
+    assert result.stopped == "fail", result
+    assert result.scheduled < 800
+
+
+def test_a_look_counts_a_waiting_request_as_slow_only_once_it_is_older_than_the_objective():
+    # 5 requests/s, each answered 450 ms late (non-blocking), against a 600 ms objective. The
+    # scheduler looks before it waits for the next request, 200 ms early: counting from that due
+    # time instead of from now would take the request sent 400 ms ago, still waiting, for one
+    # slower than 600 ms, and with a few requests a block (p99 = the slowest) no look would pass.
+    with stub_in_thread(StubConfig(delay_s=0.45)) as port:
+        result = _stopping(port, 5, p99_ms=600, duration_s=3.0)
+    assert result.stopped == "pass" and result.p99_ms < 600, result
+
+
+async def _bursty(rate: float, **kwargs) -> LoadResult:
+    """A server that answers at once except requests 0-5 of every 400 it receives (a burst of six
+    every 2 s at 200/s), which it answers 300 ms late."""
+    seen = 0
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal seen
+        try:
+            while await reader.readuntil(b"\r\n\r\n"):
+                await reader.readexactly(22)  # the test body
+                seen, slow = seen + 1, seen % 400 < 6
+                if slow:
+                    await asyncio.sleep(0.3)
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}")
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    async with server:
+        return await run_open_loop(port=server.sockets[0].getsockname()[1], path="/predict",
+                                   body=b'{"instances": [[1.0]]}', rate=rate, **kwargs)
+
+
+def test_a_server_near_the_objective_runs_the_full_duration():
+    # Bursts of 6 slow requests (300 ms against a 200 ms objective) among 400. At each look the
+    # measured requests hold one or two bursts, each in one of the 10 blocks, and the p99 of m
+    # requests allows m - rank(m) slow ones (2 of 200 ... 8 of 800): a resample meets the
+    # objective only if it draws no burst block (one burst: P = 0.9**10 = 0.35; two: 0.8**10 =
+    # 0.11) or, from m = 600 on, at most one (P = 0.38). Never beyond 2.5% or 97.5%: no stop.
+    rule = StopRule(p99_ms=200, max_error_rate=0.01, min_s=1.0, every_s=0.5)
+    result = asyncio.run(_bursty(200, duration_s=4.0, warmup_s=0.0, timeout_s=2.0, connections=4,
+                                 stop_rule=rule))
+    assert result.stopped == "" and result.scheduled == 800, result
+    assert result.p99_ms > 200  # 12 slow of 800 (allowed 8): the full run misses the objective
+    low, high = result.p99_ci_ms
+    assert low < 200 < high
+
+
+def test_the_window_is_on_the_monotonic_clock_and_covers_the_measured_requests():
+    import time
+
+    before = time.monotonic()
+    with stub_in_thread(StubConfig()) as port:
+        result = _run(port, 100, duration_s=0.5, warmup_s=0.3)
+    after = time.monotonic()
+    start, end = result.window
+    # the first measured request is scheduled 0.3 s after t0 (t0 is 10 ms after the pool opens)
+    assert before + 0.3 < start < end < after
+    assert end - start >= 0.49  # the last measured request is scheduled 0.49 s after the first

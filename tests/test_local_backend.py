@@ -20,10 +20,10 @@ from pathlib import Path
 
 import pytest
 
-from harness.errors import HarnessError, InfraError
 from sandbox import Limits, Mount, RunRequest, StageStatus
 from sandbox import local as local_module
 from sandbox._fs import OutputRefused, make_writable_dir, read_bounded, tree_size
+from sandbox.errors import BackendError, InvalidRequest
 from sandbox.local import LocalBackend
 
 REPO = Path(__file__).resolve().parents[1]
@@ -83,7 +83,7 @@ def _assert_stopped(heartbeat: Path, within: float = 10.0) -> None:
 
 
 def test_refuses_without_acknowledgement():
-    with pytest.raises(InfraError, match="weaker than Docker") as refused:
+    with pytest.raises(BackendError, match="weaker than Docker") as refused:
         LocalBackend()
     assert "--backend local" in str(refused.value)
 
@@ -99,20 +99,20 @@ def fake_find_bwrap_missing() -> None:
 
 def test_missing_bwrap_says_how_to_install_it(monkeypatch):
     monkeypatch.setattr(local_module, "_find_bwrap", fake_find_bwrap_missing)
-    with pytest.raises(InfraError, match="apt-get install bubblewrap"):
+    with pytest.raises(BackendError, match="apt-get install bubblewrap"):
         LocalBackend(acknowledge_weaker_isolation=True)
 
 
 @pytest.mark.parametrize("target", ["relative/dir", "/usr/lib/data", "/proc/x", "/etc", "/"])
 def test_a_mount_target_the_sandbox_owns_is_refused(backend, tmp_path, target):
     request = RunRequest(name="bad", command=("true",), image="", mounts=(Mount(tmp_path, target),))
-    with pytest.raises(HarnessError, match="mount target"):
+    with pytest.raises(InvalidRequest, match="mount target"):
         backend.run(request)
 
 
 def test_a_missing_mount_source_is_an_infra_error(backend, tmp_path):
     request = RunRequest(name="bad", command=("true",), image="", mounts=(Mount(tmp_path / "nope", "/data"),))
-    with pytest.raises(InfraError, match="not a directory"):
+    with pytest.raises(BackendError, match="not a directory"):
         backend.run(request)
 
 
@@ -167,7 +167,7 @@ def test_cancel_all_kills_a_running_stage_and_its_run_raises(backend, output):
     backend.cancel_all()
     worker.join(timeout=30)
     assert not worker.is_alive()
-    assert len(raised) == 1 and isinstance(raised[0], InfraError) and "cancelled" in str(raised[0])
+    assert len(raised) == 1 and isinstance(raised[0], BackendError) and "cancelled" in str(raised[0])
     _assert_stopped(output / "heartbeat")
 
 

@@ -8,11 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from graders._base import CriterionResult
+from harness.core.grading import CriterionResult
 from harness.errors import InfraError
+from harness.mlflow_fields import NOTE_TAG, RESULT_KEY_TAG
 from harness.mlflow_sink import (
-    NOTE_TAG,
-    RESULT_KEY_TAG,
     MlflowSink,
     default_tracking_uri,
     experiment_name,
@@ -103,11 +102,12 @@ def test_log_creates_one_complete_run(sink: MlflowSink, client, store: Path, tmp
     assert run.info.run_name == "alice"
     assert run.info.artifact_uri.startswith((store / "mlartifacts").as_uri())  # not in the cwd
 
-    params = run.data.params
-    assert params["submission_id"] == "alice-0123abcd"
-    assert params["content_hash"] == "sha256:feed" and params["commit"] == "abc123"
-    assert params["result_key"] == result.key and params["harness_version"] == "0.1.0"
-    assert params["image_id"] == "sha256:1234" and params["backend"] == "docker"
+    params, tags = run.data.params, run.data.tags
+    assert tags["mlgrade.submission_id"] == "alice-0123abcd"  # identity: tags, not params (the UI's
+    assert tags["mlgrade.content_hash"] == "sha256:feed" and tags["mlgrade.commit"] == "abc123"  # compare
+    assert tags["mlgrade.result_key"] == result.key and params["harness_version"] == "0.1.0"  # view plots
+    assert tags["mlgrade.image_id"] == "sha256:1234" and params["backend"] == "docker"  # params)
+    assert not {"submission_id", "content_hash", "result_key", "image_id"} & set(params)
     assert params["grader_version.ndcg"] == "ranking:1"
     assert params["grader_version.code quality_"] == "lint:2"  # "!" is not allowed in MLflow names
 

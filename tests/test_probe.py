@@ -22,7 +22,7 @@ from hdrh.histogram import HdrHistogram
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from graders._probe_report import ProbeReport
+from graders.endpoint._probe_report import ProbeReport
 from tests.runner_stubs import MAX_BATCH, N_CLASSES, N_FEATURES, RUNNERS_DIR, Behaviour, model_server
 
 # isort: split
@@ -368,11 +368,24 @@ def test_probe_runs_as_a_subprocess_and_writes_a_valid_report(tmp_path):
     latency = report["latency"]
     assert latency["scheduled"] == latency["completed"] == 20 and latency["error_rate"] == 0  # 50/s for 0.4 s
     assert HdrHistogram.decode(latency["histogram"]).get_total_count() == latency["completed"]
+    low, high = latency["p99_ci_ms"]
+    assert low <= latency["p99_ms"] * 1.001 and latency["p99_ms"] <= high * 1.001  # hdrh rounds up 0.1%
     capacity = report["capacity"]
     steps = capacity["steps"]
-    assert [s["rate"] for s in steps] in ([50], [50, 100]) and steps[0]["ok"]  # the grid is 50, 100
+    # the grid is 50, 100; the latency run met the objective at 50/s, so it is the step at 50
+    assert [(s["rate"], s["phase"]) for s in steps] == [(50, "latency"), (100, "capacity")] and steps[0]["ok"]
+    assert steps[0]["window"] == latency["window"]
+    assert capacity["capacity_rps"] == capacity["capacity_low_rps"]
     assert capacity["capacity_rps"] == max(s["rate"] for s in steps if s["ok"])
     assert capacity["capped"] == all(s["ok"] for s in steps)
+    assert capacity["capacity_high_rps"] == (None if capacity["capped"] else 100)
+    # each phase's run on the monotonic clock, in order, and each load window inside its phase
+    phases = report["phases"]
+    assert list(phases) == ["cold_start", "correctness", "robustness", "latency", "capacity"]
+    bounds = [t for phase in phases.values() for t in phase]
+    assert bounds == sorted(bounds)
+    assert phases["latency"][0] < latency["window"][0] < latency["window"][1] <= phases["latency"][1]
+    assert phases["capacity"][0] < steps[1]["window"][0] < steps[1]["window"][1] <= phases["capacity"][1]
     assert "probe: healthy after" in done.stderr
 
 
@@ -464,7 +477,8 @@ def test_one_stall_does_not_end_the_capacity_sweep():
     # busy neighbour): the FastAPI example lost its capacity to one such step (p99 115 ms at 100/s
     # between 3.9 ms at 92/s and 7.1 ms in the 100/s latency run). The failing rate is measured
     # again, and only a rate that fails twice ends the sweep.
-    from loadgen import LoadResult, capacity_search
+    from capacity import capacity_search
+    from loadgen import LoadResult
 
     calls = []
 

@@ -9,7 +9,7 @@ def test_public_names_resolve():
     assert set(harness.__all__) == {
         "__version__", "BatchItem", "BatchReport", "HarnessError", "ImageBuildError", "InfraError",
         "IntakeError", "SpecError", "Status", "SubmissionResult", "clean", "export_kit", "find_assignment",
-        "grade", "list_assignments", "log_results", "prepare", "results"}
+        "grade", "list_assignments", "log_results", "prepare", "report", "results", "UsageError"}
     for name in harness.__all__:
         assert getattr(harness, name) is not None
 
@@ -23,6 +23,7 @@ def test_grade_takes_keyword_options_only():
 
 
 def test_errors_map_to_distinct_exit_codes():
-    codes = {cls.__name__: cls.exit_code for cls in (harness.HarnessError, harness.SpecError,
-                                                     harness.IntakeError, harness.InfraError)}
-    assert codes == {"HarnessError": 1, "SpecError": 3, "IntakeError": 4, "InfraError": 5}
+    classes = (harness.HarnessError, harness.UsageError, harness.SpecError, harness.IntakeError,
+               harness.InfraError)
+    codes = {cls.__name__: cls.exit_code for cls in classes}
+    assert codes == {"HarnessError": 1, "UsageError": 2, "SpecError": 3, "IntakeError": 4, "InfraError": 5}

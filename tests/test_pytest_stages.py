@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from graders import GradingContext, OutputFile
-from graders._junit import ReportError, collect_suite, read_coverage, read_junit
-from graders.pytest_suite import CoverageGrader, HiddenTestsGrader, PassRateGrader
+from graders.testsuite._junit import ReportError, collect_suite, read_coverage, read_junit
+from graders.testsuite.grader import CoverageGrader, HiddenTestsGrader, PassRateGrader
+from harness.core import GradingContext, OutputFile
 from harness.errors import SpecError
 from harness.spec import load_assignment, load_spec
 from sandbox import RUNNERS_DIR
@@ -341,7 +341,7 @@ def test_a_test_file_that_cannot_be_collected_is_named_by_its_file(tmp_path: Pat
 
 
 def test_a_run_report_that_is_not_the_runners_says_nothing(tmp_path: Path) -> None:
-    from graders._junit import read_run_problem
+    from graders.testsuite._junit import read_run_problem
 
     # the candidate's own tests run in that process and can rewrite run.json with anything
     odd = (b"", b"[]", b'{"problem": 3}', b'{"problem": "\\ud800"}', b"\xff" * 10,

@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 import pytrec_eval
 
-from graders.ranking import RankingGrader
+from graders.ranking.grader import RankingGrader
 from harness.secret_seed import create_seed
 from harness.spec import load_assignment
 

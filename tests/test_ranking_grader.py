@@ -19,9 +19,9 @@ import pytrec_eval
 from pydantic import ValidationError
 from scipy import stats
 
-from graders._base import GRADERS, CriterionResult, GradingContext, OutputFile
-from graders._bootstrap import bootstrap_ci, paired_bootstrap_ci
-from graders.ranking import RankingGrader
+from graders.ranking._bootstrap import bootstrap_ci, paired_bootstrap_ci
+from graders.ranking.grader import RankingGrader
+from harness.core.grading import GRADERS, CriterionResult, GradingContext, OutputFile
 from harness.errors import HarnessError, SpecError
 
 MLFLOW_SAFE = re.compile(r"^[A-Za-z0-9_\-. /]+$")

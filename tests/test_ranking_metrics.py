@@ -1,6 +1,6 @@
 """Per-query ranking measures against the reference: trec_eval via pytrec_eval (pytrec-eval-terrier).
 
-Every case is evaluated twice: by graders._ranking_metrics (trec order, then ndcg/ap/rr) and by
+Every case is evaluated twice: by graders.ranking._metrics (trec order, then ndcg/ap/rr) and by
 pytrec_eval's RelevanceEvaluator with measures ndcg_cut.k, map and recip_rank.
 """
 
@@ -12,7 +12,7 @@ import random
 import pytest
 import pytrec_eval
 
-from graders._ranking_metrics import (
+from graders.ranking._metrics import (
     average_precision,
     has_relevant,
     ndcg_at_k,

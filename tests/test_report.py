@@ -12,7 +12,7 @@ import pytest
 from markdown_it import MarkdownIt
 from markdown_it.token import Token
 
-from graders._base import CriterionResult
+from harness.core.grading import CriterionResult
 from harness.report import LOG_TAIL_LINES, render_report
 from harness.results import StageRecord, Status, SubmissionResult
 
@@ -151,3 +151,16 @@ def test_ungraded_result_renders(folder: Path) -> None:
     result = make_result(status=Status.INFRA_ERROR, total_score=None, criteria=[], stages=[])
     text = render_report(result, folder)
     assert "ungraded" in text and "No criterion was graded" in text
+
+
+def test_the_graders_plots_are_shown_in_place_and_only_plain_paths_are_linked(folder: Path) -> None:
+    artifacts = {"latency.png": "artifacts/latency/latency.png",
+                 "capacity.png": "artifacts/capacity/capacity.png", "log": "logs/train.log",
+                 "odd": "artifacts/x/a](javascript:alert(1)).png",
+                 "up": "artifacts/../../etc/x.png", "report": "report.md"}
+    tokens = parse(render_report(make_result(artifacts=artifacts), folder))
+    images = [(child.attrs["src"], child.content) for token in tokens if token.type == "inline"
+              for child in token.children or [] if child.type == "image"]
+    # markdown-it parses the images back: the two plots, relative to report.md, nothing else
+    assert images == [("artifacts/capacity/capacity.png", "capacity"),
+                      ("artifacts/latency/latency.png", "latency")]

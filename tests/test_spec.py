@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 import yaml
 
-from graders._base import GRADERS
-from graders.ranking import RankingGrader
+from graders.ranking.grader import RankingGrader
+from harness.core.grading import GRADERS
 from harness.errors import SpecError
 from harness.spec import AssignmentSpec, load_assignment, load_spec
 

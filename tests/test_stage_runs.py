@@ -173,7 +173,9 @@ def test_the_candidate_kit_has_brief_and_public_data_only(tmp_path):
     kit = tmp_path / "kit"
     api.export_kit(MULTIRUN, kit, results_dir=tmp_path / "results")
     files = sorted(p.relative_to(kit).as_posix() for p in kit.rglob("*") if p.is_file())
-    assert files == ["BRIEF.md", "data/first/value.txt"]  # no other run, no hidden answers
+    # no other run, no hidden answers; and no check.yaml, since every stage mounts `shared`, which is
+    # not public, so `harness check --run` would have nothing to run
+    assert files == ["BRIEF.md", "data/first/value.txt"]
     with pytest.raises(HarnessError, match="not empty"):
         api.export_kit(MULTIRUN, kit, results_dir=tmp_path / "results")
 

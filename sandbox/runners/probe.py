@@ -2,14 +2,19 @@
 
     python /opt/mlgrade/probe.py --manifest /submission/serve.json --inputs /data/probe_inputs/inputs.json
         --out /output/probe.json [--host 127.0.0.1] [--health-timeout 60] [--rate 100] [--duration 10]
-        [--warmup 2] [--timeout 2] [--capacity-low 25] [--capacity-high 1600] [--capacity-duration 4]
+        [--warmup 2] [--timeout 2] [--capacity-low 25] [--capacity-high 1600] [--capacity-factor 2]
+        [--capacity-refine 3] [--capacity-duration 4] [--capacity-min 1] [--capacity-check 0.5]
         [--p99-ms 50] [--max-error-rate 0.01] [--max-batch 64] [--n-features 20] [--n-classes 3]
         [--correctness-batch 16] ...
 
 Phases, in order: manifest (the port from serve.json) -> cold start -> correctness -> robustness
--> latency at --rate -> capacity search. The load phases send --load-inputs (inputs the server has
-not seen: correctness answers cached by input are no help), each row once while the pool lasts,
-and a random sample of their answers (--load-sample per run) is kept for the host to check.
+-> latency at --rate -> capacity search (capacity.py: a sweep of rates --capacity-factor apart
+from --capacity-low, starting above --rate when the latency run met the objective, then
+--capacity-refine bisections; each step ends once its p99 interval excludes the objective, after
+--capacity-min and within --capacity-duration measured seconds). The load phases send
+--load-inputs (inputs the server has not seen: correctness answers cached by input are no help),
+each row once while the pool lasts, and a random sample of their answers (--load-sample per run)
+is kept for the host to check.
 
 Time budget: --budget seconds from the probe's start (default: MLGRADE_PROBE_BUDGET_S, which the
 harness sets below the probe's own time limit). Each phase ends early enough to leave the later
@@ -30,10 +35,15 @@ finished; percentiles in ms, null where nothing was measured):
   version, manifest {port, problem}, cold_start {healthy, seconds, attempts, problem},
   correctness {inputs, sent, answered, predictions [{label, probabilities} | null], problems},
   robustness [{case, expected, status, json_body, ms, healthy_after, passed, problem}],
-  latency {loadgen.LoadResult fields, error_rate, histogram (base64 HdrHistogram, us)},
-  capacity {capacity_rps, capped, cut_short, steps [{rate, p50_ms, p99_ms, error_rate, ok, ...}]},
+  latency {loadgen.LoadResult fields (p99_ci_ms [low, high]: 95% block bootstrap; window [start,
+    end]: time.monotonic() of the measured part), error_rate, histogram (base64 HdrHistogram, us)},
+  capacity {capacity_rps, capacity_low_rps, capacity_high_rps (the bracket; high null when no rate
+    above failed), capped, cut_short, steps [{rate, phase, p50_ms, p99_ms, p99_ci_ms, error_rate,
+    duration_s, stopped, window, ok, ...}]} (a step of phase "latency" is the latency run),
   load_check {pool, distinct, requests, reused, samples [{input, phase, rate, status, prediction, problem}]},
   skipped ["phase: why"], settings {the arguments}, budget_s, probe_seconds,
+  phases {phase: [start, end]} (time.monotonic() of each phase run; the cold start's from the
+    server's start; the host's clock too: containers share CLOCK_MONOTONIC),
   service_exited_s (seconds from the server's start to the harness's word that it exited, or null).
 Exit codes: 0 when the probe ran (whatever the server did), 1 when the harness's side failed
 (unusable inputs file, a probe bug; the report is still written), 2 for bad arguments.
@@ -79,18 +89,16 @@ T0 = _service_start(PROBE_T0, time.time(), os.environ.get(SERVICE_STARTED_ENV))
 
 import argparse  # noqa: E402
 import asyncio  # noqa: E402
-import dataclasses  # noqa: E402
 import json  # noqa: E402
 import math  # noqa: E402
-import random  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 import traceback  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # siblings, even under `python -I`
 
-from http11 import Response, check_loopback  # noqa: E402
-from loadgen import KEEP_MAX_BYTES, LoadResult, capacity_search, meets_objective, run_open_loop  # noqa: E402
+from http11 import check_loopback  # noqa: E402
+from loadgen import finite, run_open_loop  # noqa: E402, F401 - probe.run_open_loop: the load phases' client, for tests
 from manifest import ManifestError, load_manifest  # noqa: E402
 from probe_checks import (  # noqa: E402
     Health,
@@ -100,14 +108,19 @@ from probe_checks import (  # noqa: E402
     run_robustness,
     wait_healthy,
 )
-from probe_correctness import AnswerError, check_answer, load_inputs, run_correctness  # noqa: E402
+from probe_correctness import load_inputs, run_correctness  # noqa: E402
+from probe_load import (  # noqa: E402
+    MAX_PROBLEM_CHARS,
+    OUT_OF_TIME,
+    LoadInputs,
+    capacity_section,
+    load_phases,
+)
+from probe_load import log as _log  # noqa: E402
 
 VERSION = 1
-MAX_PROBLEM_CHARS = 500  # the host's reader refuses longer lines
 PHASES = ("cold_start", "correctness", "robustness", "latency", "capacity")
 BUDGET_ENV = "MLGRADE_PROBE_BUDGET_S"  # = harness._stages.PROBE_BUDGET_ENV
-MAX_SAMPLES = 5000  # load-phase answers kept in the report, over all runs (defaults: about 500)
-OUT_OF_TIME = "the probe's time budget ran out"
 
 
 class Report:
@@ -117,12 +130,20 @@ class Report:
         self.path, self.origin = path, origin
         self.data: dict = {"version": VERSION, "manifest": {"port": None, "problem": ""}, "cold_start": None,
                            "correctness": None, "robustness": [], "latency": None, "capacity": None,
-                           "load_check": None, "skipped": [], "settings": settings}
+                           "load_check": None, "skipped": [], "settings": settings, "phases": {}}
         self.pending = list(PHASES)
         self.steps: list[dict] = []  # capacity steps as they are measured
+        self.began: dict[str, float] = {}  # phase -> when it started (time.monotonic())
+
+    def begin(self, phase: str, at: float | None = None) -> None:
+        """`phase` starts now, or `at` (a time.monotonic() value)."""
+        self.began[phase] = time.monotonic() if at is None else at
 
     def done(self, phase: str, section: object) -> None:
+        """`phase` found `section`; it ran from its begin() (or now) to now, on the monotonic clock."""
+        now = time.monotonic()
         self.data[phase] = section
+        self.data["phases"][phase] = [self.began.get(phase, now), now]
         self.pending.remove(phase)
         self.write()
 
@@ -136,7 +157,7 @@ class Report:
         exited = round(max(_EXITED_AT[0] - self.origin, 0.0), 3) if _EXITED_AT else None
         data = {**self.data, "skipped": self.data["skipped"] + unfinished,
                 "probe_seconds": round(time.monotonic() - PROBE_T0, 3), "service_exited_s": exited}
-        text = json.dumps(_finite(data), allow_nan=False, separators=(",", ":"))
+        text = json.dumps(finite(data), allow_nan=False, separators=(",", ":"))
         folder = os.path.dirname(os.path.abspath(self.path))
         fd, tmp = tempfile.mkstemp(dir=folder, prefix=".probe-", suffix=".json")
         try:
@@ -148,24 +169,9 @@ class Report:
             raise
 
 
-def _finite(value: object) -> object:
-    """NaN and infinities become null: the report is strict JSON."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {key: _finite(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_finite(item) for item in value]
-    return value
-
-
 def service_exited() -> bool:
     """Whether the harness has said that the server exited (SERVICE_EXITED_SIGNAL)."""
     return bool(_EXITED_AT)
-
-
-def _log(message: str) -> None:
-    print(f"probe: {message}", file=sys.stderr, flush=True)
 
 
 def cold_start_section(health: Health, health_timeout: float, origin: float, *,
@@ -185,11 +191,6 @@ def cold_start_section(health: Health, health_timeout: float, origin: float, *,
     return {"healthy": False, "seconds": None, "attempts": health.attempts,
             "problem": f"no 200 from GET /health within {within} of the server's start "
                        f"({health.attempts} attempts; last: {health.problem})"}
-
-
-def load_section(result: LoadResult, connections: int) -> dict:
-    figures = {f.name: getattr(result, f.name) for f in dataclasses.fields(result) if f.name != "kept"}
-    return {**figures, "error_rate": result.error_rate, "connections": connections}
 
 
 class Budget:
@@ -217,108 +218,13 @@ class Budget:
         return time.monotonic() + seconds <= self.stop_at(phase)
 
 
-class LoadInputs:
-    """The load phases' request bodies, each pool row sent once while the pool lasts, and a random
-    sample of the answers checked into report.data["load_check"] (the host compares them with the
-    reference). The sample is drawn from the OS's randomness: the server cannot tell it apart."""
-
-    def __init__(self, pool: list[list[float]], *, distinct: bool, report: Report, n_classes: int) -> None:
-        self.bodies = [json.dumps({"instances": [row]}).encode() for row in pool]
-        self.offset, self.n_classes, self.random = 0, n_classes, random.SystemRandom()
-        self.section = report.data["load_check"] = {"pool": len(pool), "distinct": distinct, "requests": 0,
-                                                    "reused": False, "samples": []}
-
-    def next_run(self, rate: float, seconds: float, sample: int) -> tuple[list[bytes], frozenset[int], int]:
-        """Bodies for a run of `rate` x `seconds` requests (rotated past the rows already sent), the
-        request indices whose answers to keep, and the pool offset of request 0."""
-        total = math.ceil(rate * seconds)
-        start = self.offset % len(self.bodies)
-        self.offset += total
-        self.section["requests"] = self.offset
-        self.section["reused"] = self.offset > len(self.bodies)
-        room = max(MAX_SAMPLES - len(self.section["samples"]), 0)
-        keep = frozenset(self.random.sample(range(total), min(sample, total, room)))
-        needed = min(total, len(self.bodies))  # request i sends row (start + i) % pool
-        rows = [self.bodies[(start + i) % len(self.bodies)] for i in range(needed)]
-        return rows, keep, start
-
-    def check(self, result: LoadResult, start: int, phase: str, rate: float) -> None:
-        for index, status, body in result.kept:
-            try:
-                if body is None:
-                    raise AnswerError(f"an answer over {KEEP_MAX_BYTES} bytes for one instance")
-                predictions, problems = check_answer(Response(status, {}, body, True), 1, self.n_classes)
-                prediction, problem = predictions[0], "; ".join(problems)
-            except AnswerError as exc:
-                prediction, problem = None, str(exc)
-            self.section["samples"].append({
-                "input": (start + index) % len(self.bodies), "phase": phase, "rate": round(rate, 3),
-                "status": status, "prediction": prediction, "problem": problem[:MAX_PROBLEM_CHARS]})
-
-
-def _step(rate: float, result: LoadResult, *, p99_ms: float, max_error_rate: float) -> dict:
-    return {"rate": round(rate, 3), "p50_ms": result.p50_ms, "p90_ms": result.p90_ms, "p99_ms": result.p99_ms,
-            "error_rate": min(result.error_rate, 1.0), "achieved_rate": result.achieved_rate,
-            "scheduled": result.scheduled, "errors": result.errors, "timeouts": result.timeouts,
-            "ok": meets_objective(result, p99_ms=p99_ms, max_error_rate=max_error_rate),
-            "histogram": result.histogram}
-
-
-async def _measure(args: argparse.Namespace, target: Target, load: LoadInputs, *, phase: str, rate: float,
-                   duration_s: float, warmup_s: float, sample: int) -> LoadResult:
-    bodies, keep, start = load.next_run(rate, warmup_s + duration_s, sample)
-    result = await run_open_loop(host=target.host, port=target.port, path="/predict", bodies=bodies,
-                                 rate=rate, duration_s=duration_s, warmup_s=warmup_s, timeout_s=args.timeout,
-                                 connections=args.connections, keep=keep)
-    load.check(result, start, phase, rate)
-    return result
-
-
-async def _load_phases(args: argparse.Namespace, report: Report, target: Target, load: LoadInputs,
-                       budget: Budget) -> None:
-    if not budget.fits("latency", budget.latency_s):
-        report.skip_rest(OUT_OF_TIME)
-        return
-    latency = await _measure(args, target, load, phase="latency", rate=args.rate, duration_s=args.duration,
-                             warmup_s=args.warmup, sample=args.load_sample)
-    _log(f"latency at {args.rate:g}/s: p50 {latency.p50_ms:.2f} ms, p99 {latency.p99_ms:.2f} ms, "
-         f"error rate {latency.error_rate:.2%}")
-    report.done("latency", load_section(latency, args.connections))
-
-    async def measure(rate: float) -> LoadResult:
-        result = await _measure(args, target, load, phase="capacity", rate=rate,
-                                duration_s=args.capacity_duration, warmup_s=args.capacity_warmup,
-                                sample=args.step_sample)
-        report.steps.append(_step(rate, result, p99_ms=args.p99_ms, max_error_rate=args.max_error_rate))
-        return result
-
-    search = await capacity_search(measure, low=args.capacity_low, high=args.capacity_high,
-                                   p99_ms=args.p99_ms, max_error_rate=args.max_error_rate,
-                                   factor=args.capacity_factor,
-                                   refine=args.capacity_refine, settle_s=args.settle,
-                                   retry=args.capacity_retry,
-                                   stop=lambda: not budget.fits("capacity", budget.capacity_step_s))
-    _log(f"capacity {search.capacity:.1f}/s{' (or more)' if search.capped else ''} in {len(report.steps)} "
-         f"steps{' (cut short: ' + OUT_OF_TIME + ')' if search.cut_short else ''}")
-    report.done("capacity", capacity_section(args, report.steps, capped=search.capped,
-                                             cut_short=search.cut_short))
-
-
-def capacity_section(args: argparse.Namespace, steps: list[dict], *, capped: bool, cut_short: bool) -> dict:
-    """The capacity section from the steps measured: the highest rate that met the objective (the
-    search only measures rates above a passing one while they pass, so that is its answer)."""
-    passing = [step["rate"] for step in steps if step["ok"]]
-    return {"capacity_rps": round(max(passing, default=0.0), 3), "capped": capped, "cut_short": cut_short,
-            "objective_p99_ms": args.p99_ms, "max_error_rate": args.max_error_rate,
-            "steps": sorted(steps, key=lambda step: step["rate"])}
-
-
 async def run_phases(args: argparse.Namespace, report: Report, port: int, inputs: list[list[float]],
                      load: LoadInputs, budget: Budget) -> None:
     """Cold start, correctness, robustness, latency, capacity; each phase lands in `report`."""
     target = Target(args.host, port)
     health_by = min(report.origin + args.health_timeout,
                     budget.stop_at("correctness") - args.correctness_timeout)
+    report.begin("cold_start", report.origin)  # the server's start: the cold start counts from there
     health = await wait_healthy(target, deadline=health_by, timeout_s=args.timeout, exited=service_exited)
     report.done("cold_start", cold_start_section(health, args.health_timeout, report.origin,
                                                  waited_s=health_by - report.origin))
@@ -327,11 +233,13 @@ async def run_phases(args: argparse.Namespace, report: Report, port: int, inputs
     if not health.healthy:
         report.skip_rest("the server exited" if health.exited else "server not healthy")
         return
+    report.begin("correctness")
     correctness = await run_correctness(target, inputs, batch_size=args.correctness_batch,
                                         n_classes=args.n_classes, timeout_s=args.correctness_timeout,
                                         stop_at=budget.stop_at("correctness"))
     _log(f"correctness: {correctness['answered']}/{len(inputs)} answered")
     report.done("correctness", correctness)
+    report.begin("robustness")
     cases = await run_robustness(target, max_batch=args.max_batch, n_features=args.n_features,
                                  timeout_s=args.timeout, stop_at=budget.stop_at("robustness"))
     _log(f"robustness: {sum(c['passed'] for c in cases)}/{len(cases)} passed")
@@ -342,7 +250,7 @@ async def run_phases(args: argparse.Namespace, report: Report, port: int, inputs
         why = "it exited" if after.exited else after.problem
         report.skip_rest(f"server not healthy after the robustness checks ({why})")
         return
-    await _load_phases(args, report, target, load, budget)
+    await load_phases(args, report, target, load, budget)
 
 
 def _host(text: str) -> str:
@@ -393,10 +301,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                ("--connections", count, 32, "keep-alive connections of the load generator"),
                ("--capacity-low", pos, 25.0, "lowest rate of the capacity search"),
                ("--capacity-high", pos, 1600.0, "highest rate of the capacity search"),
-               ("--capacity-factor", _number(float, 1), math.sqrt(2), "ratio of consecutive rates"),
-               ("--capacity-refine", _number(int, 0, strict=False), 2, "bisections after the first failure"),
+               ("--capacity-factor", _number(float, 1), 2.0, "ratio of consecutive rates"),
+               ("--capacity-refine", _number(int, 0, strict=False), 3, "bisections after the first failure"),
                ("--capacity-retry", _number(int, 0, strict=False), 1, "re-measurements of a failing rate"),
-               ("--capacity-duration", pos, 4.0, "measured seconds per capacity step"),
+               ("--capacity-duration", pos, 4.0, "most measured seconds per capacity step"),
+               ("--capacity-min", pos, 1.0, "least measured seconds per capacity step"),
+               ("--capacity-check", pos, 0.5, "seconds between a step's looks at its interval"),
                ("--capacity-warmup", nonneg, 1.0, "unmeasured seconds per capacity step"),
                ("--settle", nonneg, 0.5, "seconds of quiet between capacity steps"),
                ("--p99-ms", pos, 50.0, "latency objective of the capacity search"),

@@ -36,7 +36,7 @@ import sysconfig
 
 SUBMISSION, TESTS, OUTPUT = "/submission", "/opt/mlgrade-tests", "/output"
 HIDDEN_INI = ("[pytest]\njunit_family = xunit2\npython_files = test_*.py *_test.py\n"
-              "python_classes = Test*\npython_functions = test*\n")  # as graders._junit.collect_suite
+              "python_classes = Test*\npython_functions = test*\n")  # as in graders/testsuite/_junit.py
 TEST_FILES = ["*/test_*.py", "*/*_test.py", "*/tests/*", "*/conftest.py"]
 
 

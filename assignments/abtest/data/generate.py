@@ -345,9 +345,9 @@ P_APART_RESAMPLES, P_APART_BAND = 1000, 1.25
 
 
 def signature(run: Experiment, design: Design) -> Signature:
-    """The run's `Signature` (reference statistics from graders._abstats)."""
-    from graders._abstats import cuped, srm_test, two_proportion_test, welch_test
-    from graders._abtest_reference import design_reference
+    """The run's `Signature` (reference statistics from graders.abtest.stats)."""
+    from graders.abtest.reference import design_reference
+    from graders.abtest.stats import cuped, srm_test, two_proportion_test, welch_test
 
     answers = design_reference(asdict(design))
     ranges = [(min(v for _, v in answers[f].values), max(v for _, v in answers[f].values))
@@ -406,7 +406,7 @@ def _range_apart(a: tuple[float, float], b: tuple[float, float], *, days: bool) 
 
 def _p_apart(p: float, q: float, *, floor: float = P_FLOOR, resampled: bool = True) -> bool:
     """Whether `q` pasted where `p` is the reference misses twice each p-value rule's tolerance."""
-    from graders._abtest_score import resampling_band
+    from graders.abtest.scoring import resampling_band
 
     band = P_APART_BAND * resampling_band(p, P_APART_RESAMPLES)
     p, q = max(p, floor), max(q, floor)

@@ -24,8 +24,8 @@ ASSIGNMENT = Path(__file__).resolve().parents[1]
 ROOT = ASSIGNMENT.parents[1]
 sys.path.insert(0, str(ROOT))
 
-from graders._base import CriterionResult, GradingContext, OutputFile  # noqa: E402
-from graders.ranking import RankingGrader  # noqa: E402
+from graders.ranking.grader import RankingGrader  # noqa: E402
+from harness.core.grading import CriterionResult, GradingContext, OutputFile  # noqa: E402
 from harness.spec import load_assignment  # noqa: E402
 
 _SANDBOX_PATH = re.compile(r"""(["'])/(data|workspace|output)(?=[/"'])""")
