@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -46,6 +47,40 @@ def run_cli(*args: str, cwd: Path = REPO, env: dict | None = None,
     full_env = {**os.environ, **(env or {})}
     return subprocess.run([sys.executable, "-m", "harness", *args], cwd=cwd, env=full_env, text=True,
                           capture_output=True, timeout=timeout)
+
+
+def json_lines(stdout: str) -> dict[str, dict]:
+    """`harness grade --json`'s lines by candidate."""
+    return {(line := json.loads(raw))["candidate"]: line for raw in stdout.splitlines() if raw.strip()}
+
+
+def grade_until_quiet(*args: str, reruns: int = 2, timeout: float = 1500) -> tuple[int, dict[str, dict]]:
+    """`harness grade ARGS --json`, run again while the only ungraded results are `machine_busy`
+    ones (at most `reruns` times): what the README's "Fair latency" tells an operator to do on a
+    busy machine, and what a noisy CI host needs. A re-run grades only those (the rest are
+    resumed). Returns the last exit code and each candidate's `--json` line. A result still busy
+    after that is left for the caller to check as flagged (`assert_flagged_busy`)."""
+    from harness.errors import InfraError
+
+    for _ in range(reruns + 1):
+        proc = run_cli("grade", *args, "--json", timeout=timeout)
+        lines = json_lines(proc.stdout)
+        busy = {name for name, line in lines.items() if line["status"] == "machine_busy"}
+        statuses = {line["status"] for name, line in lines.items() if name not in busy}
+        assert proc.returncode in (0, InfraError.exit_code), proc.stderr[-3000:]
+        assert statuses <= {"ok", "error"}, proc.stderr[-3000:]
+        if not busy:
+            assert proc.returncode == 0, proc.stderr[-3000:]
+            break
+    return proc.returncode, lines
+
+
+def assert_flagged_busy(line: dict, timed: frozenset[str] = frozenset({"latency", "capacity"})) -> None:
+    """A result the machine check left ungraded: no total, its timed criteria (and only those)
+    ungraded, a reason a reviewer can read; never a low score."""
+    assert line["status"] == "machine_busy" and line["total_score"] is None, line
+    assert line["reason"].startswith("machine busy: "), line["reason"]
+    assert {name for name, c in line["criteria"].items() if c.get("ungraded")} == timed, line["criteria"]
 
 
 def earned(line: dict, *, groups: set[str] | None = None, skip: frozenset[str] = frozenset()) -> float:

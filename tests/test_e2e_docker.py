@@ -15,16 +15,12 @@ import docker
 import pytest
 
 from harness.formats import markdown_cell
-from tests.conftest import REPO, earned, run_cli
+from tests.conftest import REPO, earned, json_lines, run_cli
 from tests.test_intake import git_repo
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 EXAMPLES = REPO / "assignments" / "ranker" / "examples"
 SLEEPY = REPO / "tests" / "fixtures" / "assignments" / "sleepy"
-
-
-def json_lines(stdout: str) -> dict[str, dict]:
-    return {(line := json.loads(raw))["candidate"]: line for raw in stdout.splitlines() if raw.strip()}
 
 
 def mlflow_runs(results: Path, experiment: str, *, cohort: bool = False) -> list:

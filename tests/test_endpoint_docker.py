@@ -14,8 +14,8 @@ import shutil
 
 import pytest
 
-from tests.conftest import REPO, earned, run_cli
-from tests.test_e2e_docker import by_candidate, json_lines, mlflow_runs
+from tests.conftest import REPO, assert_flagged_busy, earned, grade_until_quiet, json_lines, run_cli
+from tests.test_e2e_docker import by_candidate, mlflow_runs
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 ASSIGNMENT = REPO / "assignments" / "endpoint"
@@ -39,12 +39,21 @@ def shorter(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def graded(shorter, tmp_path_factory):
-    folder = shorter
     results = tmp_path_factory.mktemp("endpoint-results")
     subs = sorted(str(p) for p in (ASSIGNMENT / "examples").iterdir() if p.is_dir())
-    proc = run_cli("grade", str(folder), *subs, "--json", "--results", str(results), timeout=1500)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return results, json_lines(proc.stdout)
+    _, lines = grade_until_quiet(str(shorter), *subs, "--results", str(results))
+    return results, lines
+
+
+def quiet(lines: dict[str, dict], *names: str) -> bool:
+    """Whether these candidates' timed criteria were graded. On a host that stayed busy through
+    the re-runs they are flagged instead (checked in each test), and the comparisons of their
+    speed are made where the machine allowed a measurement."""
+    for name in names:
+        if lines[name]["status"] == "machine_busy":
+            assert_flagged_busy(lines[name])
+            return False
+    return True
 
 
 def test_examples_order_as_a_reviewer_would(graded):
@@ -52,20 +61,31 @@ def test_examples_order_as_a_reviewer_would(graded):
     total = {name: line["total_score"] for name, line in lines.items()}
     assert set(total) == {"fast", "naive", "crashes_on_bad_input", "wrong_predictions", "never_healthy",
                           "fastapi_uvicorn", "flask_gunicorn"}
-    assert total["fast"] >= 90
-    assert total["fast"] > total["naive"] > total["crashes_on_bad_input"] > total["wrong_predictions"]
+    # what no load on the machine can change: serving right and robustly, tests and code
+    untimed = {name: earned(line, skip=frozenset({"load"})) for name, line in lines.items()}
+    assert untimed["fast"] > untimed["crashes_on_bad_input"] > untimed["wrong_predictions"]
+    assert untimed["naive"] > untimed["crashes_on_bad_input"]
+    if quiet(lines, "fast"):
+        assert total["fast"] >= 90
+    if quiet(lines, "fast", "naive", "crashes_on_bad_input", "wrong_predictions"):
+        assert total["fast"] > total["naive"] > total["crashes_on_bad_input"] > total["wrong_predictions"]
     # the popular stacks, written as candidates write them (their packages from requirements.txt):
     # correct, robust and reasonably fast, so with `fast` and above `naive`, whatever their order
     for name in ("fastapi_uvicorn", "flask_gunicorn"):
         crit = lines[name]["criteria"]
-        assert lines[name]["status"] == "ok", lines[name]["message"]
+        assert lines[name]["status"] in ("ok", "machine_busy"), lines[name]["message"]
         assert crit["correctness"]["score"] == 1 and crit["robustness"]["score"] == 1, name
-        assert crit["latency"]["score"] > 0.9 and crit["own_tests"]["score"] == 1, name
-        assert total[name] > total["naive"], (name, total)
+        assert crit["own_tests"]["score"] == 1, name
+        if quiet(lines, name):
+            assert crit["latency"]["score"] > 0.9, name
+        if quiet(lines, name, "naive"):
+            assert total[name] > total["naive"], (name, total)
     # A server that never becomes healthy earns nothing for the service, and so nothing for its
     # tests or code either (engineering `requires: [correctness]`)
     assert earned(lines["never_healthy"], skip=frozenset({"engineering"})) == 0
-    assert total["never_healthy"] == 0 < total["wrong_predictions"] < 5  # 7% right: its correctness only
+    assert untimed["never_healthy"] == 0 < untimed["wrong_predictions"]
+    if quiet(lines, "never_healthy", "wrong_predictions"):
+        assert total["never_healthy"] == 0 < total["wrong_predictions"] < 5  # 7% right: its correctness only
 
 
 def test_each_measure_explains_the_failure_it_found(graded):
@@ -76,7 +96,8 @@ def test_each_measure_explains_the_failure_it_found(graded):
     assert lines["crashes_on_bad_input"]["status"] == "error"  # the server died
     assert crit["wrong_predictions"]["correctness"]["score"] < 0.7
     assert crit["never_healthy"]["cold_start"]["score"] == 0
-    assert crit["naive"]["latency"]["metrics"]["p99_ms"] > crit["fast"]["latency"]["metrics"]["p99_ms"]
+    if quiet(lines, "fast", "naive"):
+        assert crit["naive"]["latency"]["metrics"]["p99_ms"] > crit["fast"]["latency"]["metrics"]["p99_ms"]
 
 
 def test_mlflow_has_the_plots_the_histogram_and_peak_memory(graded):
@@ -98,12 +119,12 @@ def test_the_local_backend_grades_a_service_over_loopback(shorter, graded, tmp_p
     # Two bubblewrap sandboxes, the probe's started in the server's network namespace: the same
     # verdicts as in Docker for a good server and one that dies on bad input.
     subs = [str(ASSIGNMENT / "examples" / name) for name in ("fast", "crashes_on_bad_input")]
-    proc = run_cli("grade", str(shorter), *subs, "--backend", "local", "--allow-weaker-isolation", "--json",
-                   "--no-mlflow", "--results", str(tmp_path / "r"), timeout=900)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    local, docker = json_lines(proc.stdout), graded[1]
+    _, local = grade_until_quiet(str(shorter), *subs, "--backend", "local", "--allow-weaker-isolation",
+                                 "--no-mlflow", "--results", str(tmp_path / "r"), timeout=900)
+    docker = graded[1]
     for name in ("fast", "crashes_on_bad_input"):
-        assert local[name]["status"] == docker[name]["status"]
+        if quiet(local, name) and quiet(docker, name):
+            assert local[name]["status"] == docker[name]["status"]
         for criterion in ("correctness", "robustness"):
             assert local[name]["criteria"][criterion]["score"] == pytest.approx(
                 docker[name]["criteria"][criterion]["score"], abs=0.05), (name, criterion)
@@ -112,9 +133,7 @@ def test_the_local_backend_grades_a_service_over_loopback(shorter, graded, tmp_p
     # the latency was measured over loopback (how fast depends on the machine at that moment: the
     # grade's stability under load is the cpu-hog test's business below)
     latency = local["fast"]["criteria"]["latency"]
-    if latency.get("ungraded"):
-        assert local["fast"]["reason"].startswith("machine busy: "), local["fast"]["reason"]
-    else:
+    if quiet(local, "fast"):
         assert latency["metrics"]["error_rate"] == 0 and latency["metrics"]["p99_ms"] > 0, latency
         assert latency["score"] > 0, latency
 
@@ -127,29 +146,31 @@ def hostile(shorter, tmp_path_factory):
     results = tmp_path_factory.mktemp("endpoint-hostile")
     subs = sorted(str(p) for p in HOSTILE.iterdir() if p.is_dir())
     # two at a time: none of these is graded on its speed against a threshold near its own
-    proc = run_cli("grade", str(shorter), *subs, "--json", "--no-mlflow", "--jobs", "2", "--results",
-                   str(results), timeout=1500)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    _, lines = grade_until_quiet(str(shorter), *subs, "--no-mlflow", "--jobs", "2", "--results", str(results))
     stored = [json.loads(p.read_text()) for p in results.rglob("result.json")]
-    return {result["candidate"]: result for result in stored}
+    return {result["candidate"]: result for result in stored}, lines
 
 
 def test_slow_broken_and_gaming_servers_are_graded_not_crashed_on(hostile):
     # Each once ended `infra_error` after three attempts, or scored like the fast example.
-    assert {name: (result["status"], result["attempts"]) for name, result in hostile.items()} == {
-        "slow_blocking": ("ok", 1), "canned_single": ("ok", 1), "huge_int": ("ok", 1),
-        "no_predict_route": ("ok", 1), "other_schema": ("ok", 1), "exits_at_start": ("error", 1)}
+    hostile, lines = hostile
+    expected = {"slow_blocking": "ok", "canned_single": "ok", "huge_int": "ok", "no_predict_route": "ok",
+                "other_schema": "ok", "exits_at_start": "error"}
+    assert {name: (result["status"] if quiet(lines, name) else expected[name], result["attempts"])
+            for name, result in hostile.items()} == {name: (status, 1) for name, status in expected.items()}
     crit = {name: {c["name"]: c for c in result["criteria"]} for name, result in hostile.items()}
     slow = crit["slow_blocking"]
-    assert slow["correctness"]["score"] == 1 and slow["capacity"]["score"] == 0
-    assert slow["latency"]["score"] < 0.5
-    plotted = "capacity.png" in slow["capacity"]["details"]["artifacts"]
-    assert plotted or "No plot:" in slow["capacity"]["explanation"]
+    assert slow["correctness"]["score"] == 1
+    if quiet(lines, "slow_blocking"):
+        assert slow["capacity"]["score"] == 0 and slow["latency"]["score"] < 0.5
+        plotted = "capacity.png" in slow["capacity"]["details"]["artifacts"]
+        assert plotted or "No plot:" in slow["capacity"]["explanation"]
     # canned answers to single instances: right on the correctness batches, no credit for speed
     canned = crit["canned_single"]
     assert canned["correctness"]["score"] == 1
-    assert canned["latency"]["score"] < 0.05 and canned["capacity"]["score"] < 0.05
-    assert "sampled answers of the latency requests correct" in canned["latency"]["explanation"]
+    if quiet(lines, "canned_single"):
+        assert canned["latency"]["score"] < 0.05 and canned["capacity"]["score"] < 0.05
+        assert "sampled answers of the latency requests correct" in canned["latency"]["explanation"]
     # a 400-digit probability: that item is wrong (the first of each of the 32 batches of 16)
     assert crit["huge_int"]["correctness"]["score"] == pytest.approx(480 / 512)
 
@@ -158,6 +179,7 @@ def test_a_server_that_serves_no_valid_request_earns_no_robustness_or_cold_start
     # A 404 to every /predict (the route is /api/v1/predict) and a 422 to every valid request
     # (it wants {"features": ...}): both refuse the bad requests too, and are up in seconds. They
     # once scored 26 to 32 of 100 with 0 of 512 right answers.
+    hostile, lines = hostile
     for name, status in (("no_predict_route", "HTTP 404"), ("other_schema", "HTTP 422")):
         crit = {c["name"]: c for c in hostile[name]["criteria"]}
         assert crit["correctness"]["score"] == 0
@@ -168,7 +190,9 @@ def test_a_server_that_serves_no_valid_request_earns_no_robustness_or_cold_start
             assert "does not serve valid requests: 0/512 hidden inputs answered right" in explanation
             assert status in explanation  # the reason a reviewer can act on
         # nor do its tests and code (engineering `requires: [correctness]`), though it has some
-        assert hostile[name]["total_score"] == 0 and crit["code_quality"]["metrics"]["ungated_score"] > 0
+        assert crit["code_quality"]["score"] == 0 < crit["code_quality"]["metrics"]["ungated_score"]
+        if quiet(lines, name):
+            assert hostile[name]["total_score"] == 0
 
 
 def test_a_server_that_exits_at_start_is_reported_at_once_with_its_exception(hostile):
@@ -176,7 +200,7 @@ def test_a_server_that_exits_at_start_is_reported_at_once_with_its_exception(hos
     # whole health timeout, and the note said only "exited with code 1".
     from sandbox._service import TOLD_DETAIL
 
-    result = hostile["exits_at_start"]
+    result = hostile[0]["exits_at_start"]
     assert result["status"] == "error"
     assert "ModuleNotFoundError: No module named 'pydantic_settings'" in result["message"]
     stages = {s["name"]: s for s in result["stages"]}
@@ -211,12 +235,13 @@ def test_under_a_cpu_hog_a_grade_is_close_to_the_idle_one_or_flagged_never_silen
         for hog in hogs:
             hog.kill()
     line = json_lines(proc.stdout)["fast"]
-    idle = graded[1]["fast"]["total_score"]
     if line["status"] == "machine_busy":
-        assert proc.returncode != 0 and line["total_score"] is None
-        assert line["reason"].startswith("machine busy: "), line["reason"]
-        assert {name for name, c in line["criteria"].items() if c.get("ungraded")} == {"latency", "capacity"}
+        assert proc.returncode != 0
+        assert_flagged_busy(line)
         report = next((tmp_path / "results").glob("endpoint/*/fast-*/report.md")).read_text()
         assert "| ungraded |" in report and "Machine during the timed phases" in report
     else:  # a machine with cores to spare for the hogs
-        assert line["status"] == "ok" and abs(line["total_score"] - idle) <= 3, (line, idle)
+        assert line["status"] == "ok", line
+        if quiet(graded[1], "fast"):
+            idle = graded[1]["fast"]["total_score"]
+            assert abs(line["total_score"] - idle) <= 3, (line, idle)
