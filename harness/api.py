@@ -30,8 +30,7 @@ if TYPE_CHECKING:
     from harness.mlflow_sink import MlflowSink
     from harness.pipeline import Runtime
 
-DEFAULT_RESULTS = Path("results")
-DEFAULT_EXPORTS = Path("exports")
+from harness.defaults import DEFAULT_EXPORTS, DEFAULT_RESULTS
 
 
 def assignments_root() -> Path:

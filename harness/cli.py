@@ -2,21 +2,35 @@
 
 from __future__ import annotations
 
+import enum
 import json
 import signal
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from harness import api
+from harness.defaults import DEFAULT_RESULTS
 from harness.errors import HarnessError, sandbox_errors
-from harness.formats import Format, board, to_csv, to_json_lines, to_markdown
-from harness.output import Console, similarity_lines, summary_table
-from harness.progress import progress_callback
+
+if TYPE_CHECKING:
+    from harness.output import Console
+
+# The commands import the API (and through it the pipeline, scipy, pydantic) when they run, not
+# when the program starts: `harness --help` and a mistyped option answer at once.
+
+
+class Format(enum.StrEnum):
+    """The summary's format on stdout (harness.formats writes each)."""
+
+    TABLE = "table"
+    CSV = "csv"
+    MARKDOWN = "markdown"
+    JSON = "json"
+
 
 
 def _plain_arguments() -> None:
@@ -75,6 +89,9 @@ def _main(_version_flag: Annotated[bool, typer.Option("--version", callback=_ver
 
 def _print_summary(console: Console, found: list, fmt: Format, *, skipped: set[str] | None = None) -> None:
     """The summary on stdout in `fmt` (the table fitted to the terminal's width)."""
+    from harness.formats import board, to_csv, to_json_lines, to_markdown
+    from harness.output import summary_table
+
     if fmt is Format.TABLE:
         console.print_table(summary_table(found, skipped=skipped, width=console.width))
         return
@@ -107,7 +124,7 @@ def grade(
     ref: Annotated[str | None, typer.Option(metavar="REF",
                                             help="Git ref to grade for git submissions.")] = None,
     as_json: JsonFlag = False,
-    results_dir: ResultsDir = api.DEFAULT_RESULTS,
+    results_dir: ResultsDir = DEFAULT_RESULTS,
     tracking_uri: Annotated[str | None, typer.Option(
         metavar="URI", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite under "
                             "--results).")] = None,
@@ -120,6 +137,10 @@ def grade(
     fmt: FormatOption = Format.TABLE,
 ) -> None:
     """Grade submissions; exit 0 when every submission was graded."""
+    from harness import api
+    from harness.output import Console, similarity_lines
+    from harness.progress import progress_callback
+
     _check_backend(backend, allow_weaker_isolation)
     as_json = as_json or fmt is Format.JSON
     console = Console()
@@ -165,11 +186,14 @@ def _check_backend(backend: str | None, allow_weaker_isolation: bool) -> None:
 
 @app.command()
 def results(assignment: AssignmentArg, as_json: JsonFlag = False,
-            results_dir: ResultsDir = api.DEFAULT_RESULTS,
+            results_dir: ResultsDir = DEFAULT_RESULTS,
             show_all: Annotated[bool, typer.Option("--all", help="Every version a candidate submitted, "
                                                    "not just the newest.")] = False,
             fmt: FormatOption = Format.TABLE) -> None:
     """List what is already graded for ASSIGNMENT (grades nothing)."""
+    from harness import api
+    from harness.output import Console
+
     with _harness_errors():
         found = api.results(assignment, results_dir=results_dir, latest_only=not show_all)
     if as_json:
@@ -197,11 +221,13 @@ def review_command(
     reviewer: Annotated[str | None, typer.Option(
         "--reviewer", metavar="WHO", help="Who reviews (default: the file's, else your login).")] = None,
     as_json: JsonFlag = False,
-    results_dir: ResultsDir = api.DEFAULT_RESULTS,
+    results_dir: ResultsDir = DEFAULT_RESULTS,
     tracking_uri: Annotated[str | None, typer.Option(metavar="URI", help="MLflow tracking URI.")] = None,
     mlflow: Annotated[bool, typer.Option("--mlflow/--no-mlflow", help="Update the MLflow run.")] = True,
 ) -> None:
     """Record a reviewer's rubric scores and comments in CANDIDATE's newest result (grades nothing)."""
+    from harness import api
+
     with _harness_errors():
         outcome = api.review(assignment, candidate, results_dir=results_dir, scores=scores or [],
                              comments=comments or [], file=file, reviewer=reviewer, tracking_uri=tracking_uri,
@@ -224,7 +250,7 @@ def export_command(
     assignment: AssignmentArg,
     fmt: Annotated[str, typer.Option("--format", metavar="FORMAT",
                                      help="csv, gradescope or feedback.")] = "csv",
-    results_dir: ResultsDir = api.DEFAULT_RESULTS,
+    results_dir: ResultsDir = DEFAULT_RESULTS,
     out: Annotated[str | None, typer.Option(
         "--out", metavar="DIR",
         help="Folder to write into (default exports/<id>-<version>); - : CSV on stdout.")] = None,
@@ -233,6 +259,7 @@ def export_command(
 ) -> None:
     """Export the newest result of each candidate as CSV, Gradescope results.json or candidate-safe
     feedback pages (grades nothing)."""
+    from harness import api
     from harness.exports import FORMATS
 
     if fmt not in FORMATS:
@@ -260,9 +287,11 @@ def export_command(
 
 
 @app.command("report")
-def report_command(assignment: AssignmentArg, results_dir: ResultsDir = api.DEFAULT_RESULTS) -> None:
+def report_command(assignment: AssignmentArg, results_dir: ResultsDir = DEFAULT_RESULTS) -> None:
     """Rebuild the cohort page (results/<id>/<version>/index.html) and each candidate's page from
     the results on disk (grades nothing); print the cohort page's path."""
+    from harness import api
+
     with _harness_errors():
         typer.echo(str(api.report(assignment, results_dir=results_dir)))
 
@@ -277,11 +306,12 @@ def check(
                                                                      "daemon answers), local.")] = None,
     allow_weaker_isolation: Annotated[bool, typer.Option("--allow-weaker-isolation",
                                                          help="Required with --backend local.")] = False,
-    results_dir: ResultsDir = api.DEFAULT_RESULTS,
+    results_dir: ResultsDir = DEFAULT_RESULTS,
 ) -> None:
     """Check a submission folder against the contract before handing in: its files (and with --run,
     its stages on the public data and their outputs; never hidden data, never a result); exit 4
     when something will fail."""
+    from harness import api
     from harness.kit import check_submission
 
     _check_backend(backend, allow_weaker_isolation)
@@ -302,9 +332,11 @@ def check(
 def demo(assignment: Annotated[str, typer.Argument(help="Assignment whose examples to grade.")] = "ranker",
          jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, metavar="N",
                                            help="Submissions graded in parallel.")] = 2,
-         results_dir: ResultsDir = api.DEFAULT_RESULTS,
+         results_dir: ResultsDir = DEFAULT_RESULTS,
          force: Annotated[bool, typer.Option("--force", help="Re-grade the examples.")] = False) -> None:
     """Grade an assignment's example submissions (default: ranker) and print the leaderboard."""
+    from harness import api
+
     with _harness_errors():
         folder = api.find_assignment(assignment).dir / "examples"
         examples = sorted(p for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
@@ -315,8 +347,10 @@ def demo(assignment: Annotated[str, typer.Argument(help="Assignment whose exampl
 
 @app.command()
 def prepare(assignments: Annotated[list[str], typer.Argument(help="Assignment names or paths.")],
-            results_dir: ResultsDir = api.DEFAULT_RESULTS) -> None:
+            results_dir: ResultsDir = DEFAULT_RESULTS) -> None:
     """Build the images and data ASSIGNMENTS need (cached; a later grade builds nothing)."""
+    from harness import api
+
     with _harness_errors():
         for assignment in assignments:
             typer.echo(f"{assignment}: {api.prepare(assignment, results_dir=results_dir)}")
@@ -326,24 +360,28 @@ def prepare(assignments: Annotated[list[str], typer.Argument(help="Assignment na
 def clean(images: Annotated[bool, typer.Option("--images", help="Also remove candidates' requirement "
                                                "images (rebuilt when needed).")] = False) -> None:
     """Remove stage containers left behind by a harness process that was killed."""
+    from harness import api
+
     with _harness_errors():
         containers, removed = api.clean(images=images)
     typer.echo(f"removed {containers} leftover container(s)" + (f" and {removed} image(s)" if images else ""))
 
 
 @app.command("log")
-def log_command(assignment: AssignmentArg, results_dir: ResultsDir = api.DEFAULT_RESULTS,
+def log_command(assignment: AssignmentArg, results_dir: ResultsDir = DEFAULT_RESULTS,
                 tracking_uri: Annotated[str | None, typer.Option(metavar="URI",
                                                                  help="MLflow tracking URI.")] = None,
                 ) -> None:
     """Log the results on disk to MLflow (idempotent: a result already logged is not logged again)."""
+    from harness import api
+
     with _harness_errors():
         count = api.log_results(assignment, results_dir=results_dir, tracking_uri=tracking_uri)
     typer.echo(f"{count} result(s) are in MLflow")
 
 
 @app.command()
-def ui(results_dir: ResultsDir = api.DEFAULT_RESULTS,
+def ui(results_dir: ResultsDir = DEFAULT_RESULTS,
        port: Annotated[int, typer.Option(metavar="PORT", help="The UI's port on 127.0.0.1.")] = 5000,
        serve: Annotated[bool, typer.Option(help="Start the MLflow UI, not just print it.")] = False) -> None:
     """Print (or run) the command that opens the MLflow UI on the results, and each assignment's
@@ -369,6 +407,8 @@ def ui(results_dir: ResultsDir = api.DEFAULT_RESULTS,
 @assignments_app.command("list")
 def assignments_list() -> None:
     """Every assignment under the assignments root, and whether its spec is valid."""
+    from harness import api
+
     for folder, loaded in api.list_assignments():
         if isinstance(loaded, HarnessError):
             typer.echo(f"{folder.name:<16} INVALID  {str(loaded).splitlines()[-1].strip()}")
@@ -379,6 +419,8 @@ def assignments_list() -> None:
 @assignments_app.command("show")
 def assignments_show(assignment: str) -> None:
     """Print the validated spec (with defaults filled in) as JSON."""
+    from harness import api
+
     with _harness_errors():
         loaded = api.find_assignment(assignment)
     typer.echo(loaded.spec.model_dump_json(indent=2))
@@ -389,9 +431,11 @@ def assignments_kit(
     assignment: AssignmentArg,
     dest: Annotated[Path, typer.Argument(metavar="DEST", show_default=False,
                                          help="A new (or empty) folder to write the kit into.")],
-    results_dir: ResultsDir = api.DEFAULT_RESULTS,
+    results_dir: ResultsDir = DEFAULT_RESULTS,
 ) -> None:
     """Write the candidate kit: the brief, the starter kit and the public data (never hidden data)."""
+    from harness import api
+
     with _harness_errors():
         written = api.export_kit(assignment, dest, results_dir=results_dir)
     for path in written:
@@ -401,6 +445,7 @@ def assignments_kit(
 @assignments_app.command("validate")
 def assignments_validate(paths: Annotated[list[str] | None, typer.Argument()] = None) -> None:
     """Validate specs (all, or the given names/paths), including each grader's arguments."""
+    from harness import api
     from harness.pipeline import build_graders
 
     targets = paths or [str(folder) for folder, _ in api.list_assignments()]

@@ -1,4 +1,5 @@
-"""The leaderboard as rows of plain text, and as CSV, Markdown and JSON lines (`--format`).
+"""The leaderboard as rows of plain text, and as CSV, Markdown and JSON lines (`--format`,
+harness.cli.Format).
 
 Candidate-controlled text (names, messages, paths) is escaped for each format: CSV through the
 csv module, with a leading quote on a cell a spreadsheet would run as a formula (OWASP's advice
@@ -12,7 +13,6 @@ Markdown one (_MARKUP) has a twin in harness.report (_MD_SPECIAL) still to be me
 from __future__ import annotations
 
 import csv
-import enum
 import io
 import json
 import re
@@ -24,13 +24,6 @@ from harness.results import Status, SubmissionResult, group_scores, leaderboard,
 from harness.rubric import MANUAL_GROUP
 
 NOTE_CHARS = 200  # a note is one line of the table; the whole message is in result.json and --format json
-
-
-class Format(enum.StrEnum):
-    TABLE = "table"
-    CSV = "csv"
-    MARKDOWN = "markdown"
-    JSON = "json"
 
 
 @dataclass(frozen=True)

@@ -57,3 +57,22 @@ def test_the_check_would_catch_a_wrong_import(tmp_path):
     source.write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from harness.spec import A\n"
                       "def f():\n    from harness.pipeline import Runtime\n")
     assert _imports(source)[1:] == [("harness.spec", 3, True), ("harness.pipeline", 5, False)]
+
+
+def test_the_command_line_starts_without_the_api_or_the_grading_stack():
+    """`harness --help` (and a mistyped option) must answer at once: importing the CLI module
+    loads neither the API nor what it pulls in (the pipeline, pydantic, numpy, scipy). It took
+    2.2-5.5 s when it did; the time itself is measured in the README, not here."""
+    import subprocess
+    import sys
+
+    heavy = ("harness.api", "harness.pipeline", "harness.core.grading", "pydantic", "numpy", "scipy", "mlflow")
+    code = f"import sys, harness.cli; print([m for m in {heavy!r} if m in sys.modules])"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
+    assert out.stdout.strip() == "[]", out.stdout
+    # and the lazy core still gives a grader what it imports
+    code = "from harness.core import Grader, one_line, SpecError; import harness.core as c; print(sorted(c.__all__))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
+    from harness.core import _PUBLIC
+
+    assert out.stdout.strip() == str(sorted(_PUBLIC))
