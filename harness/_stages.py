@@ -21,7 +21,7 @@ from harness.core.text import one_line, terminal_safe
 from harness.errors import DeterministicInfraError, InfraError
 from harness.intake import StagedSubmission
 from harness.notebook_html import render_notebook
-from harness.results import MachineCheck, StageRecord, Status
+from harness.results import STATUS_OF_STAGE, MachineCheck, StageRecord, Status
 from harness.spec import RUN_INPUT, TESTS_MOUNT, Assignment, StageSpec
 from sandbox import (
     RUNNERS_DIR,
@@ -176,7 +176,7 @@ def run_stages(assignment: Assignment, staged: StagedSubmission, runtime: Runtim
         failed.sort(key=steps.index)
         if failed and stage.blocking:
             first = run.stages[[s.name for s in run.stages].index(failed[0].label)]
-            run.status = Status(first.status)
+            run.status = STATUS_OF_STAGE[first.status]
             which = f" on runs {', '.join(s.run or '' for s in failed)}" if stage.runs else ""
             run.message = f"stage {stage.name}{which}: {first.failure}"
             run.reason = first.cause
@@ -345,7 +345,7 @@ def _record(name: str, outcome: RunResult, result_dir: Path) -> StageRecord:
     # not a kill for time or output, which came from outside. The last line explains only an error.
     found = read_failure(outcome.log, failed=outcome.status in _EXPLAINED and not died,
                          last_line=outcome.status is StageStatus.ERROR)
-    return StageRecord(name=name, status=outcome.status.value, exit_code=outcome.exit_code,
+    return StageRecord(name=name, status=outcome.status, exit_code=outcome.exit_code,
                        seconds=round(outcome.seconds, 3), peak_memory_bytes=outcome.peak_memory_bytes,
                        log_file=log_file, log_truncated=outcome.log_truncated, detail=detail,
                        reason=found.reason, cell=found.cell, cell_line=found.cell_line,

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from harness.core import CriterionResult
 from harness.core.text import one_line, printable
 from harness.rubric import PENDING, ManualReview, PreviousResult
+from sandbox import StageStatus
 
 RESULT_FILE = "result.json"
 REASON_CHARS = 300  # = harness._reasons.REASON_CHARS
@@ -38,6 +39,15 @@ class Status(enum.StrEnum):
     @property
     def graded(self) -> bool:
         return self not in (Status.INFRA_ERROR, Status.REJECTED, Status.MACHINE_BUSY)
+
+
+#: a blocking stage's sandbox outcome as the submission's status (sandbox.StageStatus is the
+#: sandbox's own type; this is the one place the two meet)
+STATUS_OF_STAGE: Mapping[StageStatus, Status] = {
+    StageStatus.OK: Status.OK, StageStatus.ERROR: Status.ERROR, StageStatus.TIMEOUT: Status.TIMEOUT,
+    StageStatus.OOM: Status.OOM, StageStatus.OUTPUT_LIMIT: Status.OUTPUT_LIMIT,
+    StageStatus.DISK_LIMIT: Status.DISK_LIMIT,
+}
 
 
 class MachineCheck(BaseModel):
@@ -78,7 +88,7 @@ class StageRecord(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str
-    status: str
+    status: StageStatus
     exit_code: int | None = None
     seconds: float = 0.0
     peak_memory_bytes: int | None = None

@@ -272,3 +272,20 @@ def test_the_disk_limit_grows_by_the_submission_as_handed_in_not_by_what_stages_
     handed_in = sum(p.stat().st_size for p in (tmp_path / "subs" / "cand").rglob("*") if p.is_file())
     spec_limit = 1 << 30  # the multirun fixture sets no disk limit: the spec's default, 1 GiB
     assert len(limits) == 4 and set(limits) == {spec_limit + handed_in}
+
+
+def test_every_sandbox_outcome_has_one_submission_status_and_records_keep_the_type():
+    """The sandbox's StageStatus and the harness's Status meet in one typed table; a new sandbox
+    outcome without a status fails here, not as a KeyError in a candidate's grade."""
+    from pydantic import ValidationError
+
+    from harness.results import STATUS_OF_STAGE, StageRecord
+
+    assert set(STATUS_OF_STAGE) == set(StageStatus)
+    assert {stage.value: status.value for stage, status in STATUS_OF_STAGE.items()} == {
+        "ok": "ok", "error": "error", "timeout": "timeout", "oom": "oom", "output_limit": "output_limit",
+        "disk_limit": "disk_limit"}
+    record = StageRecord.model_validate_json('{"name": "fit", "status": "oom"}')  # as result.json has it
+    assert record.status is StageStatus.OOM and record.model_dump(mode="json")["status"] == "oom"
+    with pytest.raises(ValidationError):
+        StageRecord(name="fit", status="exploded")
