@@ -13,9 +13,7 @@ from pathlib import Path
 
 from harness._workdirs import remove_tree
 from harness.errors import InfraError, SpecError
-from harness.spec import Assignment
-
-HIDDEN_DIR = "hidden"
+from harness.spec import SECRETS_DIR, Assignment
 
 
 @dataclass(frozen=True)
@@ -29,11 +27,11 @@ def _fingerprint(assignment: Assignment) -> str:
     digest = hashlib.sha256()
     generator = assignment.spec.data.generator
     roots = [assignment.path(generator)] if generator else []
-    roots.append(assignment.dir / HIDDEN_DIR)
+    roots.append(assignment.dir / SECRETS_DIR)
     # code the generator may import from the assignment folder (e.g. model/train.py); not what
     # candidates see or submit
     roots += sorted(p for p in assignment.dir.rglob("*.py")
-                    if p.parts[len(assignment.dir.parts)] not in ("examples", "starter", HIDDEN_DIR)
+                    if p.parts[len(assignment.dir.parts)] not in ("examples", "starter", SECRETS_DIR)
                     and p != (assignment.path(generator) if generator else None))
     for root in roots:
         files = sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else [root]
@@ -76,7 +74,7 @@ def materialize(assignment: Assignment, *, cache_root: Path) -> DataSets:
     generator = _load_generator(assignment) if spec.generator else None
     if generator is not None and callable(getattr(generator, "prepare", None)):
         try:
-            generator.prepare(assignment.dir / HIDDEN_DIR)  # e.g. draws this install's secret seed
+            generator.prepare(assignment.dir / SECRETS_DIR)  # e.g. draws this install's secret seed
         except ValueError as exc:  # e.g. a weak or malformed seed: the assignment's set-up, not ours
             raise SpecError(f"{assignment.dir}: {exc}") from None
     fingerprint = _fingerprint(assignment)
@@ -88,7 +86,7 @@ def materialize(assignment: Assignment, *, cache_root: Path) -> DataSets:
             if generator is not None:
                 tmp = Path(tempfile.mkdtemp(dir=root.parent, prefix=".tmp-"))
                 try:
-                    generator.materialize(tmp, assignment.dir / HIDDEN_DIR)
+                    generator.materialize(tmp, assignment.dir / SECRETS_DIR)
                     _publish(tmp, list(spec.hidden.values()))
                     tmp.rename(root)
                 except OSError as exc:

@@ -19,6 +19,7 @@ from pydantic import (
     model_validator,
 )
 
+from harness.core.names import plain_file_name
 from harness.errors import SpecError
 from harness.rubric import MANUAL_GROUP, RubricItem
 from sandbox import Limits
@@ -29,7 +30,6 @@ _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?\s*$", re.IGNORECASE)
 _NAME = r"^[a-z][a-z0-9_-]{0,62}$"
 _NAME_RE = re.compile(_NAME)
 _PATH_PART = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$")
-_FILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 RUN_INPUT = "input"  # a stage run's data set is mounted at /data/input
 SECRETS_DIR = "hidden"  # the assignment folder's secrets (harness/data.py passes it to the generator)
 
@@ -76,17 +76,10 @@ def _name(value: str) -> str:
     return value
 
 
-def _file_name(value: str) -> str:
-    if not _FILE_NAME.match(value):
-        raise ValueError(f"{value!r} must be a plain file name in /output: letters, digits, '.', '_', '-', "
-                         "starting with a letter or digit, no '/' (at most 128 characters)")
-    return value
-
-
 Size = Annotated[int, BeforeValidator(parse_size), Field(gt=0)]
 RelPath = Annotated[str, AfterValidator(relative_path)]
 Name = Annotated[str, AfterValidator(_name)]
-FileName = Annotated[str, AfterValidator(_file_name)]
+FileName = Annotated[str, AfterValidator(plain_file_name)]
 
 
 class _Strict(BaseModel):

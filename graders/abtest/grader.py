@@ -44,13 +44,13 @@ from graders.abtest.scoring import (
 )
 from harness.core import SpecError
 from harness.core.grading import CriterionResult, Grader, GradingContext, grader
+from harness.core.names import plain_file_name
 from harness.core.text import one_line
 
 if TYPE_CHECKING:
     from harness.spec import AssignmentSpec
 
 _FIELD = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
-_FILE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _RUN = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 _KIND_ARGS = {"number": {"rel", "abs", "partial"}, "interval": {"halfwidth", "partial"},
               "p_value": {"alpha", "log10", "floor", "abs", "resamples"}, "exact": set(), "choice": set()}
@@ -79,9 +79,7 @@ class AbAnswerArgs(BaseModel):
     @field_validator("answers")
     @classmethod
     def _plain_file(cls, v: str) -> str:
-        if not _FILE.match(v):
-            raise ValueError(f"{v!r} must be a plain file name (letters, digits, . _ -)")
-        return v
+        return plain_file_name(v)
 
     @field_validator("runs")
     @classmethod

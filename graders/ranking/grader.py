@@ -26,12 +26,12 @@ from graders.ranking._io import PROBLEMS, Predictions, Reference, load_reference
 from graders.ranking._scale import Calibration, check_reference, load_calibration
 from harness.core import HarnessError, SpecError
 from harness.core.grading import CriterionResult, Grader, GradingContext, grader, linear_score
+from harness.core.names import plain_file_name
 
 if TYPE_CHECKING:
     from harness.spec import AssignmentSpec
 
 _METRIC = re.compile(r"^(?:ndcg(?:@(\d+))?|map|mrr)$")
-_FILE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]*$")
 _MEASURE = {"ndcg": "ndcg", "map": "ap", "mrr": "rr"}
 _SHORT = {measure: name for name, measure in _MEASURE.items()}
 PENALTY = ("rows without a valid score are ranked below all scored rows of their query, "
@@ -62,9 +62,7 @@ class RankingArgs(BaseModel):
     @field_validator("predictions", "labels_file", "queries_file", "calibration")
     @classmethod
     def _plain_name(cls, v: str | None) -> str | None:
-        if v is not None and not _FILE_NAME.match(v):
-            raise ValueError(f"{v!r} must be a plain file name (letters, digits, . _ -)")
-        return v
+        return v if v is None else plain_file_name(v)
 
     @model_validator(mode="after")
     def _consistent(self) -> RankingArgs:
