@@ -9,7 +9,7 @@ import math
 from collections.abc import Sequence
 from urllib.parse import quote
 
-from harness._similarity_html import esc
+from harness._escape import esc
 
 _CSS = """
 body{font-family:system-ui,sans-serif;margin:1.2em;color:#222;max-width:1200px}

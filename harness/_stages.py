@@ -40,7 +40,7 @@ from sandbox import (
 from sandbox._base import LIBRARY_CHECK, WHEEL_SYSTEM_LIBRARIES
 
 if TYPE_CHECKING:
-    from harness.pipeline import Runtime
+    from harness.runtime import Runtime
 
 PROBE_PIDS = 32768  # see _probe_request
 _KERNEL_DIED = re.compile(r"^run\.py: (.*: kernel died .*)$", re.MULTILINE)

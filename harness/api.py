@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from harness.check_run import CheckReport
     from harness.exports import ExportReport, Format
     from harness.mlflow_sink import MlflowSink
-    from harness.pipeline import Runtime
+    from harness.runtime import Runtime
 
 from harness.defaults import DEFAULT_EXPORTS, DEFAULT_RESULTS
 

@@ -11,7 +11,7 @@ from typing import TypeVar
 from harness.core.registry import Registry
 from harness.data import materialize
 from harness.errors import InfraError, sandbox_errors
-from harness.pipeline import InvalidSubmission, Runtime, build_graders
+from harness.runtime import InvalidSubmission, Runtime, build_graders
 from harness.spec import TEST_PACKAGES, Assignment
 from sandbox import RunRequest, RunResult, SandboxBackend
 

@@ -19,10 +19,11 @@ from harness.batch_similarity import REPORT_DIR, BatchSimilarity, check_round, c
 from harness.core.text import printable, slug
 from harness.errors import InfraError, IntakeError, sandbox_errors
 from harness.intake import StagedSubmission, stage_submission
-from harness.pipeline import Runtime, grade_submission, grader_versions
+from harness.pipeline import grade_submission
 from harness.report import render_report
 from harness.results import Status, SubmissionResult, load_result, result_key, save_result, write_atomic
 from harness.review import with_review
+from harness.runtime import Runtime, grader_versions
 from harness.spec import Assignment
 from sandbox._cpus import host_locks
 

@@ -14,7 +14,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness._similarity_html import pair_page
 from harness._workdirs import exclusive
 from harness.core.text import one_line
 from harness.errors import HarnessError
@@ -27,8 +26,8 @@ from harness.similarity import (
     find_groups,
     load_snapshot,
     snapshot,
-    write_report,
 )
+from harness.similarity_html import pair_page, write_report
 from harness.spec import Assignment
 
 SNAPSHOT_DIR = "similarity"  # in a result folder: fingerprints.json and sources.json (not logged)

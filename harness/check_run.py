@@ -17,8 +17,8 @@ from harness.data import DataSets
 from harness.errors import IntakeError
 from harness.intake import stage_submission
 from harness.kit import Check, check_submission, public_spec
-from harness.pipeline import InvalidSubmission, Runtime
 from harness.results import Status
+from harness.runtime import InvalidSubmission, Runtime
 from harness.spec import Assignment
 from sandbox import RunRequest, RunResult, SandboxBackend
 

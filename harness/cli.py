@@ -446,7 +446,7 @@ def assignments_kit(
 def assignments_validate(paths: Annotated[list[str] | None, typer.Argument()] = None) -> None:
     """Validate specs (all, or the given names/paths), including each grader's arguments."""
     from harness import api
-    from harness.pipeline import build_graders
+    from harness.runtime import build_graders
 
     targets = paths or [str(folder) for folder, _ in api.list_assignments()]
     failed = 0

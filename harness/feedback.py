@@ -10,7 +10,7 @@ and a Content-Security-Policy that forbids any), so it opens offline and cannot 
 
 from __future__ import annotations
 
-from harness._similarity_html import esc as _e  # the harness's one HTML escaper (controls removed)
+from harness._escape import esc as _e  # the harness's one HTML escaper (controls removed)
 from harness.candidate_view import CandidateView, CriterionView
 
 CSP = "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'"

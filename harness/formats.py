@@ -6,8 +6,7 @@ csv module, with a leading quote on a cell a spreadsheet would run as a formula 
 on CSV injection); Markdown with every character that starts markup (pipes, brackets, emphasis,
 HTML) backslash-escaped, as CommonMark allows for any ASCII punctuation.
 
-The CSV escaper is harness._escape.safe_cell, shared with `harness export --format csv`. The
-Markdown one (_MARKUP) has a twin in harness.report (_MD_SPECIAL) still to be merged into one.
+The escapers are harness._escape's, shared with report.md and `harness export --format csv`.
 """
 
 from __future__ import annotations
@@ -15,10 +14,9 @@ from __future__ import annotations
 import csv
 import io
 import json
-import re
 from dataclasses import dataclass
 
-from harness._escape import safe_cell
+from harness._escape import markdown_text, safe_cell
 from harness.core.text import one_line
 from harness.results import Status, SubmissionResult, group_scores, leaderboard, ranks
 from harness.rubric import MANUAL_GROUP
@@ -84,12 +82,9 @@ def to_csv(found: Board) -> str:
     return out.getvalue()
 
 
-_MARKUP = re.compile(r"([\\`*_{}\[\]<>()#+!|~&])")
-
-
 def markdown_cell(text: str) -> str:
     """`text` as the literal content of one GFM table cell: one line, markup characters escaped."""
-    return _MARKUP.sub(r"\\\1", one_line(text))
+    return markdown_text(text)
 
 
 def to_markdown(found: Board) -> str:

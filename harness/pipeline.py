@@ -4,19 +4,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
-
-from pydantic import ValidationError
 
 from harness import __version__
 from harness._stages import RunState, run_stages
 from harness._workdirs import owned_name, remove_tree, replace_folder
 from harness.batch_similarity import take_snapshot
-from harness.core import GRADERS, CriterionResult, Grader, GradingContext, OutputFile
+from harness.core import CriterionResult, Grader, GradingContext, OutputFile
 from harness.core.text import one_line, printable, reviewer_text
-from harness.data import DataSets
-from harness.errors import DeterministicInfraError, HarnessError, InfraError, SpecError, sandbox_errors
+from harness.errors import DeterministicInfraError, HarnessError, InfraError, sandbox_errors
 from harness.intake import StagedSubmission
 from harness.report import render_report
 from harness.results import (
@@ -29,10 +25,10 @@ from harness.results import (
     write_atomic,
 )
 from harness.review import carried_review, manual_criteria, previous_of
+from harness.runtime import InvalidSubmission, Runtime, grader_versions
 from harness.spec import Assignment
 from sandbox import (
     OutputRefused,
-    SandboxBackend,
     read_bounded,
 )
 from sandbox._cpus import host_locks
@@ -40,49 +36,6 @@ from sandbox._cpus import host_locks
 REQUIREMENTS_FILE = "requirements.txt"
 REVIEW_DIR = "review"  # the submission's files a reviewer reads (spec: review_files)
 _REQUIREMENTS_MAX = 64 << 10
-
-
-class InvalidSubmission(Exception):
-    """The submission breaks the contract before anything runs (e.g. bad requirements.txt)."""
-
-
-@dataclass
-class Runtime:
-    """What a batch prepares once and every submission shares."""
-
-    backend: SandboxBackend
-    data: DataSets
-    image: str = ""  # assignment image tag ("" for the local backend)
-    image_id: str | None = None
-    #: requirements.txt text -> (image tag, image id); raises InvalidSubmission for the candidate's mistakes
-    requirements_image: Callable[[str], tuple[str, str]] | None = None
-    graders: list[Grader] = field(default_factory=list)
-
-
-def build_graders(assignment: Assignment) -> list[Grader]:
-    """Instantiate the spec's graders; SpecError names the grader and the bad argument."""
-    graders = []
-    for index, gspec in enumerate(assignment.spec.graders):
-        cls = GRADERS.get(gspec.grader)
-        try:
-            args = cls.Args.model_validate(gspec.args)
-        except ValidationError as exc:
-            problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-            raise SpecError(f"{assignment.dir / 'assignment.yaml'}: graders.{index}.args "
-                            f"({gspec.name}): {problems}") from None
-        built = cls(name=gspec.name, weight=gspec.weight, args=args, group=gspec.group)
-        try:
-            built.check_spec(assignment.spec)
-            built.check_files(assignment.dir)
-        except SpecError as exc:
-            raise SpecError(f"{assignment.dir / 'assignment.yaml'}: graders.{index}.args ({gspec.name}): "
-                            f"{exc}") from None
-        graders.append(built)
-    return graders
-
-
-def grader_versions(graders: list[Grader]) -> dict[str, str]:
-    return {g.name: f"{g.grader_name}:{g.version}" for g in graders}
 
 
 def grade_submission(*, assignment: Assignment, staged: StagedSubmission, runtime: Runtime,

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from harness._escape import markdown_text
 from harness._reasons import LogOutside, cause_index, clean_lines, read_log_tail
 from harness.core import CriterionResult
 from harness.core.text import one_line
@@ -38,7 +39,6 @@ _NOT_PRODUCED = re.compile(r"not graded: stage \S+ failed|not produced: ")
 
 _IMAGES = (".png", ".svg")
 _PLAIN_PATH = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._/-]*$")  # nothing that could end a markdown link
-_MD_SPECIAL = re.compile(r"([\\`*_\[\]<>|~$&#])")
 _BACKTICKS = re.compile(r"`+")
 
 
@@ -64,7 +64,7 @@ def render_report(result: SubmissionResult, folder: Path | None = None) -> str:
 
 def _text(value: object, limit: int = _TEXT_CHARS) -> str:
     """Free text, safe inside a paragraph, a bullet or a table cell."""
-    return _MD_SPECIAL.sub(r"\\\1", one_line(value, limit))
+    return markdown_text(value, limit)
 
 
 def _code(value: object, *, cell: bool = False, limit: int = _CODE_CHARS) -> str:

@@ -3,7 +3,8 @@
     snapshot(submission_dir, starter_dir=..., dest=...)    fingerprints + sources, once per submission
     load_snapshot(dest) -> Snapshot                         raises SnapshotError for a missing/corrupt one
     compare({name: Snapshot}, threshold=..., ...)           similar pairs, most similar first
-    render_pair(pair, a, b) / render_index(pairs, links)    self-contained HTML for reviewers
+
+The reviewers' pages (one per flagged pair, and an index) are harness.similarity_html's.
 
 Submissions are tokenised with identifiers, strings and numbers normalised and layout dropped
 (harness._winnow), so renaming and reformatting do not hide a copy. Fingerprints that occur
@@ -30,13 +31,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, computed_fie
 from scipy import sparse
 
 from harness import _winnow
-from harness._similarity_html import render_index, render_pair, write_report
 from harness.errors import HarnessError, IntakeError
 from harness.results import write_atomic
 
 __all__ = ["MIN_ROUND", "LineRange", "MatchBlock", "SimilarGroup", "SimilarPair", "Snapshot", "SnapshotError",
-           "SourceInfo", "compare", "find_groups", "load_snapshot", "make_snapshot", "render_index",
-           "render_pair", "save_snapshot", "snapshot", "write_report"]
+           "SourceInfo", "compare", "find_groups", "load_snapshot", "make_snapshot", "save_snapshot",
+           "snapshot"]
 
 FINGERPRINTS_FILE = "fingerprints.json"
 SOURCES_FILE = "sources.json"

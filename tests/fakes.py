@@ -11,7 +11,7 @@ from pydantic import BaseModel
 from harness.backends import BACKENDS
 from harness.core import CriterionResult, Grader, GradingContext, grader
 from harness.data import materialize
-from harness.pipeline import Runtime, build_graders
+from harness.runtime import Runtime, build_graders
 from harness.spec import Assignment
 from sandbox import RunRequest, RunResult, SandboxBackend, StageStatus
 

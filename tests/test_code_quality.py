@@ -22,7 +22,7 @@ from graders.quality._hygiene import words_added
 from graders.quality._tools import Unit, ruff_binary, run_worker
 from harness.core.grading import GRADERS, CriterionResult, GradingContext
 from harness.errors import SpecError
-from harness.pipeline import build_graders
+from harness.runtime import build_graders
 from harness.spec import Assignment, AssignmentSpec
 
 LADDER = Path(__file__).parent / "fixtures" / "quality"

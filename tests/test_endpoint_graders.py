@@ -9,7 +9,7 @@ import pytest
 from hdrh.histogram import HdrHistogram
 
 from harness.core import GRADERS, GradingContext, OutputFile
-from harness.pipeline import build_graders
+from harness.runtime import build_graders
 from harness.spec import Assignment, AssignmentSpec
 
 REFERENCE = [{"label": 0, "probabilities": [0.7, 0.2, 0.1]},

@@ -66,12 +66,14 @@ def test_the_command_line_starts_without_the_api_or_the_grading_stack():
     import subprocess
     import sys
 
-    heavy = ("harness.api", "harness.pipeline", "harness.core.grading", "pydantic", "numpy", "scipy", "mlflow")
+    heavy = ("harness.api", "harness.pipeline", "harness.core.grading", "pydantic", "numpy", "scipy",
+             "mlflow")
     code = f"import sys, harness.cli; print([m for m in {heavy!r} if m in sys.modules])"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
     assert out.stdout.strip() == "[]", out.stdout
     # and the lazy core still gives a grader what it imports
-    code = "from harness.core import Grader, one_line, SpecError; import harness.core as c; print(sorted(c.__all__))"
+    code = ("from harness.core import Grader, one_line, SpecError; import harness.core as c; "
+            "print(sorted(c.__all__))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
     from harness.core import _PUBLIC
 

@@ -29,12 +29,10 @@ from harness.similarity import (
     find_groups,
     load_snapshot,
     make_snapshot,
-    render_index,
-    render_pair,
     save_snapshot,
     snapshot,
-    write_report,
 )
+from harness.similarity_html import render_index, render_pair, write_report
 
 FIXTURES = Path(__file__).parent / "fixtures" / "similarity"
 STARTER = FIXTURES / "starter"

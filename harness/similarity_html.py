@@ -9,13 +9,12 @@ number and colour on both sides, and each block's label links to its counterpart
 from __future__ import annotations
 
 import hashlib
-import html
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from harness.core.text import CONTROL
+from harness._escape import esc
 from harness.results import write_atomic
 
 if TYPE_CHECKING:
@@ -36,14 +35,6 @@ pre{margin:0;font-size:12px;line-height:1.35}
 .m0{background:#fde2e2}.m1{background:#e2f0fd}.m2{background:#e5fbe2}
 .m3{background:#fdf6d8}.m4{background:#efe2fd}.m5{background:#d8f7f4}
 """
-
-
-def esc(text: object, limit: int | None = None) -> str:
-    """`text` safe inside HTML text or a quoted attribute, control characters shown as U+FFFD."""
-    value = CONTROL.sub("\ufffd", str(text))
-    if limit is not None and len(value) > limit:
-        value = value[: limit - 1] + "\u2026"
-    return html.escape(value, quote=True)
 
 
 def _page(title: str, body: str) -> str:
