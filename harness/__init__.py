@@ -13,7 +13,7 @@ _PUBLIC = {
     "grade": "harness.api", "list_assignments": "harness.api", "log_results": "harness.api",
     "prepare": "harness.api", "report": "harness.api",
     "results": "harness.api",
-    "BatchItem": "harness.batch", "BatchReport": "harness.batch",
+    "BatchItem": "harness.batch", "BatchReport": "harness.batch", "GradeOptions": "harness.options",
     "HarnessError": "harness.errors", "ImageBuildError": "harness.errors", "InfraError": "harness.errors",
     "IntakeError": "harness.errors", "SpecError": "harness.errors", "UsageError": "harness.errors",
     "Status": "harness.results", "SubmissionResult": "harness.results",

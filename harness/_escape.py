@@ -7,9 +7,11 @@ https://owasp.org/www-community/attacks/CSV_Injection: cells starting with `=`, 
 tab or carriage return; ASVS 5.0 V1.2.10 adds NUL; a line feed starts a new line inside a quoted
 cell, after which a spreadsheet may read `=` as the start of a formula again.
 
-Markdown: every ASCII punctuation character that can start markup (emphasis, links, code, HTML,
-tables, headings, lists, math in renderers that have it) is backslash-escaped, which CommonMark
-allows for any ASCII punctuation; the text is made one line first, so no line can start a block.
+Markdown: every ASCII punctuation character that can start markup (emphasis, links and images,
+code, HTML, tables, headings, math in renderers that have it) is backslash-escaped, which
+CommonMark allows for any ASCII punctuation; parentheses are left as they are (a link needs its
+brackets, which are escaped), so a Python error reads as written. The text is made one line
+first, so no line of it can start a block.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import re
 from harness.core.text import CONTROL, one_line
 
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\n", "\0")
-_MARKDOWN = re.compile(r"([\\`*_{}\[\]<>()#+!|~&$])")
+_MARKDOWN = re.compile(r"([\\`*_{}\[\]<>#+!|~&$])")
 
 
 def safe_cell(text: str) -> str:

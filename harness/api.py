@@ -5,13 +5,15 @@ from __future__ import annotations
 import difflib
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from harness._workdirs import exclusive
 from harness.batch import BatchItem, BatchReport, Event, run_batch
+from harness.defaults import DEFAULT_EXPORTS, DEFAULT_RESULTS
 from harness.errors import InfraError, SpecError, UsageError, sandbox_errors
+from harness.options import GradeOptions
 from harness.report import render_report
 from harness.results import (
     SubmissionResult,
@@ -29,8 +31,6 @@ if TYPE_CHECKING:
     from harness.exports import ExportReport, Format
     from harness.mlflow_sink import MlflowSink
     from harness.runtime import Runtime
-
-from harness.defaults import DEFAULT_EXPORTS, DEFAULT_RESULTS
 
 
 def assignments_root() -> Path:
@@ -82,47 +82,47 @@ def _default_backend() -> str:
                      "process sandbox explicitly with --backend local --allow-weaker-isolation")
 
 
-def grade(assignment: str | Path, submissions: Sequence[str], *, results_dir: Path = DEFAULT_RESULTS,
-          jobs: int = 1, backend: str | None = None, force: bool = False, ref: str | None = None,
-          tracking_uri: str | None = None, log_to_mlflow: bool = True, retries: int = 2,
-          backoff_s: float = 2.0, allow_weaker_isolation: bool = False,
-          on_event: Callable[[Event], None] | None = None) -> BatchReport:
-    """Grade `submissions` (paths, archives, git repos) against `assignment`.
+def grade(assignment: str | Path, submissions: Sequence[str], *, options: GradeOptions | None = None,
+          on_event: Callable[[Event], None] | None = None, **fields: Any) -> BatchReport:
+    """Grade `submissions` (paths, archives, git repos) against `assignment`, as `options` say
+    (harness.options.GradeOptions; `fields` override it: `grade(a, subs, jobs=2)`).
 
     Each result is saved under `results_dir/<id>/<version>/<submission id>/` as it finishes and,
     unless `log_to_mlflow` is False, logged as one MLflow run. Raises SpecError for a bad spec,
     InfraError when the sandbox cannot be prepared, UsageError for a folder of submissions given as
-    one (see harness.inbox); a submission's own problems are results.
+    one (see harness.inbox) or bad options; a submission's own problems are results.
     """
     from harness.inbox import refuse_inboxes
 
+    try:
+        opts = replace(options or GradeOptions(), **fields)
+    except TypeError as exc:  # an unknown keyword
+        raise UsageError(f"grade(): {exc}") from None
     loaded = find_assignment(assignment)
     refuse_inboxes(loaded, list(submissions), typed=str(assignment))
-    results_dir = results_dir.resolve()
+    opts = replace(opts, results_dir=opts.results_dir.resolve(), backend=opts.backend or _default_backend())
     log_result, uri, sink = None, None, None
-    if log_to_mlflow:
+    if opts.log_to_mlflow:
         from harness.mlflow_sink import MlflowSink, default_tracking_uri
 
-        uri = tracking_uri or default_tracking_uri(results_dir)
+        uri = opts.tracking_uri or default_tracking_uri(opts.results_dir)
         sink = MlflowSink(tracking_uri=uri)
 
         def log_result(item: BatchItem) -> str | None:
             try:
-                return sink.log(item.result, item.folder, replace=force and not item.skipped)
+                return sink.log(item.result, item.folder, replace=opts.force and not item.skipped)
             except InfraError as exc:  # the JSON result is safe; a re-run logs it
                 item.result.message = f"{item.result.message} [not logged to MLflow: {exc}]"
                 return None
 
-    report = run_batch(assignment=loaded, submissions=list(submissions), results_dir=results_dir, jobs=jobs,
-                       backend=backend or _default_backend(), force=force, ref=ref, retries=retries,
-                       backoff_s=backoff_s, log_result=log_result, on_event=on_event,
-                       backend_options={"acknowledge_weaker_isolation": allow_weaker_isolation})
+    report = run_batch(assignment=loaded, submissions=list(submissions), options=opts, log_result=log_result,
+                       on_event=on_event)
     report.tracking_uri = uri
     if sink is not None:
         _tag_similarity(sink, report)
         known = {i.result.key: i.run_id for i in report.items if i.run_id}
         try:
-            report.experiment_id = _publish_cohort(sink, loaded, results_dir, known)
+            report.experiment_id = _publish_cohort(sink, loaded, opts.results_dir, known)
         except InfraError as exc:  # the runs are logged; the next grade or `harness log` publishes
             report.warnings.append(f"the MLflow leaderboard was not updated: {exc}")
     return report

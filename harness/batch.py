@@ -19,6 +19,7 @@ from harness.batch_similarity import REPORT_DIR, BatchSimilarity, check_round, c
 from harness.core.text import printable, slug
 from harness.errors import InfraError, IntakeError, sandbox_errors
 from harness.intake import StagedSubmission, stage_submission
+from harness.options import GradeOptions
 from harness.pipeline import grade_submission
 from harness.report import render_report
 from harness.results import Status, SubmissionResult, load_result, result_key, save_result, write_atomic
@@ -87,10 +88,7 @@ class _Context:
     runtime: Runtime
     root: Path  # results/<id>/<version>
     staging: Path
-    ref: str | None
-    force: bool
-    retries: int
-    backoff_s: float
+    options: GradeOptions
     spec_hash: str
     names: dict[str, str]  # source -> candidate name, where the folder name alone is ambiguous
     cancel: threading.Event = field(default_factory=threading.Event)
@@ -135,7 +133,7 @@ def _grade_one(ctx: _Context, source: str) -> BatchItem:
 
 
 def _stage_and_grade(ctx: _Context, source: str, staging: Path) -> BatchItem:
-    staged = stage_submission(source, dest=staging / "submission", ref=ctx.ref)
+    staged = stage_submission(source, dest=staging / "submission", ref=ctx.options.ref)
     if source in ctx.names:
         staged = dataclasses.replace(staged, candidate=ctx.names[source])
     spec = ctx.assignment.spec
@@ -145,7 +143,7 @@ def _stage_and_grade(ctx: _Context, source: str, staging: Path) -> BatchItem:
     folder = ctx.root / submission_id(staged)
     with exclusive(ctx.root / ".locks" / f"{submission_id(staged)}.lock"):  # same content twice, two batches
         existing = load_result(folder)
-        if existing and existing.key == key and existing.status.graded and not ctx.force:
+        if existing and existing.key == key and existing.status.graded and not ctx.options.force:
             take_snapshot(ctx.assignment, staged.path, folder)  # cheap; renews one of older settings
             return BatchItem(source, refresh_rubric(ctx.assignment, existing, folder), folder, skipped=True)
         result = _grade_with_retries(ctx, staged, key, folder, staging, existing)
@@ -164,7 +162,7 @@ def _grade_with_retries(ctx: _Context, staged: StagedSubmission, key: str, folde
     def on_step(step: str) -> None:
         ctx.emit(("stage", StepStarted(staged.source, step)))
 
-    for attempt in range(ctx.retries + 1):
+    for attempt in range(ctx.options.retries + 1):
         if ctx.cancel.is_set():
             break
         attempts = attempt + 1
@@ -181,8 +179,8 @@ def _grade_with_retries(ctx: _Context, staged: StagedSubmission, key: str, folde
             error = InfraError(f"{exc.__class__.__name__}: {exc}")
         if not error.transient:
             break
-        if attempt < ctx.retries:
-            ctx.cancel.wait(ctx.backoff_s * 2**attempt)
+        if attempt < ctx.options.retries:
+            ctx.cancel.wait(ctx.options.backoff_s * 2**attempt)
     ungraded = f"ungraded after {attempts} attempts" if attempts > 1 else "ungraded"
     result = _ungraded(ctx, staged.source, Status.INFRA_ERROR, f"{ungraded}: {error or 'cancelled'}",
                        staged, key)
@@ -251,25 +249,25 @@ def _unprepared(assignment: Assignment, submissions: Sequence[str], error: Infra
     return report
 
 
-def run_batch(*, assignment: Assignment, submissions: Sequence[str], results_dir: Path, jobs: int,
-              backend: str, force: bool, ref: str | None, retries: int, backoff_s: float,
+def run_batch(*, assignment: Assignment, submissions: Sequence[str], options: GradeOptions,
               log_result: Callable[[BatchItem], str | None] | None,
-              on_event: Callable[[Event], None] | None, backend_options: dict | None = None) -> BatchReport:
-    """Grade `submissions` with `jobs` workers. Results are saved as they finish; see `harness.api.grade`."""
-    cache = results_dir / ".cache"
-    make_runtime = BACKENDS.get(backend)
+              on_event: Callable[[Event], None] | None) -> BatchReport:
+    """Grade `submissions` with `options.jobs` workers (options.backend named). Results are saved
+    as they finish; see `harness.api.grade`."""
+    cache = options.results_dir / ".cache"
+    make_runtime = BACKENDS.get(options.backend or "docker")
     try:
-        runtime = make_runtime(assignment, cache=cache, retries=retries, backoff_s=backoff_s,
-                               **(backend_options or {}))
+        runtime = make_runtime(assignment, cache=cache, retries=options.retries, backoff_s=options.backoff_s,
+                               acknowledge_weaker_isolation=options.allow_weaker_isolation)
     except InfraError as exc:  # no image, no daemon: every submission is listed, ungraded
         return _unprepared(assignment, submissions, exc, on_event)
-    root = results_dir / assignment.spec.id / assignment.spec.version
-    ctx = _Context(assignment, runtime, root, cache / "staging", ref, force, retries, backoff_s,
+    root = options.results_dir / assignment.spec.id / assignment.spec.version
+    ctx = _Context(assignment, runtime, root, cache / "staging", options,
                    _spec_hash(assignment, runtime.data.fingerprint), _candidate_names(submissions),
                    emit=on_event or (lambda event: None))
     sweep_leftovers(ctx.staging, root)  # what a killed run left behind
-    report = BatchReport(assignment=assignment.key, cpu_plan=_cpu_plan(assignment, jobs))
-    pool = ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="grade")
+    report = BatchReport(assignment=assignment.key, cpu_plan=_cpu_plan(assignment, options.jobs))
+    pool = ThreadPoolExecutor(max_workers=options.jobs, thread_name_prefix="grade")
     try:
         pending: dict[Future, str] = {}
         for source in submissions:

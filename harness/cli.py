@@ -15,6 +15,7 @@ import typer
 
 from harness.defaults import DEFAULT_RESULTS
 from harness.errors import HarnessError, sandbox_errors
+from harness.options import GradeOptions
 
 if TYPE_CHECKING:
     from harness.output import Console
@@ -119,7 +120,7 @@ def grade(
                                                      help="Folders, .zip/.tar.gz, .ipynb, git repos (a "
                                                           "folder of submissions: FOLDER/*/).")],
     jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, metavar="N",
-                                      help="Submissions graded in parallel.")] = 1,
+                                      help="Submissions graded in parallel.")] = GradeOptions.jobs,
     force: Annotated[bool, typer.Option("--force", help="Re-grade even what is already graded.")] = False,
     ref: Annotated[str | None, typer.Option(metavar="REF",
                                             help="Git ref to grade for git submissions.")] = None,
@@ -133,7 +134,8 @@ def grade(
                                                 help="docker (default if a daemon answers), local.")] = None,
     allow_weaker_isolation: Annotated[bool, typer.Option("--allow-weaker-isolation",
                                                          help="Required with --backend local.")] = False,
-    retries: Annotated[int, typer.Option(min=0, metavar="N", help="Retries of infrastructure failures.")] = 2,
+    retries: Annotated[int, typer.Option(min=0, metavar="N",
+                                         help="Retries of infrastructure failures.")] = GradeOptions.retries,
     fmt: FormatOption = Format.TABLE,
 ) -> None:
     """Grade submissions; exit 0 when every submission was graded."""
@@ -146,9 +148,10 @@ def grade(
     console = Console()
     shown = progress_callback(console.err, total=len(submissions), as_json=as_json)
     with _harness_errors(), shown as on_event:
-        report = api.grade(assignment, submissions, results_dir=results_dir, jobs=jobs, backend=backend,
-                           force=force, ref=ref, tracking_uri=tracking_uri, log_to_mlflow=mlflow,
-                           retries=retries, allow_weaker_isolation=allow_weaker_isolation, on_event=on_event)
+        options = GradeOptions(results_dir=results_dir, jobs=jobs, backend=backend, force=force, ref=ref,
+                               tracking_uri=tracking_uri, log_to_mlflow=mlflow, retries=retries,
+                               allow_weaker_isolation=allow_weaker_isolation)
+        report = api.grade(assignment, submissions, options=options, on_event=on_event)
     if not as_json:
         skipped = {i.result.submission_id for i in report.items if i.skipped}
         _print_summary(console, [i.result for i in report.items], fmt, skipped=skipped)
@@ -342,7 +345,7 @@ def demo(assignment: Annotated[str, typer.Argument(help="Assignment whose exampl
         examples = sorted(p for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
     grade(assignment, [str(p) for p in examples], jobs=jobs, force=force, ref=None, as_json=False,
           results_dir=results_dir, tracking_uri=None, mlflow=True, backend=None, allow_weaker_isolation=False,
-          retries=2)
+          retries=GradeOptions.retries)
 
 
 @app.command()
