@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness._workdirs import exclusive
-from harness.batch import BatchItem, BatchReport, Event, run_batch
+from harness.batch import BatchReport, Event, run_batch
 from harness.defaults import DEFAULT_EXPORTS, DEFAULT_RESULTS
 from harness.errors import InfraError, SpecError, UsageError, sandbox_errors
 from harness.options import GradeOptions
@@ -29,8 +29,8 @@ from harness.spec import SPEC_FILE, Assignment, load_assignment
 if TYPE_CHECKING:
     from harness.check_run import CheckReport
     from harness.exports import ExportReport, Format
-    from harness.mlflow_sink import MlflowSink
     from harness.runtime import Runtime
+    from harness.sinks import ResultSink
 
 
 def assignments_root() -> Path:
@@ -101,71 +101,15 @@ def grade(assignment: str | Path, submissions: Sequence[str], *, options: GradeO
     loaded = find_assignment(assignment)
     refuse_inboxes(loaded, list(submissions), typed=str(assignment))
     opts = replace(opts, results_dir=opts.results_dir.resolve(), backend=opts.backend or _default_backend())
-    log_result, uri, sink = None, None, None
+    sink: ResultSink | None = None
     if opts.log_to_mlflow:
-        from harness.mlflow_sink import MlflowSink, default_tracking_uri
+        from harness.mlflow_sink import default_tracking_uri
+        from harness.sinks import MlflowResults
 
-        uri = opts.tracking_uri or default_tracking_uri(opts.results_dir)
-        sink = MlflowSink(tracking_uri=uri)
-
-        def log_result(item: BatchItem) -> str | None:
-            try:
-                return sink.log(item.result, item.folder, replace=opts.force and not item.skipped)
-            except InfraError as exc:  # the JSON result is safe; a re-run logs it
-                item.result.message = f"{item.result.message} [not logged to MLflow: {exc}]"
-                return None
-
-    report = run_batch(assignment=loaded, submissions=list(submissions), options=opts, log_result=log_result,
+        sink = MlflowResults(opts.tracking_uri or default_tracking_uri(opts.results_dir))
+    report = run_batch(assignment=loaded, submissions=list(submissions), options=opts, sink=sink,
                        on_event=on_event)
-    report.tracking_uri = uri
-    if sink is not None:
-        _tag_similarity(sink, report)
-        known = {i.result.key: i.run_id for i in report.items if i.run_id}
-        try:
-            report.experiment_id = _publish_cohort(sink, loaded, opts.results_dir, known)
-        except InfraError as exc:  # the runs are logged; the next grade or `harness log` publishes
-            report.warnings.append(f"the MLflow leaderboard was not updated: {exc}")
     return report
-
-
-def _publish_cohort(sink: MlflowSink, assignment: Assignment, results_dir: Path,
-                    known: dict[str, str]) -> str | None:
-    """The experiment's leaderboard view and parent run, over every candidate's newest graded result;
-    the experiment's id (None when nothing is graded)."""
-    graded: list[tuple[SubmissionResult, str]] = []
-    for _, result in newest_per_candidate(_stored(assignment, results_dir)):
-        run_id = known.get(result.key) or (sink.find_run(result) if result.status.graded else None)
-        if run_id is not None:
-            graded.append((result, run_id))
-    if not graded:
-        return None
-    from harness.cohort import INDEX_FILE, record_runs
-
-    root = results_dir / assignment.spec.id / assignment.spec.version
-    record_runs(root, {result.submission_id: run_id for result, run_id in graded})  # the page's links
-    return sink.publish_cohort(graded, files=[root / INDEX_FILE])
-
-
-def _tag_similarity(sink: MlflowSink, report: BatchReport) -> None:
-    """Flag both runs of every similar pair, and clear the flag of every other compared run."""
-    found = report.similarity
-    if not found.checked:  # disabled or failed: leave the tags as the last comparison set them
-        return
-    run_ids = {i.result.submission_id: i.run_id for i in report.items if i.run_id}
-    for name, folder in found.compared.items():
-        try:
-            run_id = run_ids.get(name) or _run_of(sink, folder)
-            if run_id is None:
-                continue
-            pages = [page for (a, b), page in found.pages.items() if name in (a, b)]
-            sink.tag_similarity(run_id, found.partners(name), pages)
-        except InfraError as exc:  # the results and the HTML report are safe on disk
-            found.problems.append(f"{name}: not tagged in MLflow: {exc}")
-
-
-def _run_of(sink: MlflowSink, folder: Path) -> str | None:
-    result = load_result(folder)
-    return sink.find_run(result) if result is not None else None
 
 
 def results(assignment: str | Path, *, results_dir: Path = DEFAULT_RESULTS,
@@ -298,6 +242,7 @@ def log_results(assignment: str | Path, *, results_dir: Path = DEFAULT_RESULTS,
     Raises UsageError, before any store is opened (or created), when `results_dir` holds no result
     of the assignment's current version."""
     from harness.mlflow_sink import MlflowSink, default_tracking_uri
+    from harness.sinks import publish_cohort
 
     loaded = find_assignment(assignment)
     _require_results_dir(results_dir)
@@ -315,7 +260,7 @@ def log_results(assignment: str | Path, *, results_dir: Path = DEFAULT_RESULTS,
     record_runs(results_dir.resolve() / loaded.spec.id / loaded.spec.version,
                 {r.submission_id: logged[r.key] for _, r in stored if r.key in logged})
     report(loaded.dir, results_dir=results_dir)  # the cohort page, with every run's id, for the parent run
-    _publish_cohort(sink, loaded, results_dir.resolve(), logged)
+    publish_cohort(sink, loaded, results_dir.resolve(), logged)
     return len(logged)
 
 
@@ -378,11 +323,12 @@ def review(assignment: str | Path, candidate: str, *, results_dir: Path = DEFAUL
         problems.append(f"{exc}; the review is saved, `harness report` rebuilds them")
     if log_to_mlflow:
         from harness.mlflow_sink import MlflowSink, default_tracking_uri
+        from harness.sinks import publish_cohort
 
         try:
             sink = MlflowSink(tracking_uri=tracking_uri or default_tracking_uri(results_dir.resolve()))
             outcome.run_id = sink.update(reviewed, folder)
-            _publish_cohort(sink, loaded, results_dir.resolve(), {reviewed.key: outcome.run_id})  # new total
+            publish_cohort(sink, loaded, results_dir.resolve(), {reviewed.key: outcome.run_id})  # new total
         except InfraError as exc:
             problems.append(f"{exc}; the review is saved, `harness log` logs it")
     outcome.warning = "; ".join(problems)

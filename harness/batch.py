@@ -25,6 +25,7 @@ from harness.report import render_report
 from harness.results import Status, SubmissionResult, load_result, result_key, save_result, write_atomic
 from harness.review import with_review
 from harness.runtime import Runtime, grader_versions
+from harness.sinks import ResultSink
 from harness.spec import Assignment
 from sandbox._cpus import host_locks
 
@@ -250,8 +251,7 @@ def _unprepared(assignment: Assignment, submissions: Sequence[str], error: Infra
 
 
 def run_batch(*, assignment: Assignment, submissions: Sequence[str], options: GradeOptions,
-              log_result: Callable[[BatchItem], str | None] | None,
-              on_event: Callable[[Event], None] | None) -> BatchReport:
+              sink: ResultSink | None, on_event: Callable[[Event], None] | None) -> BatchReport:
     """Grade `submissions` with `options.jobs` workers (options.backend named). Results are saved
     as they finish; see `harness.api.grade`."""
     cache = options.results_dir / ".cache"
@@ -260,7 +260,10 @@ def run_batch(*, assignment: Assignment, submissions: Sequence[str], options: Gr
         runtime = make_runtime(assignment, cache=cache, retries=options.retries, backoff_s=options.backoff_s,
                                acknowledge_weaker_isolation=options.allow_weaker_isolation)
     except InfraError as exc:  # no image, no daemon: every submission is listed, ungraded
-        return _unprepared(assignment, submissions, exc, on_event)
+        unprepared = _unprepared(assignment, submissions, exc, on_event)
+        if sink is not None:  # the round's leaderboard stands as earlier batches left it
+            sink.after_batch(assignment, unprepared, options.results_dir)
+        return unprepared
     root = options.results_dir / assignment.spec.id / assignment.spec.version
     ctx = _Context(assignment, runtime, root, cache / "staging", options,
                    _spec_hash(assignment, runtime.data.fingerprint), _candidate_names(submissions),
@@ -278,8 +281,8 @@ def run_batch(*, assignment: Assignment, submissions: Sequence[str], options: Gr
             for future in done:
                 pending.pop(future)
                 item = future.result()
-                if log_result and item.result.status.graded and item.folder is not None:
-                    item.run_id = log_result(item)
+                if sink is not None and item.result.status.graded and item.folder is not None:
+                    item.run_id = sink.log(item, replace=options.force and not item.skipped)
                 report.items.append(item)
                 ctx.emit(("done", item))
     except BaseException:
@@ -296,6 +299,8 @@ def run_batch(*, assignment: Assignment, submissions: Sequence[str], options: Gr
     # must neither miss a copy nor clear a flag it cannot see)
     report.similarity = check_round(assignment, current_results(root), root / REPORT_DIR)
     report.cohort_page = _write_cohort(assignment, root, report)
+    if sink is not None:
+        sink.after_batch(assignment, report, options.results_dir)
     return report
 
 

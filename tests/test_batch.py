@@ -460,3 +460,43 @@ def test_log_results_feeds_mlflow_once_and_a_refused_log_exits_as_infra(tmp_path
     assert all(r.info.run_id in page for r in runs if "mlgrade.cohort" not in r.data.tags)
     report.tracking_uri = uri  # as if logging had been on, and MLflow refused both results
     assert report.unlogged == 2 and report.exit_code == InfraError.exit_code
+
+
+class ListSink:
+    """A fake result sink (the ResultSink protocol, as a team's own store would implement it):
+    it keeps what it is handed, and refuses one candidate's result."""
+
+    uri = "memory://test"
+
+    def __init__(self, refuse: str) -> None:
+        self.logged: list[tuple[str, bool]] = []
+        self.finished: list[int] = []
+        self.refuse = refuse
+
+    def log(self, item, *, replace):
+        if item.result.candidate == self.refuse:
+            item.result.message += " [refused by the sink]"
+            return None
+        self.logged.append((item.result.candidate, replace))
+        return f"id-{item.result.candidate}"
+
+    def after_batch(self, assignment, report, results_dir):
+        self.finished.append(len(report.items))
+
+
+def test_any_sink_gets_each_graded_result_once_and_the_batch_end_and_a_refusal_loses_nothing(tmp_path):
+    from harness.batch import run_batch
+    from harness.options import GradeOptions
+
+    subs = tmp_path / "subs"
+    sources = [str(make_submission(subs, n)) for n in ("good", "broken", "bob")]
+    install_fake_backend(FakeBackend({("broken", "fit"): fail()}))
+    sink = ListSink(refuse="bob")
+    options = GradeOptions(results_dir=tmp_path / "results", backend="fake", backoff_s=0.0)
+    report = run_batch(assignment=api.find_assignment(TOY), submissions=sources, options=options, sink=sink,
+                       on_event=None)
+    assert sorted(sink.logged) == [("broken", False), ("good", False)] and sink.finished == [3]
+    items = by_candidate(report)
+    assert items["good"].run_id == "id-good" and items["bob"].run_id is None
+    assert report.unlogged == 0  # only an MLflow tracking URI counts results as unlogged
+    assert load_result(items["bob"].folder).status is Status.OK  # refused by the sink, safe on disk

@@ -21,7 +21,8 @@ def test_a_changed_criterion_status_total_or_candidate_is_each_a_line():
                                                                  "total": 10.0}, "new": _scores(ndcg=0.5)}}
     lines, _ = differences(before, after, timed=False)
     assert lines == ["ranker/bad: status ok -> error", "ranker/bad: total 50.0 -> 10.0",
-                     "ranker/gone: only in before", "ranker/good: ndcg 0.8 -> 0.8000001", "ranker/new: only in after"]
+                     "ranker/gone: only in before", "ranker/good: ndcg 0.8 -> 0.8000001",
+                     "ranker/new: only in after"]
 
 
 def test_the_endpoint_timed_criteria_and_totals_are_left_out_unless_asked():
