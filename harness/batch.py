@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from harness import __version__
 from harness._workdirs import exclusive, owned_name, remove_tree, sweep_leftovers
 from harness.backends import BACKENDS
 from harness.batch_similarity import REPORT_DIR, BatchSimilarity, check_round, current_results, take_snapshot
@@ -22,7 +21,16 @@ from harness.intake import StagedSubmission, stage_submission
 from harness.options import GradeOptions
 from harness.pipeline import grade_submission
 from harness.report import render_report
-from harness.results import Status, SubmissionResult, load_result, result_key, save_result, write_atomic
+from harness.results import (
+    Status,
+    SubmissionResult,
+    load_result,
+    new_result,
+    result_key,
+    save_result,
+    submission_id,
+    write_atomic,
+)
 from harness.review import with_review
 from harness.runtime import Runtime, grader_versions
 from harness.sinks import ResultSink
@@ -96,10 +104,6 @@ class _Context:
     emit: Callable[[Event], None] = lambda event: None
 
 
-def submission_id(staged: StagedSubmission) -> str:
-    return f"{staged.candidate}-{staged.content_hash[:8]}"
-
-
 def _ungraded(ctx: _Context, source: str, status: Status, message: str,
               staged: StagedSubmission | None = None, key: str = "-") -> SubmissionResult:
     return ungraded_result(ctx.assignment, source, status, message, staged=staged, key=key,
@@ -110,12 +114,9 @@ def ungraded_result(assignment: Assignment, source: str, status: Status, message
                     staged: StagedSubmission | None = None, key: str = "-", backend: str | None = None,
                     versions: dict[str, str] | None = None) -> SubmissionResult:
     """A result with no score (infra error, rejected input), for the summary and `--json`."""
-    return SubmissionResult(
-        key=key, assignment=assignment.spec.id, assignment_version=assignment.spec.version,
-        submission=printable(source), submission_id=submission_id(staged) if staged else "-",
-        candidate=staged.candidate if staged else slug(_stem(source)),
-        content_hash=staged.content_hash if staged else None, status=status, total_score=None,
-        message=message, harness_version=__version__, backend=backend, grader_versions=versions or {})
+    return new_result(assignment=assignment, source=source, staged=staged, key=key, status=status,
+                      backend=backend, grader_versions=versions or {}, candidate=slug(_stem(source)),
+                      total_score=None, message=message)
 
 
 def _grade_one(ctx: _Context, source: str) -> BatchItem:
@@ -169,8 +170,7 @@ def _grade_with_retries(ctx: _Context, staged: StagedSubmission, key: str, folde
         attempts = attempt + 1
         try:
             result = grade_submission(assignment=ctx.assignment, staged=staged, runtime=ctx.runtime, key=key,
-                                      submission_id=submission_id(staged), result_dir=folder,
-                                      scratch=staging / f"run-{attempt}",
+                                      result_dir=folder, scratch=staging / f"run-{attempt}",
                                       on_step=on_step, earlier=earlier)
             result.attempts = attempts
             return result

@@ -6,12 +6,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from harness import __version__
 from harness._stages import RunState, run_stages
 from harness._workdirs import owned_name, remove_tree, replace_folder
 from harness.batch_similarity import take_snapshot
 from harness.core import CriterionResult, Grader, GradingContext, OutputFile
-from harness.core.text import one_line, printable, reviewer_text
+from harness.core.text import one_line, reviewer_text
 from harness.errors import DeterministicInfraError, HarnessError, InfraError, sandbox_errors
 from harness.intake import StagedSubmission
 from harness.report import render_report
@@ -19,6 +18,7 @@ from harness.results import (
     StageRecord,
     Status,
     SubmissionResult,
+    new_result,
     now_iso,
     save_result,
     total_score,
@@ -39,7 +39,7 @@ _REQUIREMENTS_MAX = 64 << 10
 
 
 def grade_submission(*, assignment: Assignment, staged: StagedSubmission, runtime: Runtime,
-                     key: str, submission_id: str, result_dir: Path, scratch: Path,
+                     key: str, result_dir: Path, scratch: Path,
                      on_step: Callable[[str], None] | None = None,
                      earlier: SubmissionResult | None = None) -> SubmissionResult:
     """Run and score one submission; write result.json (last) and report.md into `result_dir`.
@@ -73,15 +73,12 @@ def grade_submission(*, assignment: Assignment, staged: StagedSubmission, runtim
         raise
     finally:
         remove_tree(scratch)
-    result = SubmissionResult(
-        key=key, assignment=assignment.spec.id, assignment_version=assignment.spec.version,
-        submission=printable(staged.source), submission_id=submission_id, candidate=staged.candidate,
-        content_hash=staged.content_hash, commit=staged.commit, status=run.status,
+    result = new_result(
+        assignment=assignment, source=staged.source, staged=staged, key=key, status=run.status,
+        backend=runtime.backend.name, grader_versions=grader_versions(runtime.graders),
         total_score=None if run.status is Status.MACHINE_BUSY else total_score(criteria), message=run.message,
-        reason=run.reason, criteria=criteria,
-        stages=run.stages, harness_version=__version__, backend=runtime.backend.name,
-        image=run.image or None, image_id=run.image_id, grader_versions=grader_versions(runtime.graders),
-        started_at=started, duration_s=round(time.monotonic() - t0, 3),
+        reason=run.reason, criteria=criteria, stages=run.stages, image=run.image or None,
+        image_id=run.image_id, started_at=started, duration_s=round(time.monotonic() - t0, 3),
         artifacts=_artifacts(result_dir), review=review, previous=previous_of(earlier, key),
     )
     result.artifacts["report"] = "report.md"

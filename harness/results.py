@@ -10,12 +10,17 @@ import tempfile
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from harness.core import CriterionResult
 from harness.core.text import one_line, printable
 from harness.rubric import PENDING, ManualReview, PreviousResult
+
+if TYPE_CHECKING:
+    from harness.intake import StagedSubmission
+    from harness.spec import Assignment
 from sandbox import StageStatus
 
 RESULT_FILE = "result.json"
@@ -198,6 +203,28 @@ class SubmissionResult(BaseModel):
             "key": self.key,
             **summary_fields(self),
         }
+
+
+def new_result(*, assignment: Assignment, source: str, staged: StagedSubmission | None, key: str,
+               status: Status, backend: str | None, grader_versions: dict[str, str], candidate: str = "",
+               **fields: Any) -> SubmissionResult:
+    """A submission's result with the fields every result carries filled in one way (who, what
+    content, which harness, backend and graders), graded or not; `candidate` names one that was
+    never staged; `fields` are the rest."""
+    from harness import __version__
+
+    return SubmissionResult(
+        key=key, assignment=assignment.spec.id, assignment_version=assignment.spec.version,
+        submission=printable(source), submission_id=submission_id(staged) if staged else "-",
+        candidate=staged.candidate if staged else candidate,
+        content_hash=staged.content_hash if staged else None, commit=staged.commit if staged else None,
+        status=status, harness_version=__version__, backend=backend, grader_versions=grader_versions,
+        **fields)
+
+
+def submission_id(staged: StagedSubmission) -> str:
+    """The result folder's name: the candidate and the first 8 hex digits of the content hash."""
+    return f"{staged.candidate}-{staged.content_hash[:8]}"
 
 
 def now_iso() -> str:
