@@ -13,9 +13,14 @@ from __future__ import annotations
 
 import re
 import signal
+import threading
+from abc import ABC, abstractmethod
 from dataclasses import replace
+from typing import Generic, TypeVar
 
 from sandbox._base import RunResult, StageStatus
+
+H = TypeVar("H")  # a backend's handle on the probe's sandbox (a container, a process group)
 
 SERVICE_EXITED_SIGNAL = signal.SIGHUP  # = sandbox/runners/probe.py's SERVICE_EXITED_SIGNAL
 TOLD_EXIT_CODE = 128 + SERVICE_EXITED_SIGNAL  # a probe killed by it, as its sandbox's pid 1 reports
@@ -39,6 +44,52 @@ def probe_result_once_told(result: RunResult, *, told: bool) -> RunResult | None
     if result.exit_code == TOLD_EXIT_CODE:  # the signal came before the probe could handle it
         return None
     return replace(result, detail=TOLD_DETAIL) if result.status is StageStatus.OK else result
+
+
+class ProbeThread(threading.Thread, ABC, Generic[H]):
+    """A probe run beside its service, in the service's network namespace, on its own thread; the
+    backend's subclass runs it (`run`) and stops the service when it ends. What is the same for
+    every backend lives here: telling the probe its service has exited (now, or as soon as the
+    probe's sandbox exists: `service_ended` may come first) and its outcome once told."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(daemon=True, name=f"probe-{name}")
+        self.result: RunResult | None = None
+        self.error: BaseException | None = None
+        self.handle: H | None = None  # the probe's sandbox, once it exists
+        self.told = False  # its service has ended
+        self._lock = threading.Lock()
+
+    @abstractmethod
+    def tell(self, handle: H) -> None:
+        """Send SERVICE_EXITED_SIGNAL to the probe in `handle`; never raises."""
+
+    def service_ended(self) -> None:
+        """The service has exited: tell the probe, or tell it once it exists."""
+        with self._lock:
+            self.told, handle = True, self.handle
+        if handle is not None:
+            self.tell(handle)
+
+    def probe_exists(self, handle: H) -> None:
+        """The backend's callback once the probe's sandbox exists (before or after it starts)."""
+        with self._lock:
+            self.handle, told = handle, self.told
+        if told:  # told before it existed: it may not even start (no namespace to join)
+            self.tell(handle)
+
+    def finished(self, result: RunResult) -> None:
+        with self._lock:
+            told = self.told
+        self.result = probe_result_once_told(result, told=told)
+
+    def outcome(self) -> RunResult | None:
+        """The probe's result; None when the service was gone before the probe could start (or
+        handle being told so). Re-raises what failed on the probe's thread."""
+        self.join()
+        if self.error is not None:
+            raise self.error
+        return self.result
 
 
 def service_verdict(status: StageStatus, detail: str, *, ended_by_itself: bool, exit_code: int | None,

@@ -10,6 +10,7 @@ import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import docker
 import docker.errors
@@ -21,7 +22,7 @@ from sandbox._base import CappedLog, RunRequest, RunResult, SandboxBackend, Stag
 from sandbox._cpus import run_on_plan
 from sandbox._cpuwatch import CpuWatch
 from sandbox._fs import open_deleted_bytes, pid_alive, tree_size
-from sandbox._service import SERVICE_EXITED_SIGNAL, probe_result_once_told, service_verdict
+from sandbox._service import SERVICE_EXITED_SIGNAL, ProbeThread, service_verdict
 from sandbox.errors import BackendError
 
 _DOCKER_FAILURES = (docker.errors.DockerException, requests.exceptions.RequestException, ConnectionError)
@@ -329,28 +330,22 @@ class DockerBackend(SandboxBackend):
         self.client.close()
 
 
-class _Probe(threading.Thread):
+class _Probe(ProbeThread[Any]):
     """Runs a probe container in the service's network namespace, then stops the service."""
 
     def __init__(self, backend: DockerBackend, request: RunRequest, service, watchdog: _Watchdog,
                  watch: CpuWatch | None = None) -> None:
-        super().__init__(daemon=True, name=f"probe-{request.name}")
+        super().__init__(request.name)
         self.backend, self.request, self.service, self.watchdog = backend, request, service, watchdog
         self.watch = watch
-        self.result: RunResult | None = None
-        self.error: BaseException | None = None
-        self.container = None  # the probe's, once created
-        self.told = False  # its service has ended (see sandbox._service)
-        self._lock = threading.Lock()
         self.start()
 
     def run(self) -> None:
         try:
             if self.watch is not None:
                 self.watch.add_thread()
-            result = self.backend._run(self.request, f"container:{self.service.id}", created=self._created,
-                                       watch=self.watch)
-            self.result = self._after_told(result)
+            self.finished(self.backend._run(self.request, f"container:{self.service.id}",
+                                            created=self.probe_exists, watch=self.watch))
         except BackendError as exc:
             if self._service_running():
                 self.error = exc
@@ -360,23 +355,8 @@ class _Probe(threading.Thread):
         finally:
             self.watchdog.stop_service()
 
-    def service_ended(self) -> None:
-        """The service has exited: tell the probe (SERVICE_EXITED_SIGNAL), or tell it once it exists."""
-        with self._lock:
-            self.told, container = True, self.container
-        if container is not None:
-            _tell(container)
-
-    def _created(self, container) -> None:
-        with self._lock:
-            self.container, told = container, self.told
-        if told:  # not started yet: the kill fails, and so will the start (no namespace to join)
-            _tell(container)
-
-    def _after_told(self, result: RunResult) -> RunResult | None:
-        with self._lock:
-            told = self.told
-        return probe_result_once_told(result, told=told)
+    def tell(self, handle) -> None:
+        _tell(handle)
 
     def _service_running(self) -> bool:
         try:
@@ -384,13 +364,6 @@ class _Probe(threading.Thread):
             return bool(self.service.attrs["State"].get("Running"))
         except _DOCKER_FAILURES:
             return False
-
-    def outcome(self) -> RunResult | None:
-        """The probe's result; None when the service was gone before the probe could start (or
-        handle being told so)."""
-        if self.error is not None:
-            raise self.error
-        return self.result
 
 
 def _tell(container) -> None:

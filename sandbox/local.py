@@ -55,7 +55,7 @@ from sandbox._bwrap import (
 )
 from sandbox._cpus import run_on_plan
 from sandbox._fs import tree_size
-from sandbox._service import SERVICE_EXITED_SIGNAL, probe_result_once_told, service_verdict
+from sandbox._service import SERVICE_EXITED_SIGNAL, ProbeThread, service_verdict
 from sandbox.errors import BackendError, InvalidRequest
 
 WEAKER_ISOLATION = (
@@ -257,17 +257,12 @@ class LocalBackend(SandboxBackend):
                              f"{result.detail} {result.log[-500:]}")
 
 
-class _Prober(threading.Thread):
+class _Prober(ProbeThread["_Stage"]):
     """Runs a probe in its service's network namespace, then stops the service."""
 
     def __init__(self, backend: LocalBackend, request: RunRequest, service: _Stage) -> None:
-        super().__init__(daemon=True, name=f"probe-{request.name}")
+        super().__init__(request.name)
         self.backend, self.request, self.service = backend, request, service
-        self.result: RunResult | None = None
-        self.error: BaseException | None = None
-        self.stage: _Stage | None = None  # the probe's, once started
-        self.told = False  # its service has ended (see sandbox._service)
-        self._lock = threading.Lock()
         self.start()
 
     def run(self) -> None:
@@ -275,8 +270,7 @@ class _Prober(threading.Thread):
             network = None if self.service.network is None else os.dup(self.service.network)
         try:
             if network is not None:  # None: the service was gone at once; its verdict stands
-                result = self.backend._run(self.request, network_of=network, started=self._on_start)
-                self.result = self._after_told(result)
+                self.finished(self.backend._run(self.request, network_of=network, started=self.probe_exists))
         except BaseException as exc:  # noqa: BLE001 - handed to the stage's thread in outcome()
             self.error = exc
         finally:
@@ -284,31 +278,8 @@ class _Prober(threading.Thread):
                 os.close(network)
             self.service.stop_service()
 
-    def service_ended(self) -> None:
-        """The service has exited: tell the probe (SERVICE_EXITED_SIGNAL), or tell it once it exists."""
-        with self._lock:
-            self.told, stage = True, self.stage
-        if stage is not None:
-            _tell(stage)
-
-    def _on_start(self, stage: _Stage) -> None:
-        with self._lock:
-            self.stage, told = stage, self.told
-        if told:
-            _tell(stage)
-
-    def _after_told(self, result: RunResult) -> RunResult | None:
-        with self._lock:
-            told = self.told
-        return probe_result_once_told(result, told=told)
-
-    def outcome(self) -> RunResult | None:
-        """The probe's result; None when the service was gone before the probe could start (or
-        handle being told so)."""
-        self.join()
-        if self.error is not None:
-            raise self.error
-        return self.result
+    def tell(self, handle: _Stage) -> None:
+        _tell(handle)
 
 
 def _tell(stage: _Stage) -> None:
