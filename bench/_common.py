@@ -34,3 +34,26 @@ def bare_docker_run(image: str, count: int) -> list[float]:
 
 def describe(times: list[float]) -> str:
     return f"median {statistics.median(times):.3f} s, mean {statistics.fmean(times):.3f} s (n={len(times)})"
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def examples(assignment: str) -> list[str]:
+    """The shipped example submissions of `assignment`, in name order."""
+    return sorted(str(p) for p in (REPO / "assignments" / assignment / "examples").iterdir() if p.is_dir())
+
+
+def grade_examples(assignment: str, results: Path,
+                   *flags: str) -> tuple[float, subprocess.CompletedProcess, list]:
+    """`harness grade ASSIGNMENT EXAMPLES... --json --jobs 2 --results RESULTS FLAGS` in a subprocess, as an
+    operator runs it: its wall seconds, the process, and its `--json` lines."""
+    import json
+    import sys
+
+    command = [sys.executable, "-m", "harness", "grade", assignment, *examples(assignment), "--json",
+               "--jobs", "2", "--results", str(results), *flags]
+    start = time.perf_counter()
+    proc = subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=False)
+    seconds = time.perf_counter() - start
+    return seconds, proc, [json.loads(raw) for raw in proc.stdout.splitlines() if raw.strip()]

@@ -17,29 +17,23 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench._common import grade_examples  # noqa: E402
+
 ASSIGNMENTS = ("ranker", "abtest", "endpoint")
 TIMED = {"endpoint": {"latency", "capacity", "cold_start"}}
 
 
-def grade_examples(assignment: str, results: Path) -> dict[str, dict]:
-    folder = REPO / "assignments" / assignment / "examples"
-    examples = sorted(str(p) for p in folder.iterdir() if p.is_dir())
-    command = [sys.executable, "-m", "harness", "grade", assignment, *examples, "--json", "--no-mlflow",
-               "--force", "--jobs", "2", "--results", str(results)]
-    proc = subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=False)
-    scores = {}
-    for raw in proc.stdout.splitlines():
-        if raw.strip():
-            line = json.loads(raw)
-            scores[line["candidate"]] = {
-                "status": line["status"], "total": line["total_score"],
-                "criteria": {name: c["score"] for name, c in line["criteria"].items()}}
+def scores_of(assignment: str, results: Path) -> dict[str, dict]:
+    _, proc, lines = grade_examples(assignment, results, "--no-mlflow", "--force")
+    scores = {line["candidate"]: {"status": line["status"], "total": line["total_score"],
+                                  "criteria": {name: c["score"] for name, c in line["criteria"].items()}}
+              for line in lines}
     if not scores:
         raise SystemExit(f"{assignment}: no result (exit {proc.returncode}): {proc.stderr[-2000:]}")
     return scores
@@ -47,7 +41,7 @@ def grade_examples(assignment: str, results: Path) -> dict[str, dict]:
 
 def save(out: Path, assignments: list[str]) -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        found = {a: grade_examples(a, Path(tmp) / "results") for a in assignments}
+        found = {a: scores_of(a, Path(tmp) / "results") for a in assignments}
     out.write_text(json.dumps(found, indent=1, sort_keys=True))
     print(f"saved {sum(len(v) for v in found.values())} examples' scores to {out}")
 
