@@ -107,9 +107,8 @@ def grade(assignment: str | Path, submissions: Sequence[str], *, options: GradeO
         from harness.sinks import MlflowResults
 
         sink = MlflowResults(opts.tracking_uri or default_tracking_uri(opts.results_dir))
-    report = run_batch(assignment=loaded, submissions=list(submissions), options=opts, sink=sink,
-                       on_event=on_event)
-    return report
+    return run_batch(assignment=loaded, submissions=list(submissions), options=opts, sink=sink,
+                     on_event=on_event)
 
 
 def results(assignment: str | Path, *, results_dir: Path = DEFAULT_RESULTS,
