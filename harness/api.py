@@ -107,6 +107,7 @@ def grade(assignment: str | Path, submissions: Sequence[str], *, results_dir: Pa
         sink = MlflowSink(tracking_uri=uri)
 
         def log_result(item: BatchItem) -> str | None:
+            assert item.folder is not None  # run_batch logs only staged results
             try:
                 return sink.log(item.result, item.folder, replace=force and not item.skipped)
             except InfraError as exc:  # the JSON result is safe; a re-run logs it
@@ -283,7 +284,7 @@ def clean(*, images: bool = False) -> tuple[int, int]:
             containers = reap_orphans(client)
         for image in client.images.list(filters={"reference": "mlgrade/*-req"}) if images else []:
             try:
-                client.images.remove(image.id, force=False)
+                client.images.remove(image.id, force=False)  # type: ignore[arg-type]  # stubs: Model.id may be None
                 removed_images += 1
             except docker.errors.APIError:
                 pass  # in use by a running stage
