@@ -19,6 +19,7 @@ class CompletionGrader(Grader):
 
     version = "1"
     Args = CompletionArgs
+    args: CompletionArgs
 
     def grade(self, ctx: GradingContext) -> CriterionResult:
         wanted = self.args.stages or ctx.stages or tuple(ctx.stage_statuses)

@@ -134,7 +134,8 @@ def _note(text: str) -> dict[str, Any]:
 
 def _cap_data(output: dict[str, Any], budget: _Budget) -> list[dict[str, Any]]:
     """The output with each mimetype bounded, followed by a note if anything was cut or dropped."""
-    data = output.get("data") if isinstance(output.get("data"), dict) else {}
+    data = output.get("data")
+    data = data if isinstance(data, dict) else {}
     kept: dict[str, str] = {}
     notes = []
     for mime, value in data.items():
@@ -167,7 +168,8 @@ def _cap_output(output: Any, budget: _Budget) -> list[dict[str, Any]]:
         output["text"] = _cut(CONTROL.sub("", _joined(output.get("text", ""))), MAX_TEXT_CHARS)
         return [output]
     if kind == "error":
-        lines = output.get("traceback") if isinstance(output.get("traceback"), list) else []
+        lines = output.get("traceback")
+        lines = lines if isinstance(lines, list) else []
         output["traceback"] = [_cut(CONTROL.sub("", "\n".join(map(str, lines))), MAX_TEXT_CHARS)]
         output["ename"] = CONTROL.sub("", str(output.get("ename", "")))[:1000]
         output["evalue"] = CONTROL.sub("", str(output.get("evalue", "")))[:MAX_TEXT_CHARS]
@@ -182,7 +184,8 @@ def _cap_cell(cell: dict[str, Any], budget: _Budget) -> None:
     source = _joined(cell.get("source", ""))
     if cell.get("cell_type") == "code":
         cell["source"] = _cut(source, MAX_TEXT_CHARS)
-        outputs = cell.get("outputs") if isinstance(cell.get("outputs"), list) else []
+        outputs = cell.get("outputs")
+        outputs = outputs if isinstance(outputs, list) else []
         capped = [piece for out in outputs[:MAX_OUTPUTS_PER_CELL] for piece in _cap_output(out, budget)]
         if len(outputs) > MAX_OUTPUTS_PER_CELL:
             capped.append(_note(f"{TRUNCATED}: {len(outputs) - MAX_OUTPUTS_PER_CELL:,} more outputs"))

@@ -133,6 +133,6 @@ def _windows(quiet: QuietSpec, probe_file: Path | None) -> Iterator[tuple[str, f
         parts = section.get("steps") if isinstance(section, dict) and "steps" in section else [section]
         for part in parts if isinstance(parts, list) else []:
             window = part.get("window") if isinstance(part, dict) else None
-            numbers = isinstance(window, list) and all(isinstance(v, int | float) for v in window)
-            if numbers and len(window) == 2 and window[0] < window[1]:
+            if (isinstance(window, list) and all(isinstance(v, int | float) for v in window)
+                    and len(window) == 2 and window[0] < window[1]):
                 yield phase, float(window[0]), float(window[1])

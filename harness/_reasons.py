@@ -138,9 +138,9 @@ def _latest(lines: list[str]) -> _Found | None:
             if match.group(3):
                 return _Found(line, index)
             # pytest 9 names a collection error alone: its exception is the last `E   ` line above
-            errors = (m.group(1) for i in range(index - 1, max(-1, index - 500), -1)
-                      if (m := _PYTEST_E.fullmatch(lines[i])))
-            error = next(errors, "")
+            exceptions = (m.group(1) for i in range(index - 1, max(-1, index - 500), -1)
+                          if (m := _PYTEST_E.fullmatch(lines[i])))
+            error = next(exceptions, "")
             return _Found(f"{line} - {error}" if error else line, index)
     return None
 

@@ -124,6 +124,7 @@ def _probe_outcome(step: _Step, outcome: RunResult, output: Path, result_dir: Pa
         raise DeterministicInfraError(f"the probe of stage {step.stage.name} failed "
                                       f"({outcome.status.value}: {outcome.detail}): "
                                       f"{one_line(outcome.log[-600:], 600)}")
+    assert step.stage.probe is not None  # called for probe stages only
     probe_step = _Step(step.stage.model_copy(update={"outputs": step.stage.probe.outputs, "runs": ()}))
     _collect_outputs(probe_step, output, result_dir, run, failure=None)
     remove_tree(output)
@@ -193,10 +194,11 @@ def _run_timed_step(assignment: Assignment, step: _Step, staged: StagedSubmissio
     machine check, re-measuring a disturbed one after a pause (doubling), up to the spec's retries;
     if the machine stays busy, the timing criteria are left ungraded (RunState.machine.busy)."""
     run.on_step(step.label)
-    quiet = step.stage.probe.quiet if step.stage.probe else None
-    if quiet is None:
+    probe = step.stage.probe
+    if probe is None or probe.quiet is None:
         return _run_step(assignment, step, staged, runtime, run, result_dir, scratch, folders).status \
             is StageStatus.OK
+    quiet = probe.quiet
     calibration = scratch / "calibration"
     warm = warm_request(quiet, image=runtime.image, limits=assignment.spec.stage_limits(step.stage))
     for attempt in range(1, quiet.retries + 2):
@@ -207,7 +209,7 @@ def _run_timed_step(assignment: Assignment, step: _Step, staged: StagedSubmissio
         outcome = _run_step(assignment, step, staged, runtime, run, result_dir, scratch, folders,
                             calibration=calibration)
         probe_file = next((out.path for out in run.outputs.values() if out.path is not None
-                           and out.name in step.stage.probe.outputs), None)
+                           and out.name in probe.outputs), None)
         check = check_machine(quiet, outcome=outcome, calibration_dir=calibration, probe_file=probe_file,
                               attempts=attempt)
         remove_tree(calibration)
@@ -257,12 +259,12 @@ def _run_step(assignment: Assignment, step: _Step, staged: StagedSubmission, run
     probe_output = scratch / f"probe-{slug}"
     if step.stage.probe is not None:
         make_writable_dir(probe_output, uid, gid)
-        request = replace(request, probe=_probe_request(assignment, step.stage, staged=staged,
-                                                        runtime=runtime, output=probe_output))
+        probe = _probe_request(assignment, step.stage, staged=staged, runtime=runtime, output=probe_output)
+        request = replace(request, probe=probe)
         if calibration is not None and step.stage.probe.quiet is not None:
             request = replace(request, calibration=calibration_request(
                 step.stage.probe.quiet, image=runtime.image, limits=request.limits,
-                probe_limits=request.probe.limits, runners=RUNNERS_DIR, output=calibration))
+                probe_limits=probe.limits, runners=RUNNERS_DIR, output=calibration))
     _require_free_space(scratch, request.limits.disk_bytes + _DISK_MARGIN, step.label)
     outcome = runtime.backend.run(request)
     for folder in (private, private_copy, run_input):

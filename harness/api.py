@@ -226,7 +226,7 @@ def clean(*, images: bool = False) -> tuple[int, int]:
             containers = reap_orphans(client)
         for image in client.images.list(filters={"reference": "mlgrade/*-req"}) if images else []:
             try:
-                client.images.remove(image.id, force=False)
+                client.images.remove(image.id, force=False)  # type: ignore[arg-type]  # stubs: optional id
                 removed_images += 1
             except docker.errors.APIError:
                 pass  # in use by a running stage

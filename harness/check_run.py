@@ -9,6 +9,7 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import cast
 
 from harness._stages import RunState, run_stages
 from harness._workdirs import remove_tree
@@ -68,7 +69,8 @@ def run_check(assignment: Assignment, submission: Path, *,
     runtime = make_runtime(assignment)
     recording = _Recording(runtime.backend)
     # only the public sets can be mounted, whatever the stages name; graders never run
-    runtime = replace(runtime, backend=recording, graders=[], data=DataSets(
+    # a SandboxBackend by delegation (__getattr__), not by class: the backend's own attributes stay its own
+    runtime = replace(runtime, backend=cast(SandboxBackend, recording), graders=[], data=DataSets(
         visible={n: p for n, p in runtime.data.visible.items() if n in spec.data.public},
         hidden={}, fingerprint=runtime.data.fingerprint))
     work = Path(tempfile.mkdtemp(prefix="mlgrade-check-"))

@@ -43,7 +43,8 @@ def _plain_arguments() -> None:
         name = self.display_name_raw if self.required else f"[{self.display_name_raw}]"
         return name + ("..." if self.nargs != 1 else "")
 
-    TyperArgument.display_name_raw = property(  # type: ignore[method-assign]
+    # a property of typer's: mypy types it on the class as its getter, so a property looks like a type change
+    TyperArgument.display_name_raw = property(  # type: ignore[assignment]
         lambda self: self.metavar or (self.name or "").upper())
     TyperArgument.display_type_rich = lambda self, ctx: None  # type: ignore[method-assign]
     TyperArgument._usage_display_name = usage_name  # type: ignore[method-assign]

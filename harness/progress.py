@@ -20,6 +20,7 @@ from rich.progress import (
     ProgressColumn,
     SpinnerColumn,
     Task,
+    TaskID,
     TextColumn,
     TimeElapsedColumn,
 )
@@ -76,7 +77,7 @@ class BatchProgress:
                                TextColumn("{task.fields[step]}", markup=False), TimeElapsedColumn(),
                                console=console, get_time=get_time)
         self.task = self.batch.add_task("", total=total, graded=0)
-        self.rows: dict[str, list[int]] = {}  # source -> its rows in flight (the same source twice: two)
+        self.rows: dict[str, list[TaskID]] = {}  # source -> its rows in flight (the same source twice: two)
         self.write_json = write_json
         self.lock = threading.Lock()
 

@@ -108,7 +108,7 @@ def _import(client: docker.DockerClient, recipe: DebianRecipe, tarball: Path) ->
     changes = [*recipe.changes, f"LABEL mlgrade.recipe-hash={recipe.digest}"]
     try:
         client.api.import_image_from_file(str(tarball), repository=repository, tag=tag, changes=changes)
-        return client.images.get(recipe.tag).id
+        return client.images.get(recipe.tag).id  # type: ignore[return-value]  # stubs: optional id
     except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
         raise ImageBuildError(f"docker import of the Debian rootfs failed: {exc}") from exc
 

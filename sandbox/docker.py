@@ -139,8 +139,8 @@ class _Watchdog(threading.Thread):
     def _read_cgroup(self, peak: bool) -> str | None:
         """The container's cgroup.procs (or its peak-memory file); None once the cgroup is gone."""
         if self._cgroup is None:
-            for folder, peak_file in _CGROUP_LAYOUTS:
-                path = Path(folder.format(id=self.container.id))
+            for pattern, peak_file in _CGROUP_LAYOUTS:
+                path = Path(pattern.format(id=self.container.id))
                 if path.is_dir():
                     self._cgroup = (path, peak_file)
                     break

@@ -27,7 +27,7 @@ import json
 import os
 import re
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -283,10 +283,10 @@ def _docker_build(client: docker.DockerClient, context: Path, plan: _Plan) -> st
         raise ImageBuildError(f"building {plan.tag} failed: {exc.msg}\n{tail}") from exc
     except _DOCKER_FAILURES as exc:
         raise ImageBuildError(f"building {plan.tag} failed: {exc}") from exc
-    return image.id
+    return image.id  # type: ignore[return-value]  # stubs: optional id
 
 
-def _log_lines(build_log: object) -> list[str]:
+def _log_lines(build_log: Iterable[object] | None) -> list[str]:
     chunks = [entry.get("stream") or entry.get("error") or "" for entry in build_log or ()
               if isinstance(entry, dict)]
     return _ANSI.sub("", "".join(chunks)).splitlines()
@@ -310,7 +310,8 @@ def _install_failure(message: str, log: Sequence[str]) -> str | None:
 def _local(client: docker.DockerClient, name: str) -> ImageRef | None:
     """The local image called `name`, or None; never pulls."""
     try:
-        return ImageRef(name, client.images.get(name).id, built=False)
+        image = client.images.get(name)
+        return ImageRef(name, image.id, built=False)  # type: ignore[arg-type]  # stubs: optional id
     except docker.errors.ImageNotFound:
         return None
     except _DOCKER_FAILURES as exc:
@@ -327,7 +328,7 @@ def _cached(client: docker.DockerClient, plan: _Plan) -> ImageRef | None:
         raise ImageBuildError(f"cannot inspect image {plan.tag!r}: {exc}") from exc
     if (image.labels or {}).get(INPUTS_LABEL) != plan.digest:
         return None  # a stray image under our tag: rebuild over it
-    return ImageRef(plan.tag, image.id, built=False)
+    return ImageRef(plan.tag, image.id, built=False)  # type: ignore[arg-type]  # stubs: optional id
 
 
 def _digest(**inputs: object) -> str:

@@ -315,6 +315,7 @@ def _check_request(request: RunRequest) -> None:
 def _pump_output(stage: _Stage) -> tuple[bytes, bool]:
     """Read the merged output until it closes, enforcing the time, output and disk limits."""
     limits = stage.request.limits
+    assert stage.proc.stdout is not None  # started with stdout=PIPE
     fd = stage.proc.stdout.fileno()
     log = CappedLog(limits.output_bytes)
     service = stage.request.probe is not None  # a server logging each request is no fault: not killed
@@ -376,6 +377,7 @@ def _reap(stage: _Stage) -> tuple[int, int | None]:
     if os.waitid(os.P_PID, stage.proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is None:
         stage.kill(stage.reason, stage.detail or "interrupted")
     _, status, usage = os.wait4(stage.proc.pid, 0)
+    assert stage.proc.stdout is not None  # started with stdout=PIPE
     stage.proc.stdout.close()
     with stage.lock:
         stage.reaped = True

@@ -190,7 +190,8 @@ def field_schema(schema: dict[str, Any], field: str) -> dict[str, Any]:
 
     Raises SpecError if the schema does not describe the field.
     """
-    node, done = schema, []
+    node = schema
+    done: list[str] = []
     for part in field.split("."):
         props = node.get("properties", {})
         if not isinstance(props, dict) or part not in props:
@@ -259,7 +260,10 @@ def _describe(error: ValidationError, field: str) -> str:
     where = field
     for part in error.absolute_path:
         where = one_line(_member(where, part), SHOW * 3)
-    value, kind, expected = error.instance, error.validator, error.validator_value
+    # set on every error a validator yields (jsonschema's types also allow Unset, for errors made by hand)
+    value: Any = error.instance
+    kind = error.validator
+    expected: Any = error.validator_value
     if kind == "type":
         wanted = expected if isinstance(expected, str) else " or ".join(map(str, expected))
         if wanted == "integer" and json_type(value) == "number":
@@ -268,7 +272,8 @@ def _describe(error: ValidationError, field: str) -> str:
         article = "an" if wanted[:1] in "aeiou" else "a"
         return f"{where}: {show(value)} is a {json_type(value)}, expected {article} {wanted}"
     if kind in ("minItems", "maxItems"):
-        exact = error.schema.get("minItems") == error.schema.get("maxItems")
+        schema: Any = error.schema  # the (object) schema holding the keyword that failed
+        exact = schema.get("minItems") == schema.get("maxItems")
         bound = "exactly" if exact else "at least" if kind == "minItems" else "at most"
         return f"{where}: has {len(value)} items, expected {bound} {expected}"
     if kind in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):

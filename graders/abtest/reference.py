@@ -95,9 +95,10 @@ class Choice:
 
 Expected = Numbers | Bounds | PValue | Exact | Choice
 
-_TESTS = {f"analysis.{m}.{k}": kind for m in ("conversion", "revenue")
-          for k, kind in (("lift_abs", "number"), ("lift_rel", "number"), ("ci_abs", "interval"),
-                          ("ci_rel", "interval"), ("p_value", "p_value"))}
+_TEST_KINDS: tuple[tuple[str, Kind], ...] = (("lift_abs", "number"), ("lift_rel", "number"),
+                                             ("ci_abs", "interval"), ("ci_rel", "interval"),
+                                             ("p_value", "p_value"))
+_TESTS = {f"analysis.{m}.{k}": kind for m in ("conversion", "revenue") for k, kind in _TEST_KINDS}
 FIELDS: Mapping[str, Kind] = MappingProxyType({
     **{f"design.{m}.{k}": "number" for m in ("conversion", "revenue")
        for k in ("sample_size_per_arm", "duration_days")},

@@ -74,7 +74,7 @@ def plot_capacity(capacity: Capacity, folder: Path, *, objective_ms: float) -> s
         ax.plot(rates, [_positive(v) for v in values], marker="o", label=name)
     for step in shown:  # the p99's 95% interval, where the probe measured one
         low, high = step.p99_ci_ms or (None, None)
-        if _positive(low) <= step.p99_ms <= _positive(high):
+        if _positive(low) <= _positive(step.p99_ms) <= _positive(high):  # shown: p99 is positive
             ax.vlines(step.rate, low, high, color="tab:orange", alpha=0.5, linewidth=3)
     for step in shown:
         ax.annotate("ok" if step.ok else "fail", (step.rate, step.p99_ms), fontsize=7,

@@ -17,7 +17,7 @@ server that refuses good ones too, such as a 404 for a missing route or a 422 fo
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -79,6 +79,7 @@ class ServingGate(BaseModel):
 
 class _EndpointGrader(Grader):
     Args: ClassVar[type[BaseModel]] = _Args
+    args: _Args
     version = "2"  # 2: load-phase answers checked; extreme reports scored, never raised
     #: why the criterion means nothing from a service that does not serve valid requests
     gate_reason: ClassVar[str] = ""
@@ -124,6 +125,25 @@ class _EndpointGrader(Grader):
     def score(self, report: ProbeReport, ctx: GradingContext) -> CriterionResult:
         raise NotImplementedError
 
+    def skipped(self, what: str, report: ProbeReport) -> CriterionResult:
+        why = "; ".join(report.skipped) or "the probe did not get that far"
+        return self.criterion(score=0.0, metrics={}, explanation=f"No {what} measured: {why}.",
+                              details={"skipped": list(report.skipped)})
+
+    def drawn(self, draw, *args, **kwargs) -> tuple[list[str], str]:
+        """A plot's file name (or none, with the reason): a plot that cannot be drawn never costs a grade."""
+        try:
+            name = draw(*args, **kwargs)
+        except Exception as exc:  # noqa: BLE001 - matplotlib's errors are many; the figures stand without it
+            return [], f" No plot: {type(exc).__name__}: {one_line(str(exc), 120)}."
+        return ([name], "") if name else ([], " No plot: no step had an answered request.")
+
+
+class _LinearGrader(_EndpointGrader):
+    """A measure scored linearly (the arguments of _Linear), optionally scaled by correctness."""
+
+    args: _Linear
+
     def linear(self, value: float) -> float:
         return linear_score(value, baseline=self.args.zero, target=self.args.full)
 
@@ -145,29 +165,17 @@ class _EndpointGrader(Grader):
         return check_load_samples(report, ctx.hidden[gate], phase=phase, atol=self.args.atol,
                                   load_file=self.args.load_reference_file, file=self.args.reference_file)
 
-    def skipped(self, what: str, report: ProbeReport) -> CriterionResult:
-        why = "; ".join(report.skipped) or "the probe did not get that far"
-        return self.criterion(score=0.0, metrics={}, explanation=f"No {what} measured: {why}.",
-                              details={"skipped": list(report.skipped)})
-
-    def drawn(self, draw, *args, **kwargs) -> tuple[list[str], str]:
-        """A plot's file name (or none, with the reason): a plot that cannot be drawn never costs a grade."""
-        try:
-            name = draw(*args, **kwargs)
-        except Exception as exc:  # noqa: BLE001 - matplotlib's errors are many; the figures stand without it
-            return [], f" No plot: {type(exc).__name__}: {one_line(str(exc), 120)}."
-        return ([name], "") if name else ([], " No plot: no step had an answered request.")
-
 
 class ColdStartArgs(_Linear):
     serving: ServingGate | None = None  # counts only from a service that serves valid requests
 
 
 @grader("endpoint_cold_start")
-class ColdStartGrader(_EndpointGrader):
+class ColdStartGrader(_LinearGrader):
     """Seconds from the server's start to its first 200 on GET /health."""
 
     Args = ColdStartArgs
+    args: ColdStartArgs
     version = "3"  # 3: gated on serving valid requests; a server that exits says so
     gate_reason = "being up quickly means nothing if what is up does not answer"
 
@@ -196,6 +204,7 @@ class CorrectnessGrader(_EndpointGrader):
     """Share of hidden inputs whose label matches and whose probabilities are all within atol."""
 
     Args = CorrectnessArgs
+    args: CorrectnessArgs
 
     def check_spec(self, spec):
         super().check_spec(spec)
@@ -238,12 +247,14 @@ class RobustnessGrader(_EndpointGrader):
     """Share of bad requests answered with a 4xx (JSON error) while the server stays healthy."""
 
     Args = RobustnessArgs
+    args: RobustnessArgs
     version = "3"  # 3: gated on serving valid requests
     gate_reason = "refusing bad requests is no feat for a server that refuses or mis-answers good ones"
 
     def score(self, report, ctx):
         ran = {case.case: case for case in report.robustness}
-        rows, passed = [], 0
+        rows: list[dict[str, Any]] = []
+        passed = 0
         for name in self.args.cases:
             case = ran.get(name)
             ok = bool(case and case.passed)
@@ -265,11 +276,12 @@ class LatencyArgs(_Linear):
 
 
 @grader("endpoint_latency")
-class LatencyGrader(_EndpointGrader):
+class LatencyGrader(_LinearGrader):
     """p99 (open loop, from the scheduled send) at the spec's rate; too many errors score 0. The
     score is the point estimate's; its 95% interval is shown beside it."""
 
     Args = LatencyArgs
+    args: LatencyArgs
     version = "3"  # 3: the p99's 95% interval in the metrics and the explanation
 
     def score(self, report, ctx):
@@ -363,12 +375,13 @@ class CapacityArgs(_Linear):
 
 
 @grader("endpoint_capacity")
-class CapacityGrader(_EndpointGrader):
+class CapacityGrader(_LinearGrader):
     """Highest offered rate at which p99 met the objective with few errors (the probe's search),
     with its bracket: the true boundary lies between it and the lowest rate above it that failed.
     The score is the capacity's; the bracket is shown beside it."""
 
     Args = CapacityArgs
+    args: CapacityArgs
     version = "3"  # 3: the bracket in the metrics and the explanation; the latency run counts as a step
 
     def score(self, report, ctx):
@@ -376,7 +389,8 @@ class CapacityGrader(_EndpointGrader):
         if cap is None:
             return self.skipped("capacity", report)
         found = cap.capacity_rps or 0.0
-        artifacts, plot_note = [], ""
+        artifacts: list[str] = []
+        plot_note = ""
         if cap.steps:
             artifacts, plot_note = self.drawn(plot_capacity, cap, ctx.artifacts_dir,
                                               objective_ms=self.args.objective_ms)
@@ -385,6 +399,7 @@ class CapacityGrader(_EndpointGrader):
         counted = [s for s in cap.steps if s.ok]
         if samples is not None:  # a step counts only if its sampled answers are right
             latency = self.load_samples(report, ctx, "latency")
+            assert latency is not None  # the conditions under which samples is not None
             counted = [s for s in counted
                        if (latency if s.phase == "latency" else samples).step_correct(s.rate)]
             verified = max((s.rate for s in counted), default=0.0)

@@ -12,6 +12,7 @@ import sys
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from graders.quality._args import CodeQualityArgs
 from graders.quality._collect import Starter, Tree, normalise, read_capped, readme_text, same_as_starter
@@ -74,17 +75,22 @@ def _requirement_lines(rel: str, text: str, deps: Dependencies) -> None:
             deps.unpinned.append((f"{rel}:{number}", line[:80]))
 
 
+def _table(value: object) -> dict[Any, Any]:
+    """A TOML table, or an empty one for anything else (the candidate's file may put any type there)."""
+    return value if isinstance(value, dict) else {}
+
+
 def _pyproject(text: str, deps: Dependencies) -> None:
     try:
         data = tomllib.loads(text)
     except (ValueError, RecursionError):  # TOMLDecodeError, or an integer over Python's digit limit
         return
-    project = data.get("project") if isinstance(data.get("project"), dict) else {}
-    listed = project.get("dependencies") if isinstance(project.get("dependencies"), list) else []
+    project = _table(data.get("project"))
+    listed = project.get("dependencies")
+    listed = listed if isinstance(listed, list) else []
     _requirement_lines("pyproject.toml", "\n".join(d for d in listed if isinstance(d, str)), deps)
-    tool = data.get("tool") if isinstance(data.get("tool"), dict) else {}
-    poetry = tool.get("poetry") if isinstance(tool.get("poetry"), dict) else {}
-    table = poetry.get("dependencies") if isinstance(poetry.get("dependencies"), dict) else {}
+    poetry = _table(_table(data.get("tool")).get("poetry"))
+    table = _table(poetry.get("dependencies"))
     for name, value in table.items():
         if str(name).lower() == "python":
             continue
@@ -116,7 +122,7 @@ def dependencies(root: Path, tree: Tree) -> Dependencies:
 
 def third_party(imports: set[str], tree: Tree) -> list[str]:
     """Imported top-level names that are neither the standard library nor the submission's own modules."""
-    local = set()
+    local: set[str] = set()
     for entry in tree.files:
         parts = entry.rel.split("/")
         local.update(part for part in parts[:-1])

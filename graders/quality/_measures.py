@@ -250,7 +250,7 @@ def docstrings(views: list[FileView]) -> Measure:
                    if public else "no public function")
 
 
-def annotations(views: list[FileView]) -> Measure:
+def type_annotations(views: list[FileView]) -> Measure:
     """Share of parameters (self/cls aside) and returns of public functions that carry a type annotation."""
     public = _public(views)
     slots = sum(block.slots for _, block in public)
@@ -274,4 +274,5 @@ def code_measures(views: list[FileView], sources: dict[str, SourceFile], ruff: R
             complexity(views, args.complexity_limit, bad("complexity")),
             maintainability(views, bad("maintainability")),
             function_size(views, args.max_function_statements, bad("function_size")),
-            file_size(views, args.max_file_lines, bad("file_size")), docstrings(views), annotations(views)]
+            file_size(views, args.max_file_lines, bad("file_size")), docstrings(views),
+            type_annotations(views)]

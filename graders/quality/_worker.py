@@ -37,7 +37,8 @@ def _children(node: ast.AST) -> Iterator[ast.AST]:
 
 def _own_statements(nodes: list[ast.stmt]) -> list[int]:
     """Lines of the statements in `nodes` and in their blocks; a nested function or class counts as one."""
-    lines, stack = [], list(nodes)
+    lines: list[int] = []
+    stack: list[ast.AST] = list(nodes)
     while stack:
         node = stack.pop()
         if isinstance(node, ast.stmt):
@@ -131,7 +132,7 @@ def _script_blocks(tree: ast.Module, cells: list[int]) -> Iterator[dict[str, Any
 
 
 def _imports(tree: ast.Module) -> list[str]:
-    names = set()
+    names: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             names.update(alias.name.split(".")[0] for alias in node.names)

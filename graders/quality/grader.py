@@ -52,8 +52,9 @@ if TYPE_CHECKING:
 
 def _ruff_notebook(source: SourceFile) -> str:
     """A minimal notebook of the code cells only, as ruff reads it (cell numbers map back by position)."""
-    cells = [{"cell_type": "code", "metadata": {}, "execution_count": None, "outputs": [],
-              "source": cell.source} for cell in source.cells]
+    cells: list[dict[str, Any]] = [
+        {"cell_type": "code", "metadata": {}, "execution_count": None, "outputs": [], "source": cell.source}
+        for cell in source.cells]
     return json.dumps({"nbformat": 4, "nbformat_minor": 5, "cells": cells,
                        "metadata": {"language_info": {"name": "python"}}})
 

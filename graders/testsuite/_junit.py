@@ -13,6 +13,7 @@ import math
 import xml.etree.ElementTree as ET  # noqa: S405 - DTDs are refused before parsing, sizes are capped
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import TypeGuard
 
 from harness.core.text import one_line
 
@@ -69,7 +70,7 @@ def read_junit(path: Path | None) -> list[TestCase]:
         root = parser.close()
     except (ET.ParseError, ValueError, LookupError, RecursionError) as exc:
         raise ReportError(f"the JUnit report is not XML: {one_line(str(exc), 200)}") from None
-    cases = []
+    cases: list[TestCase] = []
     for element in root.iter("testcase"):
         if len(cases) == MAX_CASES:
             raise ReportError(f"the JUnit report has more than {MAX_CASES} test cases")
@@ -152,7 +153,8 @@ def read_coverage(path: Path | None, submission: Path, *, mount: str = "/submiss
         raise ReportError(f"the coverage report is not coverage.py JSON: {one_line(str(exc), 200)}") from None
     if not isinstance(files, dict):
         raise ReportError("the coverage report has no 'files' mapping")
-    root, found = submission.resolve(), {}
+    root = submission.resolve()
+    found: dict[Path, FileCoverage] = {}
     for name, entry in list(files.items())[:MAX_CASES]:
         rel = _relative(str(name), mount)
         summary = entry.get("summary") if isinstance(entry, dict) else None
@@ -197,7 +199,7 @@ def _relative(name: str, mount: str) -> str | None:
     return path.as_posix()
 
 
-def _count(value: object) -> bool:
+def _count(value: object) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 10**7
 
 
@@ -232,7 +234,7 @@ def collect_suite(folder: Path) -> list[SuiteTest]:
     return found
 
 
-def _is_test(node: ast.stmt) -> bool:
+def _is_test(node: ast.stmt) -> TypeGuard[ast.FunctionDef | ast.AsyncFunctionDef]:
     return isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.name.startswith("test")
 
 

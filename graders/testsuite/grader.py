@@ -13,7 +13,7 @@ from __future__ import annotations
 import fnmatch
 from collections import Counter
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -56,7 +56,7 @@ class _TestGrader(Grader):
 
     args: _StageArgs
 
-    def _report(self, ctx: GradingContext, file: str) -> tuple[object, str]:
+    def _report(self, ctx: GradingContext, file: str) -> tuple[Path | None, str]:
         """(the OutputFile's path or None, why there is no usable report)."""
         output = ctx.outputs.get(f"{self.args.stage}.{file}")
         status = ctx.stage_statuses.get(self.args.stage, "not run")
@@ -217,7 +217,8 @@ class HiddenTestsGrader(_TestGrader):
         for case in cases:
             if case.function_node in expected:
                 by_function.setdefault(case.function_node, []).append(case)
-        rows, earned, total = [], 0.0, 0.0
+        rows: list[dict[str, Any]] = []
+        earned, total = 0.0, 0.0
         for node, (_, points) in expected.items():
             ran = [c for c in by_function.get(node, []) if c.outcome != "skipped"]  # the suite's own skips
             if by_function.get(node) and not ran:

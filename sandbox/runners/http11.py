@@ -230,6 +230,7 @@ class _Inbox(asyncio.Protocol):
         self.buffer += data
         if len(self.buffer) > self.limit:
             self.overflow = True
+            assert self.transport is not None  # connection_made comes first
             self.transport.abort()
         self._wake()
 
@@ -278,6 +279,7 @@ class Connection:
         """Send one request and read its response. Raises OSError, ProtocolError, ClosedEarly."""
         await self.open()
         inbox = self._inbox
+        assert inbox is not None and inbox.transport is not None  # open() connected
         inbox.transport.write(payload)
         while True:
             if inbox.overflow:

@@ -115,7 +115,9 @@ def block_counts(seconds: Sequence[float | None], state: Sequence[int], *, objec
             if st == WAITING:
                 slow += 1
             else:
-                slow += seconds[i] > objective_s
+                latency = seconds[i]
+                assert latency is not None  # an answered request has one
+                slow += latency > objective_s
                 fails += st == ANSWERED_ERROR
         out.append(BlockCounts(len(part), answered, slow, fails))
     return out

@@ -16,6 +16,7 @@ import json
 import math
 import random
 import sys
+from typing import TypedDict
 
 from capacity import capacity_search
 from http11 import Response
@@ -32,6 +33,16 @@ def log(message: str) -> None:
     print(f"probe: {message}", file=sys.stderr, flush=True)
 
 
+class LoadCheck(TypedDict):
+    """report.data["load_check"]: the load inputs' pool and how it was used, and the sampled answers."""
+
+    pool: int
+    distinct: bool
+    requests: int
+    reused: bool
+    samples: list[dict[str, object]]  # {input, phase, rate, status, prediction, problem}
+
+
 def load_section(result: LoadResult, connections: int) -> dict:
     figures = {f.name: getattr(result, f.name) for f in dataclasses.fields(result) if f.name != "kept"}
     return {**figures, "error_rate": result.error_rate, "connections": connections}
@@ -46,8 +57,9 @@ class LoadInputs:
     def __init__(self, pool: list[list[float]], *, distinct: bool, report, n_classes: int) -> None:
         self.bodies = [json.dumps({"instances": [row]}).encode() for row in pool]
         self.offset, self.n_classes, self.random = 0, n_classes, random.SystemRandom()
-        self.section = report.data["load_check"] = {"pool": len(pool), "distinct": distinct, "requests": 0,
-                                                    "reused": False, "samples": []}
+        self.section: LoadCheck = {"pool": len(pool), "distinct": distinct, "requests": 0, "reused": False,
+                                   "samples": []}
+        report.data["load_check"] = self.section
 
     def next_run(self, rate: float, seconds: float, sample: int, *,
                  surely_s: float | None = None) -> tuple[list[bytes], frozenset[int], int]:

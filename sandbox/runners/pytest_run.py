@@ -33,6 +33,7 @@ import signal
 import site
 import sys
 import sysconfig
+from types import ModuleType
 
 SUBMISSION, TESTS, OUTPUT = "/submission", "/opt/mlgrade-tests", "/output"
 HIDDEN_INI = ("[pytest]\njunit_family = xunit2\npython_files = test_*.py *_test.py\n"
@@ -145,6 +146,7 @@ class _StrayKiller:
 
 
 def _own(pytest, common: list[str], submission: str, coverage_json: str, watch: _ConftestWatch) -> int:
+    coverage: ModuleType | None
     try:  # imported before the submission is on sys.path: its own coverage.py shadows nothing
         import coverage
     except ImportError:

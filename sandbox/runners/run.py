@@ -103,7 +103,7 @@ def assigned_names(source: str) -> set[str]:
         tree = ast.parse(code)
     except (SyntaxError, ValueError, RecursionError, MemoryError):  # the candidate's code: any of it
         return set()
-    names = set()
+    names: set[str] = set()
     for node in tree.body:
         targets = node.targets if isinstance(node, ast.Assign) else [getattr(node, "target", None)]
         for target in targets:
