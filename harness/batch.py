@@ -151,6 +151,7 @@ def _stage_and_grade(ctx: _Context, source: str, staging: Path) -> BatchItem:
         result = _grade_with_retries(ctx, staged, key, folder, staging, existing)
         if result.status.graded or not (existing and existing.status.graded):
             save_result(result, folder)  # an ungraded retry never hides an earlier graded result
+            take_snapshot(ctx.assignment, staged.path, folder)  # compared with the round after the batch
     return BatchItem(source, result, folder)
 
 

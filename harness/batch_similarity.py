@@ -3,7 +3,7 @@ folder; after every batch, the current results of the assignment version (the ne
 candidate, this batch's and earlier ones') are compared (harness.similarity), and the flagged
 pairs get an HTML report.
 
-    take_snapshot(assignment, submission, result_dir)   while grading (or when a graded one is skipped)
+    take_snapshot(assignment, submission, result_dir)   by the batch, once it saved (or skipped) a result
     current_results(root)                                the folders to compare
     check_round(assignment, folders, dest)               pairs + report pages
 """

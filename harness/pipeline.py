@@ -8,7 +8,6 @@ from pathlib import Path
 
 from harness._stages import RunState, run_stages
 from harness._workdirs import owned_name, remove_tree, replace_folder
-from harness.batch_similarity import take_snapshot
 from harness.core import CriterionResult, Grader, GradingContext, OutputFile
 from harness.core.text import one_line, reviewer_text
 from harness.errors import DeterministicInfraError, HarnessError, InfraError, sandbox_errors
@@ -67,7 +66,6 @@ def grade_submission(*, assignment: Assignment, staged: StagedSubmission, runtim
         review = carried_review(earlier, staged.content_hash)
         criteria += manual_criteria(assignment.spec, review, run.status)  # invalid: 0, not pending
         _outputs_for_reviewers(result_dir / "outputs")  # graded as written, kept terminal-safe
-        take_snapshot(assignment, staged.path, result_dir)  # compared with the round after the batch
     except BaseException:
         remove_tree(result_dir)
         raise
