@@ -16,6 +16,8 @@ from harness.spec import TEST_PACKAGES, Assignment
 from sandbox import RunRequest, RunResult, SandboxBackend
 
 T = TypeVar("T")
+#: backends by name, from the `harness.backends` entry points (pyproject.toml: docker, local, and
+#: any plugin's); loaded when a batch names one
 BACKENDS: Registry[Callable[..., Runtime]] = Registry("sandbox backend", entry_point_group="harness.backends")
 
 
@@ -60,7 +62,6 @@ def _run_as() -> tuple[int, int]:
     return (10001, 10001) if os.getuid() == 0 else (os.getuid(), os.getgid())
 
 
-@BACKENDS.register("docker")
 def docker_runtime(assignment: Assignment, *, cache: Path, retries: int, backoff_s: float,
                    **_: object) -> Runtime:
     from sandbox.docker import DockerBackend, connect
@@ -104,7 +105,6 @@ def docker_runtime(assignment: Assignment, *, cache: Path, retries: int, backoff
                    requirements_image=requirements_image, graders=build_graders(assignment))
 
 
-@BACKENDS.register("local")
 def local_runtime(assignment: Assignment, *, cache: Path, acknowledge_weaker_isolation: bool = False,
                   **_: object) -> Runtime:
     from sandbox.local import LocalBackend
