@@ -151,8 +151,21 @@ class _Step:
         return self.stage.name if self.run is None else f"{self.stage.name}/{self.run}"
 
 
+@dataclass(frozen=True)
+class _Shared:
+    """What every step of one submission's stages shares."""
+
+    assignment: Assignment
+    staged: StagedSubmission
+    runtime: Runtime
+    run: RunState
+    result_dir: Path
+    scratch: Path
+    folders: _Folders
+
+
 def run_stages(assignment: Assignment, staged: StagedSubmission, runtime: Runtime, run: RunState,
-                result_dir: Path, scratch: Path) -> None:
+               result_dir: Path, scratch: Path) -> None:
     uid, gid = runtime.backend.run_as
     scratch.mkdir(parents=True, exist_ok=True)
     scratch.chmod(0o755)
@@ -162,6 +175,7 @@ def run_stages(assignment: Assignment, staged: StagedSubmission, runtime: Runtim
                        submission_bytes=tree_size([staged.path])[0])
     make_writable_dir(folders.workspace, uid, gid)
     copy_workspace(staged.path, folders.submission, uid, gid)
+    shared = _Shared(assignment, staged, runtime, run, result_dir, scratch, folders)
     for stage in assignment.spec.stages:
         if run.status is not Status.OK and stage.blocking:
             continue  # an earlier stage failed; independent stages (tests) still run
@@ -169,8 +183,7 @@ def run_stages(assignment: Assignment, staged: StagedSubmission, runtime: Runtim
         # in a fresh random order: how long the stage has been going says nothing about the run
         order = secrets.SystemRandom().sample(steps, len(steps))
         first_record = len(run.stages)
-        failed = [step for step in order if not _run_timed_step(assignment, step, staged, runtime, run,
-                                                                result_dir, scratch, folders)]
+        failed = [step for step in order if not _run_timed_step(shared, step)]
         labels = [s.label for s in steps]  # records and failures are reported in the spec's order
         run.stages[first_record:] = sorted(run.stages[first_record:],
                                            key=lambda r: labels.index(r.name.removesuffix("/probe")))
@@ -188,16 +201,15 @@ def pause(seconds: float) -> None:
     time.sleep(seconds)
 
 
-def _run_timed_step(assignment: Assignment, step: _Step, staged: StagedSubmission, runtime: Runtime,
-                    run: RunState, result_dir: Path, scratch: Path, folders: _Folders) -> bool:
+def _run_timed_step(shared: _Shared, step: _Step) -> bool:
     """_run_step, and for a service whose timing needs a quiet machine (spec probe.quiet): its
     machine check, re-measuring a disturbed one after a pause (doubling), up to the spec's retries;
     if the machine stays busy, the timing criteria are left ungraded (RunState.machine.busy)."""
+    assignment, runtime, run, scratch = shared.assignment, shared.runtime, shared.run, shared.scratch
     run.on_step(step.label)
     probe = step.stage.probe
     if probe is None or probe.quiet is None:
-        return _run_step(assignment, step, staged, runtime, run, result_dir, scratch, folders).status \
-            is StageStatus.OK
+        return _run_step(shared, step).status is StageStatus.OK
     quiet = probe.quiet
     calibration = scratch / "calibration"
     warm = warm_request(quiet, image=runtime.image, limits=assignment.spec.stage_limits(step.stage))
@@ -206,8 +218,7 @@ def _run_timed_step(assignment: Assignment, step: _Step, staged: StagedSubmissio
             runtime.backend.run(warm)  # its outcome does not matter: it only fills the page cache
         first, outputs = len(run.stages), dict(run.outputs)
         make_writable_dir(calibration, *runtime.backend.run_as)
-        outcome = _run_step(assignment, step, staged, runtime, run, result_dir, scratch, folders,
-                            calibration=calibration)
+        outcome = _run_step(shared, step, calibration=calibration)
         probe_file = next((out.path for out in run.outputs.values() if out.path is not None
                            and out.name in probe.outputs), None)
         check = check_machine(quiet, outcome=outcome, calibration_dir=calibration, probe_file=probe_file,
@@ -227,11 +238,11 @@ def _run_timed_step(assignment: Assignment, step: _Step, staged: StagedSubmissio
     return outcome.status is StageStatus.OK
 
 
-def _run_step(assignment: Assignment, step: _Step, staged: StagedSubmission, runtime: Runtime,
-              run: RunState, result_dir: Path, scratch: Path, folders: _Folders, *,
-              calibration: Path | None = None) -> RunResult:
+def _run_step(shared: _Shared, step: _Step, *, calibration: Path | None = None) -> RunResult:
     """Run one container and collect its outputs; its outcome. `calibration`: the folder the
     reference server's probe writes to, for a service with a machine check (spec probe.quiet)."""
+    assignment, staged, runtime, run = shared.assignment, shared.staged, shared.runtime, shared.run
+    result_dir, scratch, folders = shared.result_dir, shared.scratch, shared.folders
     uid, gid = runtime.backend.run_as
     # A run's folders have the same host paths whichever run it is: mount sources show inside the
     # sandbox (/proc/self/mountinfo), so a path naming the run would tell the stage which run it is.
