@@ -10,12 +10,15 @@ the check that a refactor changed no grade.
 harness, into a temporary results folder, and keeps each candidate's status, total and criterion
 scores. The endpoint's timed criteria (latency, capacity, cold start) depend on the machine at that
 moment, so `diff` leaves them and the totals built on them out unless `--timed` is given; it says
-which it left out.
+which it left out. Hidden data comes from each checkout's install secret
+(`assignments/*/hidden/seed.txt`): `save` records a fingerprint of each, and `diff` refuses two
+saves graded from different secrets (copy the seed files across first).
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 import tempfile
@@ -23,7 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench._common import grade_examples  # noqa: E402
+from bench._common import REPO, grade_examples  # noqa: E402
 
 ASSIGNMENTS = ("ranker", "abtest", "endpoint")
 TIMED = {"endpoint": {"latency", "capacity", "cold_start"}}
@@ -39,11 +42,35 @@ def scores_of(assignment: str, results: Path) -> dict[str, dict]:
     return scores
 
 
+def secrets_of(assignments: list[str]) -> dict[str, str]:
+    """A fingerprint of each assignment's install secret (hidden/seed.txt): hidden data differs
+    between installs, so two versions' scores compare only when graded from the same secret."""
+    found = {}
+    for assignment in assignments:
+        seed = REPO / "assignments" / assignment / "hidden" / "seed.txt"
+        found[assignment] = hashlib.sha256(seed.read_bytes()).hexdigest()[:16] if seed.is_file() else "none"
+    return found
+
+
 def save(out: Path, assignments: list[str]) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         found = {a: scores_of(a, Path(tmp) / "results") for a in assignments}
-    out.write_text(json.dumps(found, indent=1, sort_keys=True))
+    saved = {"secrets": secrets_of(assignments), "scores": found}
+    out.write_text(json.dumps(saved, indent=1, sort_keys=True))
     print(f"saved {sum(len(v) for v in found.values())} examples' scores to {out}")
+
+
+def load(path: Path) -> tuple[dict[str, str] | None, dict]:
+    """(secret fingerprints or None if not recorded, scores)."""
+    data = json.loads(path.read_text())
+    return (data["secrets"], data["scores"]) if "scores" in data else (None, data)
+
+
+def secret_mismatch(before: dict[str, str] | None, after: dict[str, str] | None) -> list[str]:
+    """The assignments whose install secret differs between the two saves."""
+    if before is None or after is None:
+        return []
+    return sorted(a for a in set(before) & set(after) if before[a] != after[a])
 
 
 def differences(before: dict, after: dict, *, timed: bool, tol: float = 1e-9) -> tuple[list[str], set[str]]:
@@ -87,7 +114,13 @@ def main() -> None:
     if args.command == "save":
         save(args.out, args.assignments)
         return
-    before, after = (json.loads(p.read_text()) for p in (args.before, args.after))
+    (secrets_a, before), (secrets_b, after) = load(args.before), load(args.after)
+    mismatch = secret_mismatch(secrets_a, secrets_b)
+    if mismatch:  # every hidden score would differ for a reason that is not the code's
+        raise SystemExit(f"not comparable: {', '.join(mismatch)} graded from different install secrets "
+                         "(copy assignments/*/hidden/seed.txt from one checkout to the other and save again)")
+    if secrets_a is None or secrets_b is None:
+        print("note: a save without its install secrets' fingerprints; hidden data may differ")
     lines, left_out = differences(before, after, timed=args.timed)
     count = sum(len(v) for v in after.values())
     for line in lines:

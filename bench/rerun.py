@@ -37,7 +37,8 @@ def main() -> None:
         again = []
         for _ in range(args.repeats):
             seconds, rerun = grade(args.assignment, results)
-            assert [line["total_score"] for line in rerun] == [line["total_score"] for line in lines]
+            totals = {line["candidate"]: line["total_score"] for line in rerun}
+            assert totals == {line["candidate"]: line["total_score"] for line in lines}, totals
             again.append(seconds)
     second = statistics.median(again)
     print(f"{args.assignment}: {len(lines)} examples, --jobs 2, MLflow on")

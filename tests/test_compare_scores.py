@@ -34,3 +34,13 @@ def test_the_endpoint_timed_criteria_and_totals_are_left_out_unless_asked():
     lines, left_out = differences(before, after, timed=True)
     assert lines == ["endpoint/fast: correctness 1.0 -> 0.5", "endpoint/fast: latency 1.0 -> 0.7",
                      "endpoint/fast: total 50.0 -> 40.0"] and left_out == set()
+
+
+def test_saves_graded_from_different_install_secrets_are_not_compared():
+    # found the first time it was used: a fresh checkout draws its own secret, and every hidden
+    # score then differed (ranker NDCG, A/B re-runs) for a reason that was not the code's
+    from bench.compare_scores import secret_mismatch
+
+    assert secret_mismatch({"ranker": "aa", "abtest": "bb"}, {"ranker": "aa", "abtest": "cc"}) == ["abtest"]
+    assert secret_mismatch({"ranker": "aa"}, {"ranker": "aa"}) == []
+    assert secret_mismatch(None, {"ranker": "aa"}) == []  # an older save: said as a note, not refused
