@@ -29,7 +29,6 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from graders.abtest import gate  # noqa: F401 - registers "ab_gated" (engineering gated on the task)
 from graders.abtest._answers import Answers, load_schema, lookup, read_answers
 from graders.abtest.reference import FIELDS, reference
 from graders.abtest.scoring import (
