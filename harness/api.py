@@ -195,7 +195,7 @@ def find_checkable(name: str | Path) -> Assignment:
 
 def check_run(assignment: Assignment, submission: Path, *, backend: str | None = None,
               results_dir: Path = DEFAULT_RESULTS, allow_weaker_isolation: bool = False,
-              retries: int = 2) -> CheckReport:
+              retries: int = GradeOptions.retries) -> CheckReport:
     """`harness check --run`: the submission's stages on the public data in the grading sandbox,
     and the checklist (harness.check_run). Images are cached under `results_dir`/.cache; no result
     is written and nothing is logged."""
@@ -205,7 +205,8 @@ def check_run(assignment: Assignment, submission: Path, *, backend: str | None =
     factory = BACKENDS.get(backend or _default_backend())
 
     def make_runtime(loaded: Assignment) -> Runtime:
-        return factory(loaded, cache=results_dir.resolve() / ".cache", retries=retries, backoff_s=2.0,
+        return factory(loaded, cache=results_dir.resolve() / ".cache", retries=retries,
+                       backoff_s=GradeOptions.backoff_s,
                        acknowledge_weaker_isolation=allow_weaker_isolation)
 
     return run_check(assignment, submission, make_runtime=make_runtime)

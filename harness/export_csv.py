@@ -24,7 +24,6 @@ from harness.core.text import one_line
 from harness.results import SubmissionResult, group_scores, leaderboard, ranks
 from harness.spec import Assignment
 
-REASON_CHARS = 300
 FIXED = ("rank", "candidate", "submission_id", "status", "total_score", "provisional")
 
 
@@ -53,7 +52,7 @@ def rows(assignment: Assignment, results: Sequence[SubmissionResult],
             "candidate": safe_cell(result.candidate), "submission_id": safe_cell(result.submission_id),
             "status": result.status.value, "total_score": _num(result.total_score, 2),
             "provisional": "true" if result.pending_review else "false",
-            "reason": safe_cell(one_line(result.reason, REASON_CHARS)),
+            "reason": safe_cell(result.reason),  # one line, cut to results.REASON_CHARS already
             "similar_to": safe_cell((similar or {}).get(result.submission_id, "")),
         })
         for c in result.criteria:

@@ -17,7 +17,6 @@ from typing import Any
 
 from harness.candidate_view import CandidateView, CriterionView
 
-SPEC_URL = "https://gradescope-autograders.readthedocs.io/en/latest/specs/"
 _PLACES = 4
 
 

@@ -11,7 +11,7 @@ and a Content-Security-Policy that forbids any), so it opens offline and cannot 
 from __future__ import annotations
 
 from harness._escape import esc as _e  # the harness's one HTML escaper (controls removed)
-from harness.candidate_view import CandidateView, CriterionView
+from harness.candidate_view import RELEASED, CandidateView, CriterionView
 
 CSP = "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'"
 _STYLE = """
@@ -78,7 +78,7 @@ def _criteria(shown: list[CriterionView]) -> str:
 
 
 def _later(view: CandidateView, released: bool) -> str:
-    later = [c for c in view.criteria if c.visibility in ("after_due_date", "after_published")]
+    later = [c for c in view.criteria if c.visibility in RELEASED]
     if released or not later:
         return ""
     noun = "criterion is" if len(later) == 1 else "criteria are"
