@@ -85,7 +85,18 @@ def observed(result: RunResult) -> object:
     """The JSON value a stage printed as its last line."""
     expect(result.status is StageStatus.OK,
            f"the stage ended {result.status}: {result.detail} {result.log[-300:]}")
-    return json.loads(result.log.strip().splitlines()[-1])
+    try:
+        return json.loads(result.log.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        raise ContractViolation(f"the stage's last line is not JSON: {result.log[-200:]!r}") from None
+
+
+def last_number(result: RunResult) -> int:
+    """The integer a stage printed last."""
+    try:
+        return int(result.log.split()[-1])
+    except (ValueError, IndexError):
+        raise ContractViolation(f"the stage's last word is not a number: {result.log[-200:]!r}") from None
 
 
 def _status(result: RunResult, *wanted: StageStatus) -> None:
@@ -151,7 +162,7 @@ def process_count_is_capped_at_the_pids_limit(backend: SandboxBackend, ws: Works
             "    pass\nprint(n)\n")
     result = run(backend, ws, code, limits=replace(LIMITS, pids=32))
     _status(result, StageStatus.OK)
-    forked = int(result.log.split()[-1])
+    forked = last_number(result)
     expect(0 < forked < 32, f"{forked} processes forked under a limit of 32")
 
 
@@ -241,7 +252,7 @@ def tmp_is_a_size_capped_tmpfs(backend: SandboxBackend, ws: Workspace) -> None:
             "print(written)\n")
     result = run(backend, ws, code, limits=replace(LIMITS, tmpfs_bytes=16 << 20))
     _status(result, StageStatus.OK)
-    written = int(result.log.split()[-1])
+    written = last_number(result)
     expect(0 < written <= 16 << 20, f"{written} bytes written to a 16 MiB /tmp")
 
 
