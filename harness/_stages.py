@@ -18,10 +18,11 @@ from harness._reasons import read_failure
 from harness._workdirs import remove_tree
 from harness.core import OutputFile
 from harness.core.text import one_line, terminal_safe
-from harness.errors import DeterministicInfraError, InfraError
+from harness.errors import DeterministicInfraError, InfraError, sandbox_errors
 from harness.intake import StagedSubmission
 from harness.notebook_html import render_notebook
 from harness.results import STATUS_OF_STAGE, MachineCheck, StageRecord, Status
+from harness.runtime import InvalidSubmission
 from harness.spec import RUN_INPUT, TESTS_MOUNT, Assignment, StageSpec
 from sandbox import (
     RUNNERS_DIR,
@@ -38,6 +39,7 @@ from sandbox import (
     tree_size,
 )
 from sandbox._base import LIBRARY_CHECK, WHEEL_SYSTEM_LIBRARIES
+from sandbox._cpus import host_locks
 
 if TYPE_CHECKING:
     from harness.runtime import Runtime
@@ -162,6 +164,42 @@ class _Shared:
     result_dir: Path
     scratch: Path
     folders: _Folders
+
+
+REQUIREMENTS_FILE = "requirements.txt"
+_REQUIREMENTS_MAX = 64 << 10
+
+
+def run_sandboxed(assignment: Assignment, staged: StagedSubmission, runtime: Runtime, run: RunState,
+                  result_dir: Path, scratch: Path) -> None:
+    """Everything of a grading that runs in the sandbox, on this machine: the candidate's image
+    (requirements.txt), then the stages. Writes logs and outputs under `result_dir`, and what
+    happened into `run`; a cluster's worker runs this same function (harness.worker)."""
+    _requirements_image(assignment, staged, runtime, run)
+    if run.status is Status.OK:
+        run_stages(assignment, staged, runtime, run, result_dir, scratch)
+    else:
+        remove_tree(scratch)
+
+
+def _requirements_image(assignment: Assignment, staged: StagedSubmission, runtime: Runtime,
+                        run: RunState) -> None:
+    requirements = staged.path / REQUIREMENTS_FILE
+    if not (assignment.spec.image.candidate_requirements and requirements.exists()):
+        return
+    if runtime.requirements_image is None:
+        run.message = "requirements.txt ignored: this backend runs with the host's Python packages"
+        return
+    try:
+        text = read_bounded(requirements, _REQUIREMENTS_MAX).decode("utf-8")
+        run.on_step("image")
+        # an image build (pip) is heavy work: not beside a measurement
+        with sandbox_errors(), host_locks().other_stage():
+            run.image, run.image_id = runtime.requirements_image(text)
+    except (OutputRefused, UnicodeDecodeError) as exc:
+        run.status, run.message = Status.INVALID, f"requirements.txt unreadable: {exc}"
+    except InvalidSubmission as exc:
+        run.status, run.message = Status.INVALID, f"requirements.txt: {exc}"
 
 
 def run_stages(assignment: Assignment, staged: StagedSubmission, runtime: Runtime, run: RunState,

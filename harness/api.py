@@ -100,7 +100,9 @@ def grade(assignment: str | Path, submissions: Sequence[str], *, options: GradeO
         raise UsageError(f"grade(): {exc}") from None
     loaded = find_assignment(assignment)
     refuse_inboxes(loaded, list(submissions), typed=str(assignment))
-    opts = replace(opts, results_dir=opts.results_dir.resolve(), backend=opts.backend or _default_backend())
+    # on a cluster, the workers have the sandbox (docker unless named): none is needed here
+    backend = opts.backend or ("docker" if opts.cluster else _default_backend())
+    opts = replace(opts, results_dir=opts.results_dir.resolve(), backend=backend)
     sink: ResultSink | None = None
     if opts.log_to_mlflow:
         from harness.mlflow_sink import default_tracking_uri

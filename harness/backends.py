@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from harness.core.registry import Registry
-from harness.data import materialize
+from harness.data import DataSets, materialize
 from harness.errors import InfraError, sandbox_errors
 from harness.runtime import InvalidSubmission, Runtime, build_graders
 from harness.spec import TEST_PACKAGES, Assignment
@@ -63,7 +63,9 @@ def _run_as() -> tuple[int, int]:
 
 
 def docker_runtime(assignment: Assignment, *, cache: Path, retries: int, backoff_s: float,
-                   **_: object) -> Runtime:
+                   data: DataSets | None = None, **_: object) -> Runtime:
+    """The Docker sandbox. With `data`, a cluster worker's runtime (harness.worker): those data
+    sets, handed to it, and no graders (they run on the coordinator)."""
     from sandbox.docker import DockerBackend, connect
     from sandbox.images import (
         TORCH_PIN,
@@ -101,18 +103,19 @@ def docker_runtime(assignment: Assignment, *, cache: Path, retries: int, backoff
             raise InvalidSubmission(str(exc)) from None
 
     return Runtime(backend=ErrorMappingBackend(DockerBackend(client, run_as=_run_as())),
-                   data=materialize(assignment, cache_root=cache), image=image.tag, image_id=image.id,
-                   requirements_image=requirements_image, graders=build_graders(assignment))
+                   data=data or materialize(assignment, cache_root=cache), image=image.tag, image_id=image.id,
+                   requirements_image=requirements_image, graders=[] if data else build_graders(assignment))
 
 
 def local_runtime(assignment: Assignment, *, cache: Path, acknowledge_weaker_isolation: bool = False,
-                  **_: object) -> Runtime:
+                  data: DataSets | None = None, **_: object) -> Runtime:
+    """The local (bubblewrap) sandbox; `data` as for docker_runtime."""
     from sandbox.local import LocalBackend
 
     with sandbox_errors():
         backend = ErrorMappingBackend(LocalBackend(acknowledge_weaker_isolation=acknowledge_weaker_isolation))
-    return Runtime(backend=backend, data=materialize(assignment, cache_root=cache),
-                   graders=build_graders(assignment))
+    return Runtime(backend=backend, data=data or materialize(assignment, cache_root=cache),
+                   graders=[] if data else build_graders(assignment))
 
 
 def docker_available() -> bool:

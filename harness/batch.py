@@ -16,7 +16,7 @@ from harness._workdirs import exclusive, owned_name, remove_tree, sweep_leftover
 from harness.backends import BACKENDS
 from harness.batch_similarity import REPORT_DIR, BatchSimilarity, check_round, current_results, take_snapshot
 from harness.core.text import printable, slug
-from harness.errors import InfraError, IntakeError, sandbox_errors
+from harness.errors import ClusterLost, InfraError, IntakeError, sandbox_errors
 from harness.intake import StagedSubmission, stage_submission
 from harness.options import GradeOptions
 from harness.pipeline import grade_submission
@@ -127,6 +127,8 @@ def _grade_one(ctx: _Context, source: str) -> BatchItem:
         return _stage_and_grade(ctx, source, staging)
     except IntakeError as exc:
         return BatchItem(source, _ungraded(ctx, source, Status.REJECTED, str(exc)), None)
+    except ClusterLost:
+        raise  # the batch stops: nothing more can be graded
     except Exception as exc:  # noqa: BLE001 - the harness's fault: this submission is ungraded, the batch goes on
         message = f"internal error: {exc.__class__.__name__}: {printable(str(exc))}"
         return BatchItem(source, _ungraded(ctx, source, Status.INFRA_ERROR, message), None)
@@ -175,6 +177,8 @@ def _grade_with_retries(ctx: _Context, staged: StagedSubmission, key: str, folde
                                       on_step=on_step, earlier=earlier)
             result.attempts = attempts
             return result
+        except ClusterLost:
+            raise
         except InfraError as exc:
             error = exc
         except OSError as exc:  # a full disk, a vanished folder: ours, not the candidate's
@@ -251,15 +255,26 @@ def _unprepared(assignment: Assignment, submissions: Sequence[str], error: Infra
     return report
 
 
+def _runtime(assignment: Assignment, options: GradeOptions, cache: Path) -> Runtime:
+    backend = options.backend or "docker"
+    if options.cluster is not None:
+        from harness.cluster import cluster_runtime
+
+        return cluster_runtime(assignment, cache=cache, cluster=options.cluster, backend=backend,
+                               retries=options.retries, backoff_s=options.backoff_s,
+                               allow_weaker_isolation=options.allow_weaker_isolation)
+    return BACKENDS.get(backend)(assignment, cache=cache, retries=options.retries,
+                                 backoff_s=options.backoff_s,
+                                 acknowledge_weaker_isolation=options.allow_weaker_isolation)
+
+
 def run_batch(*, assignment: Assignment, submissions: Sequence[str], options: GradeOptions,
               sink: ResultSink | None, on_event: Callable[[Event], None] | None) -> BatchReport:
     """Grade `submissions` with `options.jobs` workers (options.backend named). Results are saved
     as they finish; see `harness.api.grade`."""
     cache = options.results_dir / ".cache"
-    make_runtime = BACKENDS.get(options.backend or "docker")
     try:
-        runtime = make_runtime(assignment, cache=cache, retries=options.retries, backoff_s=options.backoff_s,
-                               acknowledge_weaker_isolation=options.allow_weaker_isolation)
+        runtime = _runtime(assignment, options, cache)
     except InfraError as exc:  # no image, no daemon: every submission is listed, ungraded
         unprepared = _unprepared(assignment, submissions, exc, on_event)
         if sink is not None:  # the round's leaderboard stands as earlier batches left it
@@ -270,8 +285,13 @@ def run_batch(*, assignment: Assignment, submissions: Sequence[str], options: Gr
                    _spec_hash(assignment, runtime.data.fingerprint), _candidate_names(submissions),
                    emit=on_event or (lambda event: None))
     sweep_leftovers(ctx.staging, root)  # what a killed run left behind
-    report = BatchReport(assignment=assignment.key, cpu_plan=_cpu_plan(assignment, options.jobs))
-    pool = ThreadPoolExecutor(max_workers=options.jobs, thread_name_prefix="grade")
+    if runtime.stages is None:
+        jobs, plan = options.jobs, _cpu_plan(assignment, options.jobs)
+    else:  # a cluster: as many at once as its workers have slots
+        jobs, plan = max(options.jobs, runtime.stages.slots), runtime.stages.plan
+    report = BatchReport(assignment=assignment.key, cpu_plan=plan,
+                         warnings=list(runtime.stages.warnings if runtime.stages else ()))
+    pool = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="grade")
     try:
         pending: dict[Future, str] = {}
         for source in submissions:

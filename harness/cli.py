@@ -137,6 +137,9 @@ def grade(
                                                          help="Required with --backend local.")] = False,
     retries: Annotated[int, typer.Option(min=0, metavar="N",
                                          help="Retries of infrastructure failures.")] = GradeOptions.retries,
+    cluster: Annotated[str | None, typer.Option(
+        metavar="ADDRESS", envvar="HARNESS_CLUSTER", show_envvar=True,
+        help="A Dask scheduler (tcp://HOST:8786): run the stages on its `harness worker`s.")] = None,
     fmt: FormatOption = Format.TABLE,
 ) -> None:
     """Grade submissions; exit 0 when every submission was graded."""
@@ -151,7 +154,7 @@ def grade(
     with _harness_errors(), shown as on_event:
         options = GradeOptions(results_dir=results_dir, jobs=jobs, backend=backend, force=force, ref=ref,
                                tracking_uri=tracking_uri, log_to_mlflow=mlflow, retries=retries,
-                               allow_weaker_isolation=allow_weaker_isolation)
+                               allow_weaker_isolation=allow_weaker_isolation, cluster=cluster)
         report = api.grade(assignment, submissions, options=options, on_event=on_event)
     if not as_json:
         skipped = {i.result.submission_id for i in report.items if i.skipped}
@@ -369,6 +372,25 @@ def clean(images: Annotated[bool, typer.Option("--images", help="Also remove can
     with _harness_errors():
         containers, removed = api.clean(images=images)
     typer.echo(f"removed {containers} leftover container(s)" + (f" and {removed} image(s)" if images else ""))
+
+
+@app.command()
+def worker(
+    cluster: Annotated[str, typer.Option(metavar="ADDRESS", envvar="HARNESS_CLUSTER", show_envvar=True,
+                                         help="The Dask scheduler to work for (tcp://HOST:8786).")],
+    slots: Annotated[int, typer.Option(min=1, metavar="N", help="Submissions run at once.")] = 1,
+    host: Annotated[str | None, typer.Option(metavar="HOST",
+                                             help="Address to listen on (default: the one facing the "
+                                                  "scheduler).")] = None,
+    name: Annotated[str | None, typer.Option(metavar="NAME", help="Worker name (default: host-pid).")] = None,
+    results_dir: ResultsDir = DEFAULT_RESULTS,
+) -> None:
+    """Run submissions' sandboxed stages for `harness grade --cluster` (a Dask worker; images and
+    visible data cached under --results/.cache). Removes containers a killed worker left first."""
+    from harness.worker import serve
+
+    with _harness_errors():
+        serve(cluster=cluster, slots=slots, cache=results_dir / ".cache", host=host, name=name)
 
 
 @app.command("log")

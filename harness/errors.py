@@ -7,6 +7,7 @@
     ├── IntakeError              exit 4   a submission cannot be taken in (missing, corrupt, unsafe)
     └── InfraError               exit 5   Docker, an image build, the disk: retried, never scored
         ├── ImageBuildError               the assignment's own image does not build
+        ├── ClusterLost                   the Dask scheduler went away: the batch stops
         └── DeterministicInfraError       the harness fails on this submission's data (a grader
                                           raised, a probe failed): not retried, never scored
 
@@ -66,6 +67,11 @@ class DeterministicInfraError(InfraError):
     """The harness failed on this submission in a way a retry would repeat; left ungraded at once."""
 
     transient = False
+
+
+class ClusterLost(InfraError):
+    """The Dask scheduler a batch grades on stopped answering (harness.cluster). The batch stops:
+    what was graded is saved, and a re-run grades the rest."""
 
 
 class ImageBuildError(InfraError):

@@ -22,9 +22,15 @@ class GradeOptions:
     retries: int = 2  # of infrastructure failures, per submission
     backoff_s: float = 2.0  # before the first retry, doubling
     allow_weaker_isolation: bool = False  # required for the local backend
+    #: a Dask scheduler's address (tcp://HOST:8786): the stages run on its `harness worker`s, the
+    #: graders here (harness.cluster); None: all on this machine
+    cluster: str | None = None
 
     def __post_init__(self) -> None:
         if self.jobs < 1:
             raise UsageError(f"jobs must be at least 1, not {self.jobs}")
         if self.retries < 0 or self.backoff_s < 0:
             raise UsageError("retries and backoff_s must not be negative")
+        if self.cluster is not None and not self.cluster.startswith(("tcp://", "tls://")):
+            raise UsageError(f"a cluster is a Dask scheduler's address, like tcp://HOST:8786, not "
+                             f"{self.cluster!r}")

@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from harness._stages import RunState, run_stages
+from harness._stages import RunState, run_sandboxed
 from harness._workdirs import owned_name, remove_tree, replace_folder
 from harness.core import CriterionResult, Grader, GradingContext, OutputFile
 from harness.core.text import one_line, reviewer_text
@@ -24,17 +24,12 @@ from harness.results import (
     write_atomic,
 )
 from harness.review import carried_review, manual_criteria, previous_of
-from harness.runtime import InvalidSubmission, Runtime, grader_versions
+from harness.runtime import Runtime, grader_versions
 from harness.spec import Assignment
-from sandbox import (
-    OutputRefused,
-    read_bounded,
-)
+from sandbox import OutputRefused, read_bounded
 from sandbox._cpus import host_locks
 
-REQUIREMENTS_FILE = "requirements.txt"
 REVIEW_DIR = "review"  # the submission's files a reviewer reads (spec: review_files)
-_REQUIREMENTS_MAX = 64 << 10
 
 
 def grade_submission(*, assignment: Assignment, staged: StagedSubmission, runtime: Runtime,
@@ -57,10 +52,12 @@ def grade_submission(*, assignment: Assignment, staged: StagedSubmission, runtim
     if on_step is not None:
         run.on_step = on_step
     try:
-        _check_contract(assignment, staged, runtime, run)
+        _check_contract(assignment, staged, run)
         _copy_review_files(assignment, staged, result_dir)
-        if run.status is Status.OK:
-            run_stages(assignment, staged, runtime, run, result_dir, scratch)
+        if run.status is Status.OK and runtime.stages is not None:  # on a cluster's worker
+            runtime.stages.run(assignment=assignment, staged=staged, run=run, result_dir=result_dir)
+        elif run.status is Status.OK:
+            run_sandboxed(assignment, staged, runtime, run, result_dir, scratch)
         run.on_step("scoring")
         criteria = _unmeasured(_score(assignment, staged, runtime, run, result_dir), run)
         review = carried_review(earlier, staged.content_hash)
@@ -86,31 +83,13 @@ def grade_submission(*, assignment: Assignment, staged: StagedSubmission, runtim
     return result
 
 
-def _check_contract(assignment: Assignment, staged: StagedSubmission, runtime: Runtime,
-                    run: RunState) -> None:
+def _check_contract(assignment: Assignment, staged: StagedSubmission, run: RunState) -> None:
     spec = assignment.spec
     missing = [f for f in spec.required_files if not (staged.path / f).is_file()]
     if spec.required_one_of and not any((staged.path / f).is_file() for f in spec.required_one_of):
         missing.append(f"one of {' or '.join(spec.required_one_of)}")
     if missing:
         run.status, run.message = Status.INVALID, f"required files missing: {', '.join(missing)}"
-        return
-    requirements = staged.path / REQUIREMENTS_FILE
-    if not (assignment.spec.image.candidate_requirements and requirements.exists()):
-        return
-    if runtime.requirements_image is None:
-        run.message = "requirements.txt ignored: this backend runs with the host's Python packages"
-        return
-    try:
-        text = read_bounded(requirements, _REQUIREMENTS_MAX).decode("utf-8")
-        run.on_step("image")
-        # an image build (pip) is heavy work: not beside a measurement
-        with sandbox_errors(), host_locks().other_stage():
-            run.image, run.image_id = runtime.requirements_image(text)
-    except (OutputRefused, UnicodeDecodeError) as exc:
-        run.status, run.message = Status.INVALID, f"requirements.txt unreadable: {exc}"
-    except InvalidSubmission as exc:
-        run.status, run.message = Status.INVALID, f"requirements.txt: {exc}"
 
 
 def _copy_review_files(assignment: Assignment, staged: StagedSubmission, result_dir: Path) -> None:

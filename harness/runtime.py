@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
 
 from pydantic import ValidationError
 
@@ -15,9 +17,32 @@ from harness.errors import SpecError
 from harness.spec import Assignment
 from sandbox import SandboxBackend
 
+if TYPE_CHECKING:
+    from harness._stages import RunState
+    from harness.intake import StagedSubmission
+
 
 class InvalidSubmission(Exception):
     """The submission breaks the contract before anything runs (e.g. bad requirements.txt)."""
+
+
+class RemoteStages(Protocol):
+    """Runs a submission's sandboxed part elsewhere (a cluster's worker: harness.cluster) and
+    brings back what `harness._stages.run_sandboxed` would have left: the logs and outputs under
+    `result_dir`, and what happened in `run`. Raises InfraError when it cannot."""
+
+    warnings: list[str]  # e.g. workers refused
+
+    @property
+    def slots(self) -> int:
+        """Submissions it runs at once."""
+
+    @property
+    def plan(self) -> str:
+        """Where they run, for the batch's summary."""
+
+    def run(self, *, assignment: Assignment, staged: StagedSubmission, run: RunState,
+            result_dir: Path) -> None: ...
 
 
 @dataclass
@@ -31,6 +56,8 @@ class Runtime:
     #: requirements.txt text -> (image tag, image id); raises InvalidSubmission for the candidate's mistakes
     requirements_image: Callable[[str], tuple[str, str]] | None = None
     graders: list[Grader] = field(default_factory=list)
+    #: where the stages run when not on this machine's backend (a Dask cluster); None: here
+    stages: RemoteStages | None = None
 
 
 def build_graders(assignment: Assignment) -> list[Grader]:

@@ -544,6 +544,11 @@ def load_spec(path: Path) -> AssignmentSpec:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise SpecError(f"{path}: cannot read spec ({exc.strerror})") from None
+    return parse_spec(text, path)
+
+
+def parse_spec(text: str, path: Path) -> AssignmentSpec:
+    """Parse and validate an assignment.yaml's text; SpecError names `path` and the field."""
     try:
         raw = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:

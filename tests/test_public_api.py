@@ -32,13 +32,15 @@ def test_grade_options_are_one_typed_value_and_a_bad_one_is_a_usage_error(tmp_pa
 
     fields = {f.name for f in dataclasses.fields(harness.GradeOptions)}
     assert {"results_dir", "jobs", "backend", "force", "ref", "tracking_uri", "log_to_mlflow", "retries",
-            "backoff_s", "allow_weaker_isolation"} == fields
+            "backoff_s", "allow_weaker_isolation", "cluster"} == fields
     with pytest.raises(harness.UsageError, match="jobs must be at least 1"):
         harness.grade("ranker", [], jobs=0)
     with pytest.raises(harness.UsageError, match="unexpected keyword argument 'retires'"):
         harness.grade("ranker", [], retires=1)
     with pytest.raises(harness.UsageError, match="must not be negative"):
         harness.GradeOptions(retries=-1)
+    with pytest.raises(harness.UsageError, match="tcp://HOST:8786"):
+        harness.GradeOptions(cluster="scheduler.example:8786")  # no scheme: Dask would guess one
 
 
 def test_errors_map_to_distinct_exit_codes():
