@@ -39,6 +39,12 @@ COHORT_TAG = "mlgrade.cohort"
 PARENT_TAG = "mlflow.parentRunId"  # the UI nests a run under this one
 _KEY = re.compile(r"^[A-Za-z0-9_-]{1,128}$")  # result keys are hex; anything else is not quoted in filters
 _MAX_PARAMS, _MAX_ENTITIES = 100, 1000  # MLflow's log_batch limits
+#: MLflow's HTTP client retries 7 times with doubling backoff and a 120 s timeout (minutes per call
+#: on a server that went away); a batch logs dozens of calls: a few seconds, then it says so
+#: (harness.sinks.MlflowResults stops calling). Set in the environment, these are the user's.
+_UNANSWERED = re.compile(r"Max retries exceeded.*?Caused by (\w+)", re.DOTALL)
+_HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+                  "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}
 
 
 def default_tracking_uri(results_root: Path) -> str:
@@ -102,6 +108,10 @@ class MlflowSink:
         own = artifact_root(tracking_uri)
         if own is not None:  # a results folder copied or moved: its runs' artifacts are here now
             relocate_artifacts(own.parent / Path(tracking_uri.split("?", 1)[0]).name, own)
+        for name, value in _HTTP_DEFAULTS.items():
+            os.environ.setdefault(name, value)
+        # a server's client prints "View run ... at: URL" to stdout, where `--json` writes its lines
+        os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"
         with self._guard("client setup"):
             from mlflow import MlflowClient
 
@@ -109,6 +119,15 @@ class MlflowSink:
                 logging.getLogger(noisy).setLevel(logging.WARNING)  # after the import, which sets INFO
 
             self._client = MlflowClient(tracking_uri=tracking_uri)
+
+    def ping(self) -> bool:
+        """Whether the store answers a cheap query (after a failure: gone, or only that call)."""
+        try:
+            with self._guard("check"):
+                self._client.search_experiments(max_results=1)
+            return True
+        except InfraError:
+            return False
 
     def find_run(self, result: SubmissionResult) -> str | None:
         """The id of the FINISHED run logged for `result.key`, or None. Raises InfraError."""
@@ -300,6 +319,9 @@ class MlflowSink:
             raise
         except failures as exc:
             message = one_line(str(exc) or type(exc).__name__, 300)
+            unanswered = _UNANSWERED.search(str(exc))
+            if unanswered:  # urllib3's retries spelled out: what a reader needs is that it did not answer
+                message = f"the server does not answer ({unanswered.group(1)})"
             raise InfraError(f"MLflow {action} failed ({_redact(self.tracking_uri)}): {message}") from exc
         except ImportError as exc:
             raise InfraError(f"MLflow is not installed ({exc.name}): pip install mlflow==3.17.2") from exc

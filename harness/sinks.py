@@ -38,17 +38,31 @@ class MlflowResults:
 
         self.uri = tracking_uri
         self.mlflow = MlflowSink(tracking_uri=tracking_uri)
+        #: set when the store stopped answering: the rest of the batch does not wait on it again
+        self.unreachable = ""
 
     def log(self, item: BatchItem, *, replace: bool) -> str | None:
         assert item.folder is not None  # the batch hands on only what it saved
+        if self.unreachable:
+            item.result.message = f"{item.result.message} [not logged to MLflow: {self.unreachable}]"
+            return None
         try:
             return self.mlflow.log(item.result, item.folder, replace=replace)
         except InfraError as exc:  # the JSON result is safe; a re-run logs it
             item.result.message = f"{item.result.message} [not logged to MLflow: {exc}]"
+            self._check(exc)
             return None
+
+    def _check(self, failure: InfraError) -> None:
+        if not self.unreachable and not self.mlflow.ping():
+            self.unreachable = f"{failure}; not tried again in this batch (`harness log` logs it later)"
 
     def after_batch(self, assignment: Assignment, report: BatchReport, results_dir: Path) -> None:
         report.tracking_uri = self.uri
+        if self.unreachable:
+            report.warnings.append(f"MLflow stopped answering: {self.unreachable}; the copy flags and the "
+                                   "leaderboard there were not updated")
+            return
         tag_similarity(self.mlflow, report)
         known = {i.result.key: i.run_id for i in report.items if i.run_id}
         try:
@@ -90,6 +104,9 @@ def tag_similarity(sink: MlflowSink, report: BatchReport) -> None:
             sink.tag_similarity(run_id, found.partners(name), pages)
         except InfraError as exc:  # the results and the HTML report are safe on disk
             found.problems.append(f"{name}: not tagged in MLflow: {exc}")
+            if not sink.ping():  # gone: the others would wait on it too
+                found.problems.append("the rest were not tagged: MLflow stopped answering")
+                return
 
 
 def _run_of(sink: MlflowSink, folder: Path) -> str | None:

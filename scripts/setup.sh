@@ -26,6 +26,7 @@ need=()
 daemon_answers || command -v dockerd >/dev/null || need+=(docker.io)  # an existing engine is kept
 command -v debootstrap >/dev/null || need+=(debootstrap)  # builds the base image without a registry
 command -v bwrap >/dev/null || need+=(bubblewrap)  # the opt-in local backend
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)  # scripts/team_mlflow.sh
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     echo "setup: installing ${need[*]} (Debian packages)" >&2
