@@ -13,11 +13,11 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
+from bench._cluster import Cluster, start_cluster
 from tests.conftest import REPO, json_lines, run_cli
 
 pytestmark = pytest.mark.skipif(shutil.which("docker") is None, reason="needs Docker (scripts/setup.sh)")
@@ -25,60 +25,9 @@ pytestmark = pytest.mark.skipif(shutil.which("docker") is None, reason="needs Do
 EXAMPLES = sorted(str(p) for p in (REPO / "assignments" / "ranker" / "examples").iterdir() if p.is_dir())
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@dataclass
-class Cluster:
-    """A scheduler and its workers, as processes of their own."""
-
-    address: str
-    tmp: Path
-    scheduler: subprocess.Popen
-    workers: dict[str, subprocess.Popen] = field(default_factory=dict)
-
-    def start_worker(self, name: str, *, env: dict | None = None, cwd: Path = REPO) -> subprocess.Popen:
-        log = (self.tmp / f"{name}.log").open("ab")
-        proc = subprocess.Popen([sys.executable, "-m", "harness", "worker", "--cluster", self.address,
-                                 "--host", "127.0.0.1", "--name", name, "--results", str(self.tmp / name)],
-                                cwd=cwd, env={**os.environ, **(env or {})}, stdout=log, stderr=log,
-                                start_new_session=True)
-        self.workers[name] = proc
-        return proc
-
-    def wait_for_workers(self, count: int, timeout: float = 60) -> None:
-        from distributed import Client
-
-        with Client(self.address, timeout=10, set_as_default=False) as client:
-            client.wait_for_workers(count, timeout=timeout)
-
-    def stop(self) -> None:
-        for proc in [*self.workers.values(), self.scheduler]:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-
-
-def _start(tmp: Path, workers: tuple[str, ...] = ()) -> Cluster:
-    port = _free_port()
-    log = (tmp / "scheduler.log").open("ab")
-    scheduler = subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_scheduler", "--host",
-                                  "127.0.0.1", "--port", str(port), "--no-dashboard"],
-                                 stdout=log, stderr=log, start_new_session=True)
-    cluster = Cluster(f"tcp://127.0.0.1:{port}", tmp, scheduler)
-    for name in workers:
-        cluster.start_worker(name)
-    if workers:
-        cluster.wait_for_workers(len(workers))
-    return cluster
-
-
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory) -> Iterator[Cluster]:
-    started = _start(tmp_path_factory.mktemp("cluster"), ("w1", "w2"))
+    started = start_cluster(tmp_path_factory.mktemp("cluster"), ("w1", "w2"))
     yield started
     started.stop()
 
@@ -212,7 +161,7 @@ def test_a_worker_with_other_code_is_refused_naming_both_versions(tmp_path):
         shutil.copytree(REPO / package, copy / package, ignore=shutil.ignore_patterns("__pycache__"))
     with (copy / "harness" / "worker.py").open("a") as fh:
         fh.write("# another build\n")
-    skewed = _start(tmp_path)
+    skewed = start_cluster(tmp_path)
     try:
         skewed.start_worker("old", env={"PYTHONPATH": str(copy)}, cwd=copy)
         skewed.wait_for_workers(1)
@@ -231,7 +180,7 @@ def test_a_worker_with_other_code_is_refused_naming_both_versions(tmp_path):
 
 def test_the_scheduler_going_away_stops_the_batch_and_a_rerun_resumes(tmp_path):
     (tmp_path / "first").mkdir()
-    lost = _start(tmp_path / "first", ("solo",))
+    lost = start_cluster(tmp_path / "first", ("solo",))
     results = tmp_path / "results"
     proc = subprocess.Popen([sys.executable, "-m", "harness", "grade", "ranker", *EXAMPLES, "--json",
                              "--no-mlflow", "--results", str(results), "--cluster", lost.address],
@@ -256,7 +205,7 @@ def test_the_scheduler_going_away_stops_the_batch_and_a_rerun_resumes(tmp_path):
                for p, raw in saved.items() if p not in kept)
     # a new cluster; the same command grades the rest and resumes what was kept
     (tmp_path / "second").mkdir()
-    again = _start(tmp_path / "second", ("solo",))
+    again = start_cluster(tmp_path / "second", ("solo",))
     try:
         rerun = run_cli("grade", "ranker", *EXAMPLES, "--json", "--no-mlflow", "--results", str(results),
                         "--cluster", again.address)

@@ -18,23 +18,16 @@ from pathlib import Path
 
 import pytest
 
+from bench._cluster import free_port
 from tests.conftest import REPO, run_cli
 
 pytestmark = pytest.mark.skipif(shutil.which("docker") is None, reason="needs Docker (scripts/setup.sh)")
 EXAMPLES = REPO / "assignments" / "ranker" / "examples"
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 class TeamServer:
     def __init__(self, folder: Path) -> None:
-        self.folder, self.port = folder, _free_port()
+        self.folder, self.port = folder, free_port()
         self.url = f"http://127.0.0.1:{self.port}"
 
     def script(self, command: str) -> None:
