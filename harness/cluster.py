@@ -17,6 +17,7 @@ import secrets
 import shutil
 import tempfile
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import CancelledError
 from pathlib import Path
@@ -31,7 +32,16 @@ from harness.errors import ClusterLost, DeterministicInfraError, InfraError, Spe
 from harness.results import MachineCheck, StageRecord, Status
 from harness.runtime import Runtime, build_graders
 from harness.spec import SPEC_FILE, Assignment, parse_spec
-from harness.worker import MACHINE, SLOTS, STEP_TOPIC, StageJob, StageOutcome, code_fingerprint, run_job
+from harness.worker import (
+    MACHINE,
+    SLOTS,
+    STEP_TOPIC,
+    StageJob,
+    StageOutcome,
+    code_fingerprint,
+    run_job,
+    slots_resource,
+)
 from sandbox import RunRequest, RunResult, SandboxBackend
 
 if TYPE_CHECKING:
@@ -43,6 +53,8 @@ if TYPE_CHECKING:
 CLUSTER_ENV = "HARNESS_CLUSTER"
 _CONNECT_S = 10
 _WORKERS_WAIT_S = 30
+_NO_WORKER_S = 120  # a job no worker can take for this long is left ungraded (infra_error)
+_POLL_S = 10
 _RETURN_SLACK = 64 << 20  # logs of probes and checks, rendered notebooks: beyond the declared outputs
 
 
@@ -90,7 +102,8 @@ def _harness_workers(client: Client, address: str) -> tuple[dict[str, tuple[str,
     accepted: dict[str, tuple[str, int]] = {}
     refused = []
     for addr, info in workers.items():
-        name, slots = str(info.get("name", addr)), int(info.get("resources", {}).get(SLOTS, 0))
+        resources = info.get("resources", {})
+        name, slots = str(info.get("name", addr)), int(resources.get(SLOTS, 0))
         code = theirs.get(addr)
         if not slots:
             refused.append(f"worker {name} is not a harness worker (start it with `harness worker`)")
@@ -116,21 +129,50 @@ class ClusterStages:
         self.client, self.address, self.workers, self.backend = client, address, workers, backend
         self.warnings = refused
         spec = assignment.spec
-        self._timed = any(stage.probe and stage.probe.quiet for stage in spec.stages)
+        self._timed = any(stage.probe for stage in spec.stages)  # a probe times what it probes
         self._spec_text = _spec_text(assignment)
         self._retries, self._backoff_s, self._weaker = retries, backoff_s, allow_weaker_isolation
         self.return_cap = _return_cap(assignment)
         blobs = {"kit": _kit(assignment)}
         blobs |= {f"data:{name}": pack_tree(path) for name, path in sorted(data.visible.items())}
         self._digests = {name: tree_digest(b) for name, b in blobs.items()}
-        # on every worker now: a worker that dies takes no only copy with it
-        self._blobs = client.scatter({self._digests[n]: b for n, b in blobs.items()}, broadcast=True,
-                                     hash=False)
+        self._bytes = {self._digests[n]: b for n, b in blobs.items()}
+        self._resource = slots_resource(code_fingerprint())
+        self._scatter()
         self._steps: dict[str, Callable[[str], None]] = {}
         self._futures: set[Any] = set()
         self._lock = threading.Lock()
         self._cancelled = False
         client.subscribe_topic(STEP_TOPIC, self._on_step)
+
+    def _scatter(self) -> None:
+        """The blobs on every worker now, so a worker that dies takes no only copy with it; again
+        when Dask lost them all the same (every worker that held them gone)."""
+        self._blobs = self.client.scatter(dict(self._bytes), broadcast=True, hash=False)
+
+    def _workers_alive(self) -> bool:
+        info = self.client.scheduler_info(n_workers=-1)["workers"]
+        return any(w.get("resources", {}).get(self._resource) for w in info.values())
+
+    def _wait(self, future: Any) -> StageOutcome:
+        """The job's outcome; InfraError when no worker that can take it has been there for
+        _NO_WORKER_S (Dask would wait for one for ever)."""
+        alone_since: float | None = None
+        while True:
+            try:
+                return future.result(timeout=_POLL_S)
+            except TimeoutError:
+                if self.client.status != "running":
+                    raise
+                if self._workers_alive():
+                    alone_since = None
+                    continue
+                alone_since = alone_since or time.monotonic()
+                if time.monotonic() - alone_since > _NO_WORKER_S:
+                    self.client.cancel([future], force=True)
+                    raise InfraError(f"no harness worker of this version at {self.address} for "
+                                     f"{_NO_WORKER_S} s: start one (`harness worker --cluster "
+                                     f"{self.address}`) and re-run") from None
 
     @property
     def slots(self) -> int:
@@ -162,23 +204,30 @@ class ClusterStages:
                        content_hash=staged.content_hash, commit=staged.commit, token=token,
                        return_cap=self.return_cap, retries=self._retries, backoff_s=self._backoff_s,
                        allow_weaker_isolation=self._weaker)
-        resources = {SLOTS: 1, **({MACHINE: 1} if self._timed else {})}
+        resources = {self._resource: 1, **({MACHINE: 1} if self._timed else {})}
+        submission = pack_tree(staged.path)
         with self._lock:
             if self._cancelled:
                 raise InfraError("cancelled")
             self._steps[token] = run.on_step
-            future = self.client.submit(run_job, job, self._blobs, pack_tree(staged.path),
-                                        key=f"mlgrade-{staged.candidate}-{token}", resources=resources,
-                                        workers=list(self.workers), allow_other_workers=False, pure=False)
+            blobs = self._blobs
+        future = self.client.submit(run_job, job, blobs, submission, resources=resources, pure=False,
+                                    key=f"mlgrade-{staged.candidate}-{token}")
+        with self._lock:
             self._futures.add(future)
         try:
-            outcome: StageOutcome = future.result()
+            outcome = self._wait(future)
         except KilledWorker as exc:
             raise InfraError(f"the workers that ran it died ({exc}); re-run to grade it") from None
         except (CancelledError, OSError, TimeoutError) as exc:
             if self._cancelled:
                 raise InfraError("cancelled") from None
             why = one_line(str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__, 160)
+            if self.client.status == "running":  # the scheduler is there: Dask lost the blobs
+                with self._lock:
+                    if self._blobs is blobs:
+                        self._scatter()
+                raise InfraError(f"Dask lost the job's data ({why}); sent again, retried") from None
             raise ClusterLost(f"the Dask scheduler at {self.address} went away ({why}); what was graded "
                               "is kept: re-run the same command to grade the rest") from None
         finally:
@@ -202,15 +251,23 @@ class ClusterStages:
         self.client.close()
 
 
+_RETURNED = ("logs", "outputs")
+
+
 def _apply(outcome: StageOutcome, run: RunState, result_dir: Path, *, cap: int) -> None:
     """What a worker returned, into the result folder and `run`; InfraError if it is not what a
     worker writes (too big, a path outside the folder, a record that does not parse)."""
     from pydantic import ValidationError
 
-    what = f"what worker {outcome.worker} returned"
+    what = f"what worker {one_line(str(outcome.worker), 80)} returned"
+    if len(outcome.files) > cap:
+        raise InfraError(f"{what} refused: {len(outcome.files)} bytes, over {cap}")
     landed = result_dir.with_name(owned_name(f".{result_dir.name}-remote"))
-    unpack_tree(outcome.files, landed, max_bytes=cap, what=what)
     try:
+        unpack_tree(outcome.files, landed, max_bytes=cap, what=what)
+        stray = [p.name for p in landed.iterdir() if p.name not in _RETURNED]
+        if stray:  # what a worker writes is logs and outputs: the rest of the folder is the coordinator's
+            raise InfraError(f"{what} refused: {stray[0]!r} is not one of {', '.join(_RETURNED)}")
         for path in sorted(landed.rglob("*")):
             target = result_dir / path.relative_to(landed)
             if path.is_dir() and not path.is_symlink():
@@ -227,13 +284,14 @@ def _apply(outcome: StageOutcome, run: RunState, result_dir: Path, *, cap: int) 
         run.stages = [StageRecord.model_validate(r) for r in outcome.stages]
         run.machine = MachineCheck.model_validate(outcome.machine) if outcome.machine else None
         run.status = Status(outcome.status)
-    except (ValidationError, ValueError) as exc:
-        raise InfraError(f"{what} refused: {exc.__class__.__name__}: {exc}") from None
+        timed = tuple(str(name) for name in outcome.timed_criteria)
+    except (ValidationError, ValueError, TypeError) as exc:
+        raise InfraError(f"{what} refused: {exc.__class__.__name__}: {one_line(str(exc), 300)}") from None
     finally:
         remove_tree(landed)
-    run.outputs, run.timed_criteria = outputs, tuple(outcome.timed_criteria)
-    run.message, run.reason = outcome.message, outcome.reason
-    run.image, run.image_id = outcome.image, outcome.image_id
+    run.outputs, run.timed_criteria = outputs, timed
+    run.message, run.reason = one_line(str(outcome.message), 2000), one_line(str(outcome.reason), 2000)
+    run.image, run.image_id = str(outcome.image), outcome.image_id
 
 
 def _spec_text(assignment: Assignment) -> str:
@@ -257,7 +315,12 @@ def _kit(assignment: Assignment) -> bytes:
     with tempfile.TemporaryDirectory(prefix="mlgrade-kit-") as tmp:
         for stage in assignment.spec.stages:
             if stage.pytest is not None and stage.pytest.hidden:
-                shutil.copytree(assignment.path(stage.pytest.suite), Path(tmp) / stage.pytest.suite,
+                suite = assignment.path(stage.pytest.suite)
+                links = [p for p in suite.rglob("*") if p.is_symlink()]
+                if links:  # copied, a link would bring what it points at (a secret seed, say) along
+                    raise SpecError(f"{assignment.dir / SPEC_FILE}: stages.{stage.name}.pytest.suite: "
+                                    f"{links[0]} is a link; a suite sent to workers holds files only")
+                shutil.copytree(suite, Path(tmp) / stage.pytest.suite, symlinks=True,
                                 ignore=shutil.ignore_patterns("__pycache__", "*.pyc"), dirs_exist_ok=True)
         return pack_tree(Path(tmp))
 

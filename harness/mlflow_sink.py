@@ -44,7 +44,7 @@ _MAX_PARAMS, _MAX_ENTITIES = 100, 1000  # MLflow's log_batch limits
 #: (harness.sinks.MlflowResults stops calling). Set in the environment, these are the user's.
 _UNANSWERED = re.compile(r"Max retries exceeded.*?Caused by (\w+)", re.DOTALL)
 _HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
-                  "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}
+                  "MLFLOW_HTTP_REQUEST_TIMEOUT": "15"}
 
 
 def default_tracking_uri(results_root: Path) -> str:
@@ -121,7 +121,18 @@ class MlflowSink:
             self._client = MlflowClient(tracking_uri=tracking_uri)
 
     def ping(self) -> bool:
-        """Whether the store answers a cheap query (after a failure: gone, or only that call)."""
+        """Whether the store answers a cheap query (after a failure: gone, or only that call). A
+        server's /health, once, within 5 s: not through MLflow's client and its retries."""
+        parts = urlsplit(self.tracking_uri)
+        if parts.scheme in ("http", "https") and not parts.username:
+            import urllib.request
+
+            try:
+                health = urlunsplit((*parts[:2], parts.path.rstrip("/") + "/health", "", ""))
+                with urllib.request.urlopen(health, timeout=5) as answer:  # noqa: S310 - http(s) only, above
+                    return answer.status == 200
+            except OSError:
+                return False
         try:
             with self._guard("check"):
                 self._client.search_experiments(max_results=1)

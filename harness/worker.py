@@ -21,7 +21,7 @@ from typing import Any
 from harness import __version__
 from harness._stages import RunState, run_sandboxed
 from harness._trees import pack_tree, unpack_tree
-from harness._workdirs import owned_name, remove_tree
+from harness._workdirs import owned_name, remove_tree, sweep_leftovers
 from harness.core.text import one_line
 from harness.data import DataSets
 from harness.errors import InfraError
@@ -29,10 +29,16 @@ from harness.intake import StagedSubmission
 from harness.runtime import Runtime
 from harness.spec import SPEC_FILE, Assignment, parse_spec
 
-#: Dask worker resources a `harness worker` advertises: its sandbox slots, and one "machine" that a
-#: submission with a timed service holds throughout, so no two measurements share a machine
+#: Dask worker resources a `harness worker` advertises: its sandbox slots, named after its code
+#: (slots_resource), so a job goes only to a worker that grades as the coordinator does, a worker
+#: that joined later included; and one "machine" that a submission with a service and its probe
+#: holds throughout, so no two measurements share a worker
 SLOTS = "mlgrade-slots"
 MACHINE = "mlgrade-machine"
+
+
+def slots_resource(code: str) -> str:
+    return f"{SLOTS}-{code}"
 STEP_TOPIC = "mlgrade-step"  # the worker's progress events (a step started), for the coordinator
 _REJOIN_S = 2.0
 _BLOB_MAX = 4 << 30  # a visible data set or kit: the coordinator's own files
@@ -202,12 +208,15 @@ def serve(*, cluster: str, slots: int, cache: Path, host: str | None = None, nam
         from harness.api import clean
 
         clean()
-    code_fingerprint()  # read now: a later change to the files on disk is not this worker's code
+    # what a killed worker left: candidates' files of the jobs it ran, half-unpacked blobs
+    sweep_leftovers(_STATE.cache / "worker" / "jobs", _STATE.cache / "worker" / "blobs")
+    code = code_fingerprint()  # read now: a later change to the files on disk is not this worker's code
 
     async def _run() -> None:
         while True:  # a scheduler that went away is waited for: the worker joins it again when back
             try:
-                async with Worker(cluster, nthreads=slots, resources={SLOTS: slots, MACHINE: 1}, host=host,
+                resources: dict[str, float] = {SLOTS: slots, slots_resource(code): slots, MACHINE: 1}
+                async with Worker(cluster, nthreads=slots, resources=resources, host=host,
                                   name=name or f"{os.uname().nodename}-{os.getpid()}",
                                   local_directory=str(_STATE.cache / "worker" / "dask"),
                                   dashboard=False) as worker:
