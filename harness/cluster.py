@@ -50,7 +50,6 @@ if TYPE_CHECKING:
     from harness._stages import RunState
     from harness.intake import StagedSubmission
 
-CLUSTER_ENV = "HARNESS_CLUSTER"
 _CONNECT_S = 10
 _WORKERS_WAIT_S = 30
 _NO_WORKER_S = 120  # a job no worker can take for this long is left ungraded (infra_error)
@@ -97,25 +96,22 @@ def _harness_workers(client: Client, address: str) -> tuple[dict[str, tuple[str,
         raise InfraError(f"no worker joined the scheduler at {address} within {_WORKERS_WAIT_S} s: start "
                          f"one with `harness worker --cluster {address}`") from None
     mine = code_fingerprint()
-    workers = client.scheduler_info(n_workers=-1)["workers"]
-    theirs = client.run(code_fingerprint, on_error="return")
     accepted: dict[str, tuple[str, int]] = {}
     refused = []
-    for addr, info in workers.items():
+    for addr, info in client.scheduler_info(n_workers=-1)["workers"].items():
         resources = info.get("resources", {})
         name, slots = str(info.get("name", addr)), int(resources.get(SLOTS, 0))
-        code = theirs.get(addr)
+        # a harness worker names its code in its slots' resource (harness.worker.slots_resource)
+        theirs = next((key.removeprefix(f"{SLOTS}-") for key in resources if key.startswith(f"{SLOTS}-")), "")
         if not slots:
             refused.append(f"worker {name} is not a harness worker (start it with `harness worker`)")
-        elif code != mine:
-            other = code if isinstance(code, str) else f"no harness ({code.__class__.__name__})"
-            refused.append(f"worker {name} runs harness {other}, the coordinator {mine}: install the "
+        elif theirs != mine:
+            refused.append(f"worker {name} runs harness {theirs}, the coordinator {mine}: install the "
                            "coordinator's version on every worker")
         else:
             accepted[addr] = (name, slots)
     if not accepted:
-        error = DeterministicInfraError(f"no worker at {address} can grade: {'; '.join(refused)}")
-        raise error
+        raise DeterministicInfraError(f"no worker at {address} can grade: {'; '.join(refused)}")
     return accepted, refused
 
 
@@ -196,7 +192,7 @@ class ClusterStages:
         from distributed import KilledWorker
 
         token = secrets.token_hex(8)
-        job = StageJob(code=code_fingerprint(), version=assignment.spec.version, spec_text=self._spec_text,
+        job = StageJob(code=code_fingerprint(), spec_text=self._spec_text,
                        backend=self.backend, kit=self._digests["kit"],
                        data=tuple((n.removeprefix("data:"), d) for n, d in self._digests.items()
                                   if n != "kit"),

@@ -49,7 +49,6 @@ class StageJob:
     """One submission's sandboxed part, as the coordinator describes it."""
 
     code: str  # the coordinator's code_fingerprint(): a worker with other code refuses the job
-    version: str
     spec_text: str  # the assignment.yaml the coordinator loaded
     backend: str
     kit: str  # digest of the kit's bytes
