@@ -185,7 +185,7 @@ class ClusterStages:
         with self._lock:
             on_step = self._steps.get(message.get("token", ""))
         if on_step is not None:
-            on_step(f"{message.get('step', '')} @ {message.get('worker', '')}")
+            on_step(f"{message.get('step', '')} @ {message.get('by', '')}")
 
     def run(self, *, assignment: Assignment, staged: StagedSubmission, run: RunState,
             result_dir: Path) -> None:

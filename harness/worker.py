@@ -135,7 +135,7 @@ def run_job(job: StageJob, blobs: dict[str, bytes], submission: bytes) -> StageO
                                   path=work / "submission", content_hash=job.content_hash, commit=job.commit)
         run = RunState(image=runtime.image, image_id=runtime.image_id)
         run.on_step = lambda step: worker.log_event(STEP_TOPIC, {"token": job.token, "step": step,
-                                                                 "worker": name})
+                                                                 "by": name})  # Dask sets "worker"
         result_dir = work / "result"
         (result_dir / "logs").mkdir(parents=True)
         run_sandboxed(assignment, staged, runtime, run, result_dir, work / "scratch")
